@@ -1,0 +1,44 @@
+#include "dseek/model/workspace.h"
+
+#include <algorithm>
+
+#include "dseek/model/router.h"
+
+namespace dseek {
+
+Workspace::Workspace(const ModelConfig& c, int64_t T, int64_t ctx, ThreadPool* pool_)
+    : max_tokens(T), max_context(ctx), pool(pool_) {
+  auto sz = [](int64_t n) { return size_t(std::max<int64_t>(n, 0)); };
+  const int64_t D = c.hidden_size, H = c.num_attention_heads;
+  x.resize(sz(T * D));
+  h.resize(sz(T * D));
+  block_out.resize(sz(T * D));
+  q_a.resize(sz(T * c.q_lora_rank));
+  q.resize(sz(T * H * c.qk_head_dim()));
+  kv_a.resize(sz(T * c.kv_latent_dim()));
+  head_in.resize(sz(T * std::max(c.qk_nope_head_dim, c.kv_lora_rank)));
+  head_lat.resize(sz(T * c.kv_lora_rank));
+  head_out.resize(sz(T * c.v_head_dim));
+  attn.resize(sz(T * H * c.v_head_dim));
+  scores.resize(sz(ctx));
+  rope_cs.resize(sz(std::max(c.qk_rope_head_dim, c.index_head_dim)));
+  ctx_ckv.resize(sz(ctx * c.kv_lora_rank));
+  ctx_kv.resize(sz(ctx * H * (c.qk_nope_head_dim + c.v_head_dim)));
+  const int64_t inter = std::max({c.intermediate_size, c.moe_intermediate_size * std::max<int64_t>(1, c.n_shared_experts)});
+  ffn_gate.resize(sz(T * inter));
+  ffn_up.resize(sz(T * inter));
+  const int64_t E = c.n_routed_experts, k = c.num_experts_per_tok;
+  router_logits.resize(sz(T * E));
+  RouterParams rp = RouterParams::from_config(c, nullptr);
+  router_scratch.resize(sz(route_scratch_size(rp)));
+  topk_ids.resize(sz(T * k));
+  topk_weights.resize(sz(T * k));
+  expert_rows.resize(sz(T * k));
+  expert_count.resize(sz(E + 1));
+  expert_cursor.resize(sz(E));
+  expert_x.resize(sz(T * D));
+  expert_y.resize(sz(T * D));
+  mtp_cat.resize(sz(T * 2 * D));
+}
+
+}  // namespace dseek

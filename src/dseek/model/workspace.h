@@ -1,0 +1,52 @@
+// Scratch memory for one forward call, sized once for at most `max_tokens` tokens per call and
+// `max_context` cached positions, so forward allocates nothing (STYLE.md: plan, allocate, run).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "dseek/core/thread_pool.h"
+#include "dseek/io/config.h"
+
+namespace dseek {
+
+struct Workspace {
+  Workspace(const ModelConfig& c, int64_t max_tokens, int64_t max_context, ThreadPool* pool = nullptr);
+
+  int64_t max_tokens = 0;
+  int64_t max_context = 0;
+  ThreadPool* pool = nullptr;  // not owned; null runs single-threaded
+
+  // Residual stream and norms.
+  std::vector<float> x;          // (T, hidden) residual stream
+  std::vector<float> h;          // (T, hidden) normed input of a sub-block
+  std::vector<float> block_out;  // (T, hidden) attention or FFN output
+  // MLA.
+  std::vector<float> q_a;        // (T, q_lora_rank)
+  std::vector<float> q;          // (T, H * qk_head_dim): [q_nope | q_pe] per head
+  std::vector<float> kv_a;       // (T, kv_lora_rank + qk_rope_head_dim)
+  std::vector<float> head_in;    // (T, max(qk_nope_head_dim, kv_lora_rank)) one head's inputs, gathered
+  std::vector<float> head_lat;   // (T, kv_lora_rank) one head's absorbed query / latent output
+  std::vector<float> head_out;   // (T, v_head_dim)
+  std::vector<float> attn;       // (T, H * v_head_dim)
+  std::vector<float> scores;     // (max_context)
+  std::vector<float> rope_cs;    // (qk_rope_head_dim): cos | sin
+  std::vector<float> ctx_ckv;    // naive path: (max_context, kv_lora_rank) gathered c_kv
+  std::vector<float> ctx_kv;     // naive path: (max_context, H * (qk_nope_head_dim + v_head_dim))
+  // FFN / MoE.
+  std::vector<float> ffn_gate;   // (T, max intermediate)
+  std::vector<float> ffn_up;     // (T, max intermediate)
+  std::vector<float> router_logits;  // (T, n_routed_experts)
+  std::vector<float> router_scratch;
+  std::vector<int32_t> topk_ids;     // (T, num_experts_per_tok)
+  std::vector<float> topk_weights;   // (T, num_experts_per_tok)
+  std::vector<int32_t> expert_rows;  // (T * num_experts_per_tok) token-slot lists grouped by expert
+  std::vector<int32_t> expert_count; // (n_routed_experts + 1) prefix sums
+  std::vector<int32_t> expert_cursor;  // (n_routed_experts)
+  std::vector<float> expert_x;       // (T, hidden) tokens gathered for one expert
+  std::vector<float> expert_y;       // (T, hidden)
+  // MTP.
+  std::vector<float> mtp_cat;        // (T, 2 * hidden)
+};
+
+}  // namespace dseek
