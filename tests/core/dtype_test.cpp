@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <vector>
 
 namespace dseek {
 namespace {
@@ -62,6 +63,33 @@ TEST(DType, E4M3AllBytePatterns) {
   EXPECT_EQ(e4m3_to_f32(0x01), std::ldexp(1.0f, -9));
   EXPECT_TRUE(std::signbit(e4m3_to_f32(0x80)));
   EXPECT_EQ(e4m3_to_f32(0x80), 0.0f);
+}
+
+}  // namespace
+}  // namespace dseek
+
+namespace dseek {
+namespace {
+
+// e4m3_round: every E4M3 value is a fixed point; midpoints between neighbours round to the one
+// with an even mantissa; beyond 448 saturates.
+TEST(DType, E4M3RoundNearestEven) {
+  std::vector<float> vals;
+  for (int b = 0; b < 0x7f; ++b) vals.push_back(e4m3_to_f32(uint8_t(b)));  // 0 .. 448, ascending
+  for (size_t i = 0; i < vals.size(); ++i) {
+    ASSERT_EQ(e4m3_round(vals[i]), vals[i]) << i;
+    ASSERT_EQ(e4m3_round(-vals[i]), -vals[i]) << i;
+    if (i + 1 < vals.size()) {
+      const float mid = (vals[i] + vals[i + 1]) / 2;  // exact in float
+      const float even = (i % 2 == 0) ? vals[i] : vals[i + 1];  // byte i has mantissa parity i % 2
+      EXPECT_EQ(e4m3_round(mid), even) << "midpoint of bytes " << i << " and " << i + 1;
+      EXPECT_EQ(e4m3_round(std::nextafter(mid, 0.f)), vals[i]);
+      EXPECT_EQ(e4m3_round(std::nextafter(mid, 1000.f)), vals[i + 1]);
+    }
+  }
+  EXPECT_EQ(e4m3_round(1000.f), 448.f);
+  EXPECT_EQ(e4m3_round(-1e9f), -448.f);
+  EXPECT_TRUE(std::isnan(e4m3_round(NAN)));
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "dseek/core/dtype.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <limits>
@@ -90,6 +91,19 @@ float e4m3_to_f32(uint8_t b) {
   else
     v = std::ldexp(float(8 + mant), exp - 10);  // (1 + mant/8) * 2^(exp-7)
   return neg ? -v : v;
+}
+
+float e4m3_round(float x) {
+  if (std::isnan(x)) return x;
+  const float a = std::fabs(x);
+  if (a == 0.f) return x;
+  int e;
+  std::frexp(a, &e);                    // a = f * 2^e, f in [0.5, 1): binade 2^(e-1)
+  const int binade = std::max(e - 1, -6);  // below 2^-6 the subnormal spacing 2^-9 applies
+  const float step = std::ldexp(1.0f, binade - 3);  // 3 mantissa bits
+  float r = std::nearbyint(a / step) * step;        // default rounding mode: ties to even
+  r = std::min(r, 448.0f);
+  return std::copysign(r, x);
 }
 
 float e5m2_to_f32(uint8_t b) { return f16_to_f32(uint16_t(b) << 8); }

@@ -58,6 +58,10 @@ float e4m3_to_f32(uint8_t b);
 // E5M2 byte -> float (IEEE-like, has infinities).
 float e5m2_to_f32(uint8_t b);
 
+// x rounded to the nearest E4M3FN value (ties to even), saturating at ±448; NaN stays NaN.
+// Returns the value as float (exact), not the byte.
+float e4m3_round(float x);
+
 // Table of all 256 E4M3FN values, built once per process on first use (const after).
 const float* e4m3_table();
 

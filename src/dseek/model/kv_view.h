@@ -11,7 +11,7 @@ namespace dseek {
 
 struct KVCacheView {
   float* latent = nullptr;      // (n_layers, capacity, kv_lora_rank + qk_rope_head_dim)
-  float* index_keys = nullptr;  // (n_layers, capacity, index_head_dim): V3.2 indexer keys, else null
+  float* index_keys = nullptr;  // (n_layers, capacity, index_head_dim + 1): V3.2 indexer keys + scale, else null
   int64_t n_layers = 0;         // main layers, then MTP layers
   int64_t capacity = 0;         // positions
   int64_t latent_dim = 0;

@@ -65,8 +65,8 @@ void masked_softmax(float* s, int64_t n, const uint8_t* allowed) {
 
 }  // namespace
 
-void mla_forward(float* out, const float* x, int64_t T, int64_t start_pos, const MlaWeights& w, const MlaParams& p,
-                 float* cache, AttnImpl impl, Workspace& ws, const uint8_t* allowed) {
+void mla_project(const float* x, int64_t T, int64_t start_pos, const MlaWeights& w, const MlaParams& p, float* cache,
+                 Workspace& ws) {
   const int64_t H = p.n_heads, nope = p.qk_nope_head_dim, rope = p.qk_rope_head_dim, vd = p.v_head_dim;
   const int64_t R = p.kv_lora_rank, L = p.latent_dim(), qkd = p.qk_head_dim(), half = rope / 2;
   const int64_t end_pos = start_pos + T;
@@ -98,6 +98,15 @@ void mla_forward(float* out, const float* x, int64_t T, int64_t start_pos, const
     for (int64_t h = 0; h < H; ++h) rope_apply_interleaved(q + (t * H + h) * qkd + nope, cos, sin, half);
   }
 
+}
+
+void mla_attend(float* out, int64_t T, int64_t start_pos, const MlaWeights& w, const MlaParams& p, const float* cache,
+                AttnImpl impl, Workspace& ws, const uint8_t* allowed) {
+  const int64_t H = p.n_heads, nope = p.qk_nope_head_dim, rope = p.qk_rope_head_dim, vd = p.v_head_dim;
+  const int64_t R = p.kv_lora_rank, L = p.latent_dim(), qkd = p.qk_head_dim();
+  const int64_t end_pos = start_pos + T;
+  ThreadPool* pool = ws.pool;
+  const float* q = ws.q.data();  // (T, H, qkd)
   float* scores = ws.scores.data();
   const int64_t allowed_stride = end_pos;
   if (impl == AttnImpl::kAbsorb) {
@@ -154,6 +163,12 @@ void mla_forward(float* out, const float* x, int64_t T, int64_t start_pos, const
     }
   }
   matmul(out, ws.attn.data(), w.o_proj, T, pool);
+}
+
+void mla_forward(float* out, const float* x, int64_t T, int64_t start_pos, const MlaWeights& w, const MlaParams& p,
+                 float* cache, AttnImpl impl, Workspace& ws) {
+  mla_project(x, T, start_pos, w, p, cache, ws);
+  mla_attend(out, T, start_pos, w, p, cache, impl, ws);
 }
 
 }  // namespace dseek

@@ -37,11 +37,20 @@ struct MlaParams {
   int64_t latent_dim() const { return kv_lora_rank + qk_rope_head_dim; }
 };
 
-// out (T, hidden) = MLA over x (T, hidden) (already input_layernorm'ed) for the tokens at positions
-// start_pos .. start_pos + T - 1. Writes their latent rows into cache (capacity, latent_dim) and
-// attends causally to positions [0, pos]. `allowed` (optional, (T, start_pos + T) bytes, 1 = keep)
-// restricts which keys each query may attend to (V3.2 sparse attention).
+// Step 1 of MLA for x (T, hidden) (already input_layernorm'ed) at positions start_pos .. start_pos+T-1:
+// queries into ws.q (T, H, qk_head_dim) with q_pe rotated, the normalised q latent into ws.q_a
+// (T, q_lora_rank; the V3.2 indexer reads it), and the tokens' latent rows into cache (capacity, latent_dim).
+void mla_project(const float* x, int64_t T, int64_t start_pos, const MlaWeights& w, const MlaParams& p, float* cache,
+                 Workspace& ws);
+
+// Step 2: out (T, hidden) = attention of ws.q over cache positions [0, pos] for each query, then
+// o_proj. `allowed` (optional, (T, start_pos + T) bytes, 1 = attend) restricts the keys each query
+// sees (V3.2 sparse attention); without it attention is dense and causal.
+void mla_attend(float* out, int64_t T, int64_t start_pos, const MlaWeights& w, const MlaParams& p, const float* cache,
+                AttnImpl impl, Workspace& ws, const uint8_t* allowed = nullptr);
+
+// Dense MLA: mla_project then mla_attend.
 void mla_forward(float* out, const float* x, int64_t T, int64_t start_pos, const MlaWeights& w, const MlaParams& p,
-                 float* cache, AttnImpl impl, Workspace& ws, const uint8_t* allowed = nullptr);
+                 float* cache, AttnImpl impl, Workspace& ws);
 
 }  // namespace dseek

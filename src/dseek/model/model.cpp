@@ -15,6 +15,10 @@ Model Model::load(const std::string& dir, const LoadOptions& opts) {
   m.ckpt_ = Checkpoint::open(dir);
   m.w_ = bind_weights(m.ckpt_, m.cfg_, opts.load_mtp);
   m.mla_ = MlaParams::from_config(m.cfg_);
+  if (m.cfg_.has_indexer()) {
+    m.indexer_ = IndexerParams::from_config(m.cfg_, m.mla_.inv_freq.data(), m.mla_.rope_attn_factor);
+    m.indexer_.fp8 = opts.indexer_fp8;
+  }
   for (int64_t l = 0; l < m.n_cache_layers(); ++l) {
     const LayerWeights& L = l < m.cfg_.num_hidden_layers ? m.w_.layers[size_t(l)]
                                                           : m.w_.mtp[size_t(l - m.cfg_.num_hidden_layers)].block;
@@ -42,7 +46,23 @@ void Model::layer_forward(const LayerWeights& L, int64_t layer, int64_t T, int64
   float* o = ws.block_out.data();
   // x = x + attn(attn_norm(x)); x = x + ffn(ffn_norm(x))  (pre-norm residual blocks)
   rmsnorm(h, x, L.input_layernorm.data(), T, D, eps);
-  mla_forward(o, h, T, start_pos, L.self_attn, mla_, cache.layer_latent(layer), impl, ws);
+  float* latent = cache.layer_latent(layer);
+  mla_project(h, T, start_pos, L.self_attn, mla_, latent, ws);
+  const uint8_t* allowed = nullptr;
+  if (L.self_attn.indexer.present()) {
+    // DeepSeek Sparse Attention: the indexer picks the keys, MLA attends to those only.
+    const int64_t end_pos = start_pos + T;
+    float* scores = nullptr;
+    if (trace) {
+      trace->indexer_scores.emplace_back(size_t(T * end_pos));
+      scores = trace->indexer_scores.back().data();
+    }
+    indexer_forward(ws.idx_allowed.data(), scores, h, ws.q_a.data(), T, start_pos, L.self_attn.indexer, indexer_,
+                    cache.layer_index_keys(layer), ws);
+    allowed = ws.idx_allowed.data();
+    if (trace) trace->indexer_mask.emplace_back(allowed, allowed + T * end_pos);
+  }
+  mla_attend(o, T, start_pos, L.self_attn, mla_, latent, impl, ws, allowed);
   for (int64_t i = 0; i < T * D; ++i) x[i] += o[i];
   rmsnorm(h, x, L.post_attention_layernorm.data(), T, D, eps);
   if (L.is_moe) {
@@ -70,6 +90,7 @@ void Model::forward(const int32_t* tokens, int64_t T, int64_t start_pos, const K
   DSEEK_CHECK(T > 0 && T <= ws.max_tokens, "forward: T outside the workspace");
   DSEEK_CHECK(start_pos + T <= cache.capacity && start_pos + T <= ws.max_context, "forward: context exceeds the cache");
   DSEEK_CHECK(cache.latent_dim == cfg_.kv_latent_dim() && cache.n_layers >= cfg_.num_hidden_layers, "forward: cache shape");
+  DSEEK_CHECK(!cfg_.has_indexer() || cache.index_keys, "forward: V3.2 needs the indexer key cache");
   float* x = ws.x.data();
   embed(x, w_.embed_tokens, tokens, T);
   if (trace) trace->embed_out.assign(x, x + T * D);

@@ -7,6 +7,7 @@
 
 #include "dseek/io/checkpoint.h"
 #include "dseek/io/config.h"
+#include "dseek/model/indexer.h"
 #include "dseek/model/kv_view.h"
 #include "dseek/model/mla.h"
 #include "dseek/model/router.h"
@@ -16,7 +17,8 @@
 namespace dseek {
 
 struct LoadOptions {
-  bool load_mtp = false;  // bind the MTP modules (they cost nothing unless asked for)
+  bool load_mtp = false;     // bind the MTP modules (they cost nothing unless asked for)
+  bool indexer_fp8 = true;   // V3.2: quantize indexer q/k to E4M3 as the reference does
 };
 
 // What a forward call may record besides logits (tests and `dseek forward` use it).
@@ -26,6 +28,10 @@ struct ForwardTrace {
   std::vector<std::vector<int32_t>> topk_ids;          // L x (T, k); empty for dense layers
   std::vector<std::vector<float>> topk_weights;        // L x (T, k)
   std::vector<float> final_norm_out;                   // (T, hidden)
+  // V3.2 only, per layer: index scores (T, start_pos + T) with -inf for future keys, and the
+  // selected keys (T, start_pos + T), 1 = attended.
+  std::vector<std::vector<float>> indexer_scores;
+  std::vector<std::vector<uint8_t>> indexer_mask;
 };
 
 class Model {
@@ -62,6 +68,7 @@ class Model {
   ModelConfig cfg_;
   ModelWeights w_;
   MlaParams mla_;
+  IndexerParams indexer_;
   std::vector<RouterParams> router_;  // per cache layer
 };
 

@@ -38,6 +38,13 @@ Workspace::Workspace(const ModelConfig& c, int64_t T, int64_t ctx, ThreadPool* p
   expert_cursor.resize(sz(E));
   expert_x.resize(sz(T * D));
   expert_y.resize(sz(T * D));
+  if (c.has_indexer()) {
+    idx_q.resize(sz(T * c.index_n_heads * c.index_head_dim));
+    idx_w.resize(sz(T * c.index_n_heads));
+    idx_k.resize(sz(T * c.index_head_dim));
+    idx_top.resize(sz(c.index_topk));
+    idx_allowed.resize(sz(T * ctx));
+  }
   mtp_cat.resize(sz(T * 2 * D));
 }
 

@@ -45,6 +45,12 @@ struct Workspace {
   std::vector<int32_t> expert_cursor;  // (n_routed_experts)
   std::vector<float> expert_x;       // (T, hidden) tokens gathered for one expert
   std::vector<float> expert_y;       // (T, hidden)
+  // V3.2 lightning indexer.
+  std::vector<float> idx_q;        // (T, index_n_heads * index_head_dim)
+  std::vector<float> idx_w;        // (T, index_n_heads)
+  std::vector<float> idx_k;        // (T, index_head_dim)
+  std::vector<int32_t> idx_top;    // (index_topk)
+  std::vector<uint8_t> idx_allowed;  // (T, max_context) keys each query attends
   // MTP.
   std::vector<float> mtp_cat;        // (T, 2 * hidden)
 };
