@@ -96,6 +96,17 @@ ChatTemplate ChatTemplate::load(const std::string& dir) {
 
 std::string ChatTemplate::render(const nlohmann::json& messages, bool add_generation_prompt,
                                  const nlohmann::json* tools, const nlohmann::json& extra) const {
+  return render_impl(messages, add_generation_prompt, tools, extra);
+}
+
+std::string ChatTemplate::render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
+                                 const nlohmann::ordered_json* tools, const nlohmann::ordered_json& extra) const {
+  return render_impl(messages, add_generation_prompt, tools, extra);
+}
+
+template <class Json>
+std::string ChatTemplate::render_impl(const Json& messages, bool add_generation_prompt, const Json* tools,
+                                      const Json& extra) const {
   using jinja::Value;
   if (!tmpl_) throw Error("ChatTemplate::render: no template loaded");
   if (!extra.is_object()) throw Error(label_ + ": extra template variables must be a JSON object");

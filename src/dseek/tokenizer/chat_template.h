@@ -33,9 +33,16 @@ class ChatTemplate {
   // if given), add_generation_prompt, bos_token/eos_token/pad_token/unk_token (those known), then
   // every key of `extra` (which may override them). Throws dseek::Error "label:line: ..." on a
   // runtime error, a raise_exception() call or an exceeded limit.
+  //
+  // Key order: Python dicts keep the order of the JSON document, and it shows wherever a template
+  // prints a dict (tools|tojson). nlohmann::json sorts object keys when it parses; pass
+  // nlohmann::ordered_json (the overload below) to render exactly what transformers renders.
   std::string render(const nlohmann::json& messages, bool add_generation_prompt,
                      const nlohmann::json* tools = nullptr,
                      const nlohmann::json& extra = nlohmann::json::object()) const;
+  std::string render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
+                     const nlohmann::ordered_json* tools,
+                     const nlohmann::ordered_json& extra = nlohmann::ordered_json::object()) const;
 
   const std::string& label() const { return label_; }
   const std::optional<std::string>& bos_token() const { return bos_token_; }
@@ -45,6 +52,9 @@ class ChatTemplate {
   void set_limits(const jinja::Limits& limits) { limits_ = limits; }
 
  private:
+  template <class Json>
+  std::string render_impl(const Json& messages, bool add_generation_prompt, const Json* tools, const Json& extra) const;
+
   std::shared_ptr<const jinja::Template> tmpl_;
   std::string label_;
   std::optional<std::string> bos_token_, eos_token_, pad_token_, unk_token_;

@@ -345,6 +345,29 @@ std::string printf_format(const std::string& fmt, const std::vector<Value>& args
 
 }  // namespace
 
+namespace {
+constexpr std::string_view kFilters[] = {
+    "tojson", "trim",   "length",   "count",     "string",      "safe",   "join",     "default", "d",
+    "first",  "last",   "upper",    "lower",     "title",       "capitalize", "replace", "items", "list",
+    "reverse", "selectattr", "rejectattr", "select", "reject", "map", "sort", "unique", "dictsort",
+    "min",    "max",    "sum",      "abs",       "int",         "float",  "round",    "indent",  "escape",
+    "e",      "forceescape", "attr", "format",   "wordcount"};
+constexpr std::string_view kTests[] = {
+    "defined", "undefined", "none", "string", "mapping", "iterable", "sequence", "number", "integer",
+    "float",   "boolean",   "true", "false",  "callable", "escaped", "odd",      "even",   "divisibleby",
+    "lower",   "upper",     "eq",   "equalto", "==",     "ne",      "!=",       "lt",     "lessthan",
+    "<",       "le",        "<=",   "gt",     "greaterthan", ">",   "ge",       ">=",     "in",
+    "sameas"};
+}  // namespace
+
+bool is_known_filter(std::string_view name) {
+  return std::find(std::begin(kFilters), std::end(kFilters), name) != std::end(kFilters);
+}
+
+bool is_known_test(std::string_view name) {
+  return std::find(std::begin(kTests), std::end(kTests), name) != std::end(kTests);
+}
+
 Value apply_filter(Interpreter& in, std::string_view name, const Value& v, CallArgs& a) {
   if (name == "tojson") return filter_tojson(v, a);
   if (name == "trim") {

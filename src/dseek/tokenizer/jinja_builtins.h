@@ -23,6 +23,10 @@ Value get_attr(const Value& obj, const std::string& name);
 // `obj[key]`: item first, then attribute. Missing: Undefined; `obj` undefined: throws.
 Value get_item(const Value& obj, const Value& key);
 
+// Whether a filter/test of that name exists (jinja2 rejects unknown names when it compiles).
+bool is_known_filter(std::string_view name);
+bool is_known_test(std::string_view name);
+
 // range, dict, namespace, raise_exception, strftime_now.
 Globals make_builtin_globals();
 

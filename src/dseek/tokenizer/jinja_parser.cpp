@@ -4,6 +4,7 @@
 #include <initializer_list>
 
 #include "dseek/core/error.h"
+#include "dseek/tokenizer/jinja_builtins.h"
 #include "dseek/tokenizer/jinja_lexer.h"
 
 namespace dseek::jinja {
@@ -129,7 +130,11 @@ class Parser {
     while (true) {
       const Token& t = cur();
       if (t.kind == TokKind::kEof) {
-        if (end_names.size()) fail("unexpected end of template, expected '" + std::string(*end_names.begin()) + "'");
+        if (end_names.size()) {
+          std::string expected;
+          for (auto e : end_names) expected += (expected.empty() ? "'" : " or '") + std::string(e) + "'";
+          fail("unexpected end of template, expected " + expected);
+        }
         return body;
       }
       if (t.kind == TokKind::kData) {
@@ -735,7 +740,9 @@ class Parser {
         if (need_pipe) advance();
         need_pipe = true;
         auto f = node(ExprKind::kFilter, at);
+        const Token& name_tok = cur();
         f->name = parse_dotted_name();
+        if (!is_known_filter(f->name)) fail_at(name_tok, "no filter named '" + f->name + "'");
         f->args.push_back(std::move(e));
         if (at_op("(")) parse_call_args(*f);
         e = finish(std::move(f));
@@ -758,7 +765,9 @@ class Parser {
       advance();
     }
     auto t = node(ExprKind::kTest, at);
+    const Token& name_tok = cur();
     t->name = parse_dotted_name();
+    if (!is_known_test(t->name)) fail_at(name_tok, "no test named '" + t->name + "'");
     t->args.push_back(std::move(value));
     const Token& c = cur();
     if (is_op(c, "(")) {

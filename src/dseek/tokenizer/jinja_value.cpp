@@ -123,31 +123,32 @@ Value Value::callable(std::string name, std::function<Value(Interpreter&, CallAr
 }
 
 namespace {
-Value from_json_at(const nlohmann::json& j, int depth) {
+template <class Json>
+Value from_json_at(const Json& j, int depth) {
   check_depth(depth);
   switch (j.type()) {
-    case nlohmann::json::value_t::null:
+    case Json::value_t::null:
       return Value::none();
-    case nlohmann::json::value_t::boolean:
-      return Value::boolean(j.get<bool>());
-    case nlohmann::json::value_t::number_integer:
-      return Value::integer(j.get<int64_t>());
-    case nlohmann::json::value_t::number_unsigned: {
-      const auto u = j.get<uint64_t>();
+    case Json::value_t::boolean:
+      return Value::boolean(j.template get<bool>());
+    case Json::value_t::number_integer:
+      return Value::integer(j.template get<int64_t>());
+    case Json::value_t::number_unsigned: {
+      const auto u = j.template get<uint64_t>();
       if (u <= uint64_t(INT64_MAX)) return Value::integer(int64_t(u));
       return Value::number(double(u));
     }
-    case nlohmann::json::value_t::number_float:
-      return Value::number(j.get<double>());
-    case nlohmann::json::value_t::string:
-      return Value::string(j.get<std::string>());
-    case nlohmann::json::value_t::array: {
+    case Json::value_t::number_float:
+      return Value::number(j.template get<double>());
+    case Json::value_t::string:
+      return Value::string(j.template get<std::string>());
+    case Json::value_t::array: {
       std::vector<Value> items;
       items.reserve(j.size());
       for (const auto& e : j) items.push_back(from_json_at(e, depth + 1));
       return Value::list(std::move(items));
     }
-    case nlohmann::json::value_t::object: {
+    case Json::value_t::object: {
       std::vector<std::pair<Value, Value>> items;
       items.reserve(j.size());
       for (auto it = j.begin(); it != j.end(); ++it) {
@@ -162,6 +163,7 @@ Value from_json_at(const nlohmann::json& j, int depth) {
 }  // namespace
 
 Value Value::from_json(const nlohmann::json& j) { return from_json_at(j, 0); }
+Value Value::from_json(const nlohmann::ordered_json& j) { return from_json_at(j, 0); }
 
 // ---- accessors ------------------------------------------------------------------------------
 

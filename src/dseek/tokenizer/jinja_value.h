@@ -76,7 +76,10 @@ class Value {
   static Value dict(std::vector<std::pair<Value, Value>> items);      // later duplicate keys win
   static Value ns(std::shared_ptr<Namespace> n) { return Value(Payload(std::in_place_index<8>, std::move(n))); }
   static Value callable(std::string name, std::function<Value(Interpreter&, CallArgs&)> fn, bool has_ns = false);
-  static Value from_json(const nlohmann::json& j);  // throws dseek::Error if nested too deep
+  // JSON to a value; throws dseek::Error if nested too deep. Objects keep the order of the json type:
+  // nlohmann::json sorts keys, nlohmann::ordered_json keeps document order as Python's json does.
+  static Value from_json(const nlohmann::json& j);
+  static Value from_json(const nlohmann::ordered_json& j);
 
   Kind kind() const { return Kind(v_.index()); }
   bool is_undefined() const { return kind() == Kind::kUndefined; }
