@@ -157,17 +157,17 @@ std::string onig_to_pcre2(std::string_view p) {
 Regex::Regex(std::string_view pattern, bool literal, const std::string& context) {
   if (!utf8::is_valid(pattern)) throw Error(context + ": pattern is not valid UTF-8");
   std::string source;
-  uint32_t options = PCRE2_UTF | PCRE2_UCP;
+  uint32_t options = PCRE2_UTF;
   if (literal) {
     source.assign(pattern);
-    options |= PCRE2_LITERAL;
+    options |= PCRE2_LITERAL;  // (PCRE2 rejects UCP together with LITERAL; it changes nothing here)
   } else {
     try {
       source = onig_to_pcre2(pattern);
     } catch (const Error& e) {
       throw Error(context + ": " + e.what());
     }
-    options |= PCRE2_MULTILINE;
+    options |= PCRE2_UCP | PCRE2_MULTILINE;
   }
   int err = 0;
   PCRE2_SIZE offset = 0;

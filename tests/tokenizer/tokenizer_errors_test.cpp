@@ -1,0 +1,167 @@
+// Malformed and unsupported tokenizer.json / tokenizer_config.json files: each must give a
+// dseek::Error that names the file and the JSON field.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "dseek/core/error.h"
+#include "dseek/tokenizer/tokenizer.h"
+#include "tokenizer/tiny_tokenizer.h"
+
+namespace dseek {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+class TokenizerErrors : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("dseek_tok_err_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  void write(const std::string& name, const std::string& text) { std::ofstream(dir_ / name) << text; }
+
+  // Loads dir_ and returns the error message ("" when it loaded).
+  std::string load_error() {
+    try {
+      Tokenizer::load(dir_.string());
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  }
+
+  void expect_error(const json& tokenizer, std::initializer_list<std::string> parts) {
+    write("tokenizer.json", tokenizer.dump());
+    const std::string msg = load_error();
+    ASSERT_FALSE(msg.empty()) << "loaded without error";
+    EXPECT_NE(msg.find("tokenizer.json"), std::string::npos) << msg;
+    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(TokenizerErrors, TinyTokenizerLoads) {
+  write("tokenizer.json", test::tiny_tokenizer_json().dump());
+  EXPECT_EQ(load_error(), "");
+}
+
+TEST_F(TokenizerErrors, MissingFile) {
+  const std::string msg = load_error();
+  EXPECT_NE(msg.find("tokenizer.json"), std::string::npos) << msg;
+}
+
+TEST_F(TokenizerErrors, BadJson) {
+  write("tokenizer.json", "{\"model\": {\"type\": \"BPE\",, }");
+  const std::string msg = load_error();
+  EXPECT_NE(msg.find("tokenizer.json"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("invalid JSON at byte"), std::string::npos) << msg;
+}
+
+TEST_F(TokenizerErrors, UnknownModelType) {
+  json j = test::tiny_tokenizer_json();
+  j["model"]["type"] = "WordPiece";
+  expect_error(j, {"model.type", "WordPiece"});
+}
+
+TEST_F(TokenizerErrors, MissingModel) {
+  json j = test::tiny_tokenizer_json();
+  j.erase("model");
+  expect_error(j, {"model: missing"});
+}
+
+TEST_F(TokenizerErrors, MissingVocab) {
+  json j = test::tiny_tokenizer_json();
+  j["model"].erase("vocab");
+  expect_error(j, {"model.vocab: missing"});
+}
+
+TEST_F(TokenizerErrors, MissingMerges) {
+  json j = test::tiny_tokenizer_json();
+  j["model"].erase("merges");
+  expect_error(j, {"model.merges: missing"});
+}
+
+TEST_F(TokenizerErrors, MergeNamesUnknownToken) {
+  json j = test::tiny_tokenizer_json();
+  j["model"]["merges"].push_back("zz q");
+  expect_error(j, {"model.merges[" + std::to_string(j["model"]["merges"].size() - 1) + "]", "unknown token 'zz'"});
+}
+
+TEST_F(TokenizerErrors, MergeResultNotInVocab) {
+  json j = test::tiny_tokenizer_json();
+  j["model"]["merges"].push_back(json::array({"x", "y"}));
+  expect_error(j, {"merged token 'xy'"});
+}
+
+TEST_F(TokenizerErrors, MalformedMerge) {
+  json j = test::tiny_tokenizer_json();
+  j["model"]["merges"].push_back("abc");
+  expect_error(j, {"model.merges[", "exactly one space"});
+}
+
+TEST_F(TokenizerErrors, InvalidRegexReportsPcre2MessageAndOffset) {
+  json j = test::tiny_tokenizer_json();
+  j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "ab(c";
+  expect_error(j, {"pre_tokenizer.pretokenizers[0].pattern.Regex", "missing closing parenthesis", "at offset 4"});
+}
+
+TEST_F(TokenizerErrors, UnknownSplitBehavior) {
+  json j = test::tiny_tokenizer_json();
+  j["pre_tokenizer"]["pretokenizers"][0]["behavior"] = "Sideways";
+  expect_error(j, {"pre_tokenizer.pretokenizers[0].behavior", "Sideways"});
+}
+
+TEST_F(TokenizerErrors, UnsupportedPreTokenizer) {
+  json j = test::tiny_tokenizer_json();
+  j["pre_tokenizer"]["pretokenizers"][0] = {{"type", "Whitespace"}};
+  expect_error(j, {"pre_tokenizer.pretokenizers[0].type", "Whitespace"});
+}
+
+TEST_F(TokenizerErrors, UnsupportedNormalizer) {
+  json j = test::tiny_tokenizer_json();
+  j["normalizer"]["normalizers"].push_back({{"type", "NFC"}});
+  expect_error(j, {"normalizer.normalizers[0].type", "NFC"});
+}
+
+TEST_F(TokenizerErrors, UnsupportedDecoderAndByteFallback) {
+  json j = test::tiny_tokenizer_json();
+  j["decoder"] = {{"type", "WordPiece"}};
+  expect_error(j, {"decoder.type"});
+  j = test::tiny_tokenizer_json();
+  j["model"]["byte_fallback"] = true;
+  expect_error(j, {"model.byte_fallback"});
+}
+
+TEST_F(TokenizerErrors, AddedTokenWithoutContent) {
+  json j = test::tiny_tokenizer_json();
+  j["added_tokens"].push_back({{"id", 999}});
+  expect_error(j, {"added_tokens[" + std::to_string(j["added_tokens"].size() - 1) + "].content: missing"});
+}
+
+TEST_F(TokenizerErrors, ConfigBosTokenUnknown) {
+  write("tokenizer.json", test::tiny_tokenizer_json().dump());
+  write("tokenizer_config.json", R"({"add_bos_token": true, "bos_token": {"content": "<nope>"}})");
+  const std::string msg = load_error();
+  EXPECT_NE(msg.find("tokenizer_config.json"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("bos_token"), std::string::npos) << msg;
+}
+
+TEST_F(TokenizerErrors, ConfigBadJson) {
+  write("tokenizer.json", test::tiny_tokenizer_json().dump());
+  write("tokenizer_config.json", "{");
+  const std::string msg = load_error();
+  EXPECT_NE(msg.find("tokenizer_config.json"), std::string::npos) << msg;
+}
+
+}  // namespace
+}  // namespace dseek
