@@ -97,16 +97,15 @@ class Fields {
 }  // namespace
 
 ModelConfig parse_config_json(std::string_view text, const std::string& label) {
-  json root = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (root.is_discarded()) {
-    // Re-parse with exceptions only to get the byte position for the message.
-    try {
-      json unused = json::parse(text);
-      (void)unused;
-    } catch (const json::parse_error& e) {
-      throw Error(label + ": invalid JSON at byte " + std::to_string(e.byte) + ": " + e.what());
-    }
-    throw Error(label + ": invalid JSON");
+  if (text.find('\0') != std::string_view::npos)  // nlohmann would stop reading at a NUL byte
+    throw Error(label + ": invalid JSON: NUL byte at offset " + std::to_string(text.find('\0')));
+  json root;
+  try {
+    root = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw Error(label + ": invalid JSON at byte " + std::to_string(e.byte) + ": " + e.what());
+  } catch (const json::exception& e) {  // e.g. number overflow (1e999)
+    throw Error(label + ": invalid JSON: " + e.what());
   }
   if (!root.is_object()) throw Error(label + ": expected a JSON object at the top level");
   Fields f(root, label, "");
