@@ -82,7 +82,7 @@ std::string_view model_type_name(ModelType t);
 std::string_view topk_method_name(TopKMethod m);
 
 // Parses config.json text. `label` (the path) starts every error message, which names the field:
-// "v3/config.json: field "kv_lora_rank": expected a positive integer, got -3". Unknown enum strings
+// "v3/config.json: field "kv_lora_rank": expected an integer in [1, ...], got -3". Unknown enum strings
 // (topk_method, scoring_func, model_type, hidden_act, rope_scaling.type) are errors, never defaults.
 ModelConfig parse_config_json(std::string_view text, const std::string& label);
 // Reads DIR/config.json.

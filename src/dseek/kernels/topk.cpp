@@ -15,6 +15,7 @@ inline bool ranks_before(float a, int64_t ia, float b, int64_t ib) {
 }  // namespace
 
 void topk(int32_t* idx, const float* scores, int64_t n, int64_t k) {
+  if (k <= 0) return;
   // Insertion into a sorted prefix: k is small (experts per token, groups) or the
   // caller's rows are short; O(n k) with no allocation.
   int64_t filled = 0;
