@@ -25,6 +25,8 @@ constexpr std::array<DTypeInfo, size_t(DType::kSentinel)> kInfo = {{
     {"I32", 4},
     {"I64", 8},
     {"BOOL", 1},
+    {"Q8_0", 0},  // block of 32: f16 scale + 32 x int8 (34 bytes)
+    {"Q4_0", 0},  // block of 32: f16 scale + 16 bytes of 4-bit values (18 bytes)
 }};
 }  // namespace
 
@@ -104,6 +106,20 @@ float e4m3_round(float x) {
   float r = std::nearbyint(a / step) * step;        // default rounding mode: ties to even
   r = std::min(r, 448.0f);
   return std::copysign(r, x);
+}
+
+uint8_t f32_to_e4m3(float x) {
+  if (std::isnan(x)) return 0x7f;
+  const float r = e4m3_round(x);
+  // Bytes 0x00..0x7E hold the non-negative values in increasing order.
+  const float* t = e4m3_table();
+  const float a = std::fabs(r);
+  int lo = 0, hi = 0x7e;
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (t[mid] < a) lo = mid + 1; else hi = mid;
+  }
+  return uint8_t(lo | (std::signbit(r) ? 0x80 : 0));
 }
 
 float e5m2_to_f32(uint8_t b) { return f16_to_f32(uint16_t(b) << 8); }

@@ -24,10 +24,15 @@ enum class DType : uint8_t {
   kI32 = 9,
   kI64 = 10,
   kBool = 11,
+  // Block-quantized weight formats of dseek (docs/kernels.md): 32 values per block with one f16
+  // scale; not per-element types, so dtype_size() is 0 for them (kernels/matmul_quant.h has the
+  // row sizes). In safetensors files they are stored as U8 [rows, row_bytes] plus metadata.
+  kQ8_0 = 12,
+  kQ4_0 = 13,
   kSentinel  // must be last
 };
 
-// Bytes per element.
+// Bytes per element; 0 for the block-quantized types (kQ8_0, kQ4_0).
 size_t dtype_size(DType t);
 // The safetensors spelling ("F32", "BF16", "F8_E4M3", ...).
 std::string_view dtype_name(DType t);
@@ -61,6 +66,9 @@ float e5m2_to_f32(uint8_t b);
 // x rounded to the nearest E4M3FN value (ties to even), saturating at ±448; NaN stays NaN.
 // Returns the value as float (exact), not the byte.
 float e4m3_round(float x);
+
+// The E4M3FN byte of e4m3_round(x).
+uint8_t f32_to_e4m3(float x);
 
 // Table of all 256 E4M3FN values, built once per process on first use (const after).
 const float* e4m3_table();

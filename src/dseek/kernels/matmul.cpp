@@ -1,16 +1,38 @@
 #include "dseek/kernels/matmul.h"
 
 #include <algorithm>
+#include <atomic>
+#include <new>
 #include <string>
 
 #include "dseek/core/error.h"
+#include "dseek/kernels/cpu_features.h"
+#include "dseek/kernels/matmul_kernels.h"
+#include "dseek/kernels/matmul_quant.h"
 
 namespace dseek {
 
 namespace {
 
 const uint8_t* row_ptr(const MatView& w, int64_t r) {
-  return static_cast<const uint8_t*>(w.data) + size_t(w.row_offset + r) * size_t(w.cols) * dtype_size(w.dtype);
+  return static_cast<const uint8_t*>(w.data) + size_t(w.row_offset + r) * size_t(quant_row_bytes(w.dtype, w.cols));
+}
+
+float load_f16(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return f16_to_f32(h);
+}
+
+// Q8_0 / Q4_0 value k of a stored row (layout in matmul_quant.h).
+float q8_0_value(const uint8_t* row, int64_t K, int64_t k) {
+  return float(int8_t(row[k])) * load_f16(row + K + 2 * (k / kQuantBlock));
+}
+float q4_0_value(const uint8_t* row, int64_t K, int64_t k) {
+  const int64_t j = k / kQuantBlock, i = k % kQuantBlock;
+  const uint8_t byte = row[16 * j + (i & 15)];
+  const int code = i < 16 ? byte & 15 : byte >> 4;
+  return float(code - 8) * load_f16(row + K / 2 + 2 * j);
 }
 
 // Dot product of stored row r with x (K), float32 accumulation.
@@ -40,6 +62,16 @@ float dot_row(const MatView& w, int64_t r, const float* x) {
       const float* scales = w.scale_inv + ((w.row_offset + r) / w.block) * w.scale_cols();
       // Dequantize exactly as the reference: W = decode(q) * scale (float32 product), then dot.
       for (int64_t k = 0; k < K; ++k) acc += (lut[p[k]] * scales[k / w.block]) * x[k];
+      return acc;
+    }
+    case DType::kQ8_0: {
+      const uint8_t* p = row_ptr(w, r);
+      for (int64_t k = 0; k < K; ++k) acc += q8_0_value(p, K, k) * x[k];
+      return acc;
+    }
+    case DType::kQ4_0: {
+      const uint8_t* p = row_ptr(w, r);
+      for (int64_t k = 0; k < K; ++k) acc += q4_0_value(p, K, k) * x[k];
       return acc;
     }
     default:
@@ -75,6 +107,12 @@ void dequantize_row_range(float* out, const MatView& w, int64_t r, int64_t k0, i
       for (int64_t k = 0; k < n; ++k) out[k] = lut[base[k0 + k]] * scales[(k0 + k) / w.block];
       return;
     }
+    case DType::kQ8_0:
+      for (int64_t k = 0; k < n; ++k) out[k] = q8_0_value(base, w.cols, k0 + k);
+      return;
+    case DType::kQ4_0:
+      for (int64_t k = 0; k < n; ++k) out[k] = q4_0_value(base, w.cols, k0 + k);
+      return;
     default:
       DSEEK_CHECK(false, std::string("dequantize_row: unsupported dtype ") + std::string(dtype_name(w.dtype)));
   }
@@ -87,17 +125,237 @@ void matmul_ref(float* y, const float* x, const MatView& w, int64_t B) {
     for (int64_t n = 0; n < w.rows; ++n) y[b * w.rows + n] = dot_row(w, n, x + b * w.cols);
 }
 
-void matmul(float* y, const float* x, const MatView& w, int64_t B, ThreadPool* pool) {
-  const int64_t N = w.rows;
-  auto run = [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n)
-      for (int64_t b = 0; b < B; ++b) y[b * N + n] = dot_row(w, n, x + b * w.cols);
-  };
+namespace {
+
+bool has_avx2() {
+  const CpuFeatures& f = cpu_features();
+  return f.avx2 && f.fma && f.f16c;
+}
+bool has_avx512() {
+  const CpuFeatures& f = cpu_features();
+  return has_avx2() && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni;
+}
+
+MatmulKernel resolve(MatmulKernel k) { return k == MatmulKernel::kAuto ? matmul_best_kernel() : k; }
+
+// Per-thread scratch for the converted activations of one call: 64-byte aligned, grows only.
+// matmul's signature has no workspace parameter (model code calls it with a pool only), so this is
+// the one place the kernels allocate: the first call of each larger B * K, never in steady-state
+// decode. Freed when the thread exits.
+class Scratch {
+ public:
+  ~Scratch() { release(); }
+  uint8_t* get(size_t bytes) {
+    if (bytes > cap_) {
+      release();
+      cap_ = std::max(bytes, cap_ * 2);
+      p_ = static_cast<uint8_t*>(::operator new(cap_, std::align_val_t(64)));
+    }
+    return p_;
+  }
+
+ private:
+  void release() {
+    if (p_) ::operator delete(p_, std::align_val_t(64));
+    p_ = nullptr;
+  }
+  uint8_t* p_ = nullptr;
+  size_t cap_ = 0;
+};
+thread_local Scratch t_scratch;
+
+// Rows per task: small enough that 2+ threads balance even when a neighbour steals a core (tasks are
+// taken dynamically), large enough that each task streams tens of KiB of contiguous weights.
+int64_t rows_per_task(int64_t N, int threads) {
+  int64_t r = N / (int64_t(threads) * 8);
+  r = std::clamp<int64_t>(r, 16, 64);
+  return (r + 3) & ~int64_t(3);
+}
+
+// Runs fn(n0, n1) over [0, N) in tasks of `chunk` rows, taken by the pool's threads in turn.
+template <class Fn>
+void for_row_tasks(ThreadPool* pool, int64_t N, int64_t work, const Fn& fn) {
   // Small layers are not worth waking the pool for.
-  if (pool && pool->size() > 1 && N * w.cols * B >= (1 << 16))
-    pool->parallel_for(N, run, 16);
-  else
-    run(0, N);
+  if (!pool || pool->size() <= 1 || work < (1 << 16)) {
+    fn(0, N);
+    return;
+  }
+  struct Shared {
+    const Fn* fn;
+    int64_t N, chunk, tasks;
+    std::atomic<int64_t> next{0};
+  } sh;
+  sh.fn = &fn;
+  sh.N = N;
+  sh.chunk = rows_per_task(N, pool->size());
+  sh.tasks = (N + sh.chunk - 1) / sh.chunk;
+  Shared* p = &sh;  // one pointer: fits std::function's small buffer (no allocation per call)
+  pool->parallel_for(
+      pool->size(),
+      [p](int64_t, int64_t) {
+        for (int64_t t; (t = p->next.fetch_add(1, std::memory_order_relaxed)) < p->tasks;)
+          (*p->fn)(t * p->chunk, std::min(p->N, (t + 1) * p->chunk));
+      },
+      1);
+}
+
+const mm::KernelSet& avx2_set() {
+  static const mm::KernelSet k = mm::avx2_kernels();
+  return k;
+}
+const mm::KernelSet& avx512_set() {
+  static const mm::KernelSet k = mm::avx512_kernels();
+  return k;
+}
+
+void check_weight(const MatView& w) {
+  switch (w.dtype) {
+    case DType::kF32:
+    case DType::kF16:
+    case DType::kBF16:
+      return;
+    case DType::kF8E4M3:
+      if (!w.scale_inv) throw Error("matmul: FP8 weight without scale_inv");
+      if (w.block <= 0) throw Error("matmul: FP8 weight with block size " + std::to_string(w.block));
+      return;
+    case DType::kQ8_0:
+    case DType::kQ4_0:
+      quant_row_bytes(w.dtype, w.cols);  // throws unless cols % 32 == 0
+      return;
+    default:
+      throw Error("matmul: unsupported weight dtype " + std::string(dtype_name(w.dtype)));
+  }
+}
+
+}  // namespace
+
+bool matmul_kernel_supported(MatmulKernel k) {
+  switch (k) {
+    case MatmulKernel::kAuto:
+    case MatmulKernel::kScalar: return true;
+    case MatmulKernel::kAvx2: return has_avx2();
+    case MatmulKernel::kAvx512: return has_avx512();
+    case MatmulKernel::kAvx512Bf16: return has_avx512() && cpu_features().avx512bf16;
+    default: return false;
+  }
+}
+
+MatmulKernel matmul_best_kernel() {
+  if (matmul_kernel_supported(MatmulKernel::kAvx512Bf16)) return MatmulKernel::kAvx512Bf16;
+  if (matmul_kernel_supported(MatmulKernel::kAvx512)) return MatmulKernel::kAvx512;
+  if (matmul_kernel_supported(MatmulKernel::kAvx2)) return MatmulKernel::kAvx2;
+  return MatmulKernel::kScalar;
+}
+
+std::string_view matmul_kernel_family_name(MatmulKernel k) {
+  switch (k) {
+    case MatmulKernel::kAuto: return "auto";
+    case MatmulKernel::kScalar: return "scalar";
+    case MatmulKernel::kAvx2: return "avx2";
+    case MatmulKernel::kAvx512: return "avx512";
+    case MatmulKernel::kAvx512Bf16: return "avx512bf16";
+    default: return "?";
+  }
+}
+
+std::string_view matmul_kernel_name(DType t, MatmulKernel k) {
+  k = resolve(k);
+  const bool q = t == DType::kQ8_0 || t == DType::kQ4_0;
+  const bool known = t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kF8E4M3 || q;
+  if (!known) return "unsupported";
+  switch (k) {
+    case MatmulKernel::kScalar: return "scalar (float32)";
+    case MatmulKernel::kAvx2:
+      if (q) return "avx2 vpmaddubsw (int8 activations)";
+      if (t == DType::kF8E4M3) return "avx2 fma (e4m3 decoded in registers)";
+      return "avx2 fma (float32 activations)";
+    case MatmulKernel::kAvx512:
+    case MatmulKernel::kAvx512Bf16:
+      if (q) return "avx512 vnni vpdpbusd (int8 activations)";
+      if (t == DType::kF8E4M3) return "avx512 fma (e4m3 decoded in registers)";
+      if (t == DType::kBF16 && k == MatmulKernel::kAvx512Bf16) return "avx512 vdpbf16ps (bf16 activations)";
+      return "avx512 fma (float32 activations)";
+    default: return "?";
+  }
+}
+
+void matmul(float* y, const float* x, const MatView& w, int64_t B, ThreadPool* pool) {
+  matmul(y, x, w, B, pool, MatmulKernel::kAuto);
+}
+
+void matmul(float* y, const float* x, const MatView& w, int64_t B, ThreadPool* pool, MatmulKernel kernel) {
+  const int64_t N = w.rows, K = w.cols;
+  if (N <= 0 || B <= 0) return;
+  check_weight(w);
+  kernel = resolve(kernel);
+  if (!matmul_kernel_supported(kernel))
+    throw Error("matmul: kernel " + std::string(matmul_kernel_family_name(kernel)) + " is not supported by this CPU");
+  // The SIMD FP8 kernels step 32 (AVX2: 16) columns inside one scale block.
+  const bool fp8_simd_ok = w.dtype != DType::kF8E4M3 || w.block % 32 == 0;
+  if (kernel == MatmulKernel::kScalar || !fp8_simd_ok || K == 0) {
+    auto run = [&](int64_t n0, int64_t n1) {
+      for (int64_t n = n0; n < n1; ++n)
+        for (int64_t b = 0; b < B; ++b) y[b * N + n] = dot_row(w, n, x + b * K);
+    };
+    for_row_tasks(pool, N, N * K * B, run);
+    return;
+  }
+
+  const mm::KernelSet& ks = kernel == MatmulKernel::kAvx2 ? avx2_set() : avx512_set();
+  mm::Job job;
+  job.y = y;
+  job.N = N;
+  job.B = B;
+  job.K = K;
+  job.x = x;
+  job.w = row_ptr(w, 0);
+  job.w_row_bytes = quant_row_bytes(w.dtype, K);
+  job.scale_inv = w.scale_inv;
+  job.scale_cols = w.scale_cols();
+  job.block = w.block;
+  job.row_offset = w.row_offset;
+  job.e4m3_lut = e4m3_table();
+  mm::KernelFn fn = nullptr;
+  switch (w.dtype) {
+    case DType::kF32: fn = ks.f32; break;
+    case DType::kF16: fn = ks.f16; break;
+    case DType::kF8E4M3: fn = ks.fp8; break;
+    case DType::kBF16:
+      if (kernel == MatmulKernel::kAvx512Bf16) {
+        // Activations rounded to bf16 (nearest even), zero-padded to whole 32-column steps.
+        const int64_t Kp = (K + 31) & ~int64_t(31);
+        job.act_stride = Kp * 2;
+        uint8_t* act = t_scratch.get(size_t(B * job.act_stride));
+        for (int64_t b = 0; b < B; ++b) {
+          auto* xb = reinterpret_cast<uint16_t*>(act + b * job.act_stride);
+          for (int64_t k = 0; k < K; ++k) xb[k] = f32_to_bf16(x[b * K + k]);
+          for (int64_t k = K; k < Kp; ++k) xb[k] = 0;
+        }
+        job.act = act;
+        fn = ks.bf16_dot;
+      } else {
+        fn = ks.bf16;
+      }
+      break;
+    case DType::kQ8_0:
+    case DType::kQ4_0: {
+      const QActLayout l = qact_layout(w.dtype, K);
+      job.act_stride = l.stride;
+      job.act_corr_offset = l.corr_offset;
+      job.act_scale_offset = l.scale_offset;
+      job.w_scales_offset = w.dtype == DType::kQ8_0 ? K : K / 2;
+      uint8_t* act = t_scratch.get(size_t(B * l.stride));
+      for (int64_t b = 0; b < B; ++b) quantize_activations(act + b * l.stride, x + b * K, w.dtype, K);
+      job.act = act;
+      fn = w.dtype == DType::kQ8_0 ? ks.q8_0 : ks.q4_0;
+      break;
+    }
+    default: break;
+  }
+  DSEEK_CHECK(fn != nullptr, "matmul: no kernel for " + std::string(dtype_name(w.dtype)));
+  const mm::Job* jp = &job;
+  auto run = [jp, fn](int64_t n0, int64_t n1) { fn(*jp, n0, n1); };
+  for_row_tasks(pool, N, N * K * B, run);
 }
 
 void matmul_transposed(float* y, const float* x, const MatView& w, int64_t B) {
@@ -118,8 +376,10 @@ void matmul_transposed(float* y, const float* x, const MatView& w, int64_t B) {
   }
 }
 
+const uint8_t* mat_row_ptr(const MatView& w, int64_t r) { return row_ptr(w, r); }
+
 int64_t mat_bytes(const MatView& w) {
-  int64_t b = w.rows * w.cols * int64_t(dtype_size(w.dtype));
+  int64_t b = w.rows * quant_row_bytes(w.dtype, w.cols);
   if (w.scale_inv) b += ((w.rows + w.block - 1) / w.block) * w.scale_cols() * 4;
   return b;
 }

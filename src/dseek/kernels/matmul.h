@@ -1,18 +1,53 @@
-// Linear layers: y = x · Wᵀ for weights in any stored dtype (F32, BF16, F16, FP8-E4M3 with block scales).
+// Linear layers: y = x · Wᵀ for weights in any stored dtype (F32, BF16, F16, FP8-E4M3 with block
+// scales, and dseek's block-quantized Q8_0 / Q4_0 described in matmul_quant.h).
 //
 // B = tokens, K = in_features (w.cols), N = out_features (w.rows). Activations are float32.
 // Weights are read where they lie (memory-mapped); FP8 is dequantized on the fly, per block.
+//
+// matmul picks a SIMD kernel at run time from cpu_features() (docs/kernels.md lists them and their
+// accuracy). Per weight dtype:
+//   F32, F16, FP8   float32 activations, float32 FMA: matmul_ref up to summation order (the FP8
+//                   weights are decoded to exactly the float32 values matmul_ref uses).
+//   BF16            AVX-512 BF16 CPUs: activations rounded to bf16 once per call, vdpbf16ps
+//                   (kAvx512Bf16); elsewhere float32 activations as for F32.
+//   Q8_0, Q4_0      activations quantized to int8 per block of 32 once per call, integer dot
+//                   products per block (matmul_qact_ref is the scalar model); the scalar kernel
+//                   instead uses matmul_ref's arithmetic.
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 
 #include "dseek/core/tensor.h"
 #include "dseek/core/thread_pool.h"
 
 namespace dseek {
 
-// y (B, N) = x (B, K) · Wᵀ. Splits output rows across `pool` when given.
+// Kernel families. kAuto resolves to the best one cpu_features() allows (matmul_best_kernel()).
+enum class MatmulKernel : uint8_t {
+  kAuto = 0,
+  kScalar,      // matmul_ref's arithmetic, any CPU
+  kAvx2,        // AVX2 + FMA + F16C
+  kAvx512,      // AVX-512 F/BW/VL/VNNI, float32 activations for BF16 weights
+  kAvx512Bf16,  // kAvx512 + AVX512_BF16: bf16 activations and vdpbf16ps for BF16 weights
+  kSentinel     // must be last
+};
+
+bool matmul_kernel_supported(MatmulKernel k);  // by this CPU (kAuto and kScalar: always)
+MatmulKernel matmul_best_kernel();            // what kAuto means here
+// What matmul runs for weights of dtype t with kernel k, e.g. "avx512-vnni (int8 activations)",
+// for logs (STYLE.md: SIMD dispatch logs its choice). kAuto is resolved first.
+std::string_view matmul_kernel_name(DType t, MatmulKernel k = MatmulKernel::kAuto);
+std::string_view matmul_kernel_family_name(MatmulKernel k);  // "scalar", "avx2", "avx512", ...
+
+// y (B, N) = x (B, K) · Wᵀ. Splits output rows across `pool` when given. x and y must not overlap.
+// The conversions of x (bf16, int8 blocks) go to a per-thread scratch buffer that grows to the
+// largest B * K seen and is reused, so after the first call of a shape nothing is allocated
+// (docs/kernels.md, "Scratch memory").
 void matmul(float* y, const float* x, const MatView& w, int64_t B, ThreadPool* pool = nullptr);
+// The same with an explicit kernel family (tests, benchmarks). Throws dseek::Error when the CPU
+// cannot run `kernel`.
+void matmul(float* y, const float* x, const MatView& w, int64_t B, ThreadPool* pool, MatmulKernel kernel);
 // Scalar reference of matmul: one output at a time, float32 accumulation in index order.
 void matmul_ref(float* y, const float* x, const MatView& w, int64_t B);
 
@@ -23,6 +58,9 @@ void matmul_transposed(float* y, const float* x, const MatView& w, int64_t B);
 void dequantize_row(float* out, const MatView& w, int64_t r);
 // Columns [k0, k0 + n) of row r as float32: out (n).
 void dequantize_row_range(float* out, const MatView& w, int64_t r, int64_t k0, int64_t n);
+
+// Bytes of stored row r of w (row_offset applied), for any dtype including Q8_0 / Q4_0.
+const uint8_t* mat_row_ptr(const MatView& w, int64_t r);
 
 // Bytes read by one pass over w (for roofline accounting).
 int64_t mat_bytes(const MatView& w);

@@ -1,0 +1,27 @@
+// Instruction-set extensions of the CPU we run on, probed once with CPUID/XGETBV.
+//
+// The only process-wide state of the kernels: a const struct initialised on first use (thread-safe
+// function-local static) and never changed, so every caller sees the same answer.
+#pragma once
+
+#include <string>
+
+namespace dseek {
+
+struct CpuFeatures {
+  bool avx2 = false;        // with OS support for the YMM state
+  bool fma = false;
+  bool f16c = false;
+  bool avx512f = false;     // with OS support for the ZMM and opmask state
+  bool avx512bw = false;
+  bool avx512vl = false;
+  bool avx512vnni = false;  // vpdpbusd
+  bool avx512bf16 = false;  // vdpbf16ps, vcvtne2ps2bf16
+};
+
+const CpuFeatures& cpu_features();
+
+// "avx2 fma f16c avx512f ..." for logs and benchmark headers.
+std::string cpu_features_str(const CpuFeatures& f);
+
+}  // namespace dseek

@@ -1,0 +1,57 @@
+// Internal interface between matmul.cpp (dispatch, threading, activation preparation) and the SIMD
+// kernel files matmul_avx2.cpp / matmul_avx512.cpp.
+//
+// Those two files are compiled with -mavx2 / -mavx512* (CMakeLists.txt) while the rest of dseek is
+// not, so this header holds only plain structs and function declarations: no inline functions or
+// templates that the SIMD files could instantiate with wider instructions and hand to the linker
+// as the program-wide copy (which would then crash on an AVX2-only machine). The SIMD files keep
+// every helper in an anonymous namespace for the same reason.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace dseek::mm {
+
+// One matmul call, y (B, N) = x (B, K) · Wᵀ, in the terms the kernels need.
+struct Job {
+  float* y = nullptr;          // (B, N)
+  int64_t N = 0;               // output features = w.rows = row stride of y
+  int64_t B = 0;               // tokens
+  int64_t K = 0;               // input features = w.cols
+  const float* x = nullptr;    // (B, K) float32 activations, as given
+  // Activations converted once per call (bf16 or quantized blocks, see matmul_quant.h); null when
+  // the kernel reads x directly. Token b's record starts at act + b * act_stride (64-byte aligned).
+  const uint8_t* act = nullptr;
+  int64_t act_stride = 0;
+  int64_t act_corr_offset = 0;  // Q8_0/Q4_0: int32 lane corrections within a token's record
+  int64_t act_scale_offset = 0; // Q8_0/Q4_0: float per-lane activation scales
+  // Row 0 of the weight view (row_offset already applied) and the distance between rows.
+  const uint8_t* w = nullptr;
+  int64_t w_row_bytes = 0;
+  int64_t w_scales_offset = 0;  // Q8_0/Q4_0: byte offset of a row's f16 scales within the row
+  // FP8-E4M3: scale of view row r, column k = scale_inv[((row_offset + r) / block) * scale_cols + k / block].
+  const float* scale_inv = nullptr;
+  int64_t scale_cols = 0;
+  int64_t block = 128;
+  int64_t row_offset = 0;
+  const float* e4m3_lut = nullptr;  // 256 decoded E4M3 values (scalar tails)
+};
+
+// Computes y[b, n] for n in [n0, n1) and every b. Each kernel file defines one per weight format.
+using KernelFn = void (*)(const Job& job, int64_t n0, int64_t n1);
+
+struct KernelSet {
+  KernelFn f32 = nullptr;
+  KernelFn f16 = nullptr;
+  KernelFn bf16 = nullptr;      // float32 activations (bf16 weights widened exactly)
+  KernelFn bf16_dot = nullptr;  // activations rounded to bf16 (Job::act), bf16 dot products
+  KernelFn fp8 = nullptr;       // E4M3 with float32 block scales, Job::block a multiple of 32
+  KernelFn q8_0 = nullptr;      // Job::act holds Q8 activations in the Q8_0 lane layout
+  KernelFn q4_0 = nullptr;      // Job::act holds Q8 activations in the Q4_0 lane layout
+};
+
+KernelSet avx2_kernels();    // matmul_avx2.cpp: AVX2 + FMA + F16C
+KernelSet avx512_kernels();  // matmul_avx512.cpp: AVX-512 F/BW/VL/VNNI (+BF16 for bf16_dot)
+
+}  // namespace dseek::mm

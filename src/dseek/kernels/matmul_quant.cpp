@@ -1,0 +1,196 @@
+#include "dseek/kernels/matmul_quant.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "dseek/core/error.h"
+
+namespace dseek {
+
+namespace {
+
+constexpr int64_t kQ8BlockBytes = 34;  // 32 x int8 + f16 scale
+constexpr int64_t kQ4BlockBytes = 18;  // 16 bytes of nibbles + f16 scale
+
+void store_f16(uint8_t* p, uint16_t h) { std::memcpy(p, &h, 2); }
+uint16_t load_f16(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return h;
+}
+
+void check_finite(const float* x, int64_t n, const char* what) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(x[i]))
+      throw Error(std::string(what) + ": non-finite input value " + std::to_string(x[i]) + " at column " +
+                  std::to_string(i));
+}
+
+}  // namespace
+
+bool is_block_quantized(DType t) { return t == DType::kQ8_0 || t == DType::kQ4_0; }
+
+int64_t quant_row_bytes(DType t, int64_t cols) {
+  if (!is_block_quantized(t)) return cols * int64_t(dtype_size(t));
+  if (cols <= 0 || cols % kQuantBlock != 0)
+    throw Error(std::string(dtype_name(t)) + " needs a positive number of columns divisible by 32, got " +
+                std::to_string(cols));
+  return cols / kQuantBlock * (t == DType::kQ8_0 ? kQ8BlockBytes : kQ4BlockBytes);
+}
+
+void quantize_row_q8_0(uint8_t* out, const float* x, int64_t cols) {
+  const int64_t nb = quant_row_bytes(DType::kQ8_0, cols) / kQ8BlockBytes;
+  check_finite(x, cols, "quantize_row_q8_0");
+  auto* q = reinterpret_cast<int8_t*>(out);
+  uint8_t* d = out + cols;
+  for (int64_t j = 0; j < nb; ++j) {
+    const float* xb = x + j * kQuantBlock;
+    float amax = 0.f;
+    for (int i = 0; i < kQuantBlock; ++i) amax = std::max(amax, std::fabs(xb[i]));
+    const uint16_t dh = f32_to_f16(amax / 127.f);
+    store_f16(d + 2 * j, dh);
+    // Divide by the scale as stored, so the f16 rounding of d does not add to the value error.
+    const float df = f16_to_f32(dh);
+    const float id = df != 0.f ? 1.f / df : 0.f;
+    for (int i = 0; i < kQuantBlock; ++i)
+      q[j * kQuantBlock + i] = int8_t(std::clamp(std::nearbyint(xb[i] * id), -127.f, 127.f));
+  }
+}
+
+void quantize_row_q4_0(uint8_t* out, const float* x, int64_t cols) {
+  const int64_t nb = quant_row_bytes(DType::kQ4_0, cols) / kQ4BlockBytes;
+  check_finite(x, cols, "quantize_row_q4_0");
+  uint8_t* d = out + cols / 2;
+  for (int64_t j = 0; j < nb; ++j) {
+    const float* xb = x + j * kQuantBlock;
+    float amax = 0.f, m = 0.f;
+    for (int i = 0; i < kQuantBlock; ++i)
+      if (std::fabs(xb[i]) > amax) {
+        amax = std::fabs(xb[i]);
+        m = xb[i];
+      }
+    // The largest-magnitude value lands on code 0 (= -8 after the offset), using all 16 codes.
+    const uint16_t dh = f32_to_f16(m / -8.f);
+    store_f16(d + 2 * j, dh);
+    const float df = f16_to_f32(dh);
+    const float id = df != 0.f ? 1.f / df : 0.f;
+    auto code = [&](int i) { return uint8_t(std::clamp(std::nearbyint(xb[i] * id) + 8.f, 0.f, 15.f)); };
+    for (int i = 0; i < 16; ++i) out[j * 16 + i] = uint8_t(code(i) | (code(i + 16) << 4));
+  }
+}
+
+void quantize_rows(DType t, uint8_t* out, const float* x, int64_t rows, int64_t cols) {
+  const int64_t rb = quant_row_bytes(t, cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    if (t == DType::kQ8_0)
+      quantize_row_q8_0(out + r * rb, x + r * cols, cols);
+    else if (t == DType::kQ4_0)
+      quantize_row_q4_0(out + r * rb, x + r * cols, cols);
+    else
+      throw Error("quantize_rows: " + std::string(dtype_name(t)) + " is not a block-quantized type");
+  }
+}
+
+QActLayout qact_layout(DType w, int64_t K) {
+  const int64_t nb = quant_row_bytes(w, K) / (w == DType::kQ8_0 ? kQ8BlockBytes : kQ4BlockBytes);
+  // One 64-byte weight chunk holds 2 Q8_0 blocks or 4 Q4_0 blocks (nibbles); 16 int32 lanes each.
+  const int64_t per_chunk = w == DType::kQ8_0 ? 2 : 4;
+  const int64_t chunks = (nb + per_chunk - 1) / per_chunk;
+  QActLayout l;
+  l.lanes = 16 * chunks;
+  l.corr_offset = chunks * per_chunk * kQuantBlock;  // the codes, 64 or 128 bytes per chunk
+  l.scale_offset = l.corr_offset + 4 * l.lanes;
+  l.stride = l.scale_offset + 4 * l.lanes;
+  return l;
+}
+
+void quantize_act_block(int8_t* q, float* dx, const float* x) {
+  float amax = 0.f;
+  bool finite = true;
+  for (int i = 0; i < kQuantBlock; ++i) {
+    finite = finite && std::isfinite(x[i]);
+    amax = std::max(amax, std::fabs(x[i]));
+  }
+  if (!finite) {
+    std::memset(q, 0, kQuantBlock);
+    *dx = NAN;
+    return;
+  }
+  *dx = amax / 127.f;
+  const float id = amax != 0.f ? 127.f / amax : 0.f;
+  for (int i = 0; i < kQuantBlock; ++i) q[i] = int8_t(std::clamp(std::nearbyint(x[i] * id), -127.f, 127.f));
+}
+
+void quantize_activations(uint8_t* out, const float* x, DType w, int64_t K) {
+  const QActLayout l = qact_layout(w, K);
+  std::memset(out, 0, size_t(l.stride));
+  auto* codes = reinterpret_cast<int8_t*>(out);
+  auto* corr = reinterpret_cast<int32_t*>(out + l.corr_offset);
+  auto* dxs = reinterpret_cast<float*>(out + l.scale_offset);
+  const int64_t nb = K / kQuantBlock;
+  int8_t q[kQuantBlock];
+  float dx;
+  if (w == DType::kQ8_0) {
+    // Codes in column order; lane l (bytes 4l .. 4l + 3) lies in block l / 8. The kernels feed the
+    // weights as unsigned q + 128, so each lane starts from -128 * (its four codes).
+    for (int64_t j = 0; j < nb; ++j) {
+      quantize_act_block(q, &dx, x + j * kQuantBlock);
+      std::memcpy(codes + j * kQuantBlock, q, kQuantBlock);
+      for (int m = 0; m < 8; ++m) {
+        corr[j * 8 + m] = -128 * (q[4 * m] + q[4 * m + 1] + q[4 * m + 2] + q[4 * m + 3]);
+        dxs[j * 8 + m] = dx;
+      }
+    }
+  } else {
+    // Chunk c = blocks 4c .. 4c + 3: bytes [128c, 128c + 64) are the first 16 codes of each block
+    // (they meet the weights' low nibbles), bytes [128c + 64, 128c + 128) the last 16 (high
+    // nibbles). Lane 16c + m covers 4 low and 4 high codes of block 4c + m / 4; the weights' codes
+    // are unsigned (value + 8), hence -8 * sum.
+    for (int64_t j = 0; j < nb; ++j) {
+      quantize_act_block(q, &dx, x + j * kQuantBlock);
+      const int64_t c = j / 4, i = j % 4;
+      int8_t* lo = codes + 128 * c + 16 * i;
+      std::memcpy(lo, q, 16);
+      std::memcpy(lo + 64, q + 16, 16);
+      for (int m = 0; m < 4; ++m) {
+        int32_t s = 0;
+        for (int t = 0; t < 4; ++t) s += q[4 * m + t] + q[16 + 4 * m + t];
+        corr[16 * c + 4 * i + m] = -8 * s;
+        dxs[16 * c + 4 * i + m] = dx;
+      }
+    }
+  }
+}
+
+void matmul_qact_ref(float* y, const float* x, const MatView& w, int64_t B) {
+  DSEEK_CHECK(is_block_quantized(w.dtype), "matmul_qact_ref needs Q8_0 or Q4_0 weights");
+  const int64_t K = w.cols, nb = K / kQuantBlock, rb = quant_row_bytes(w.dtype, K);
+  const bool q8 = w.dtype == DType::kQ8_0;
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  int8_t qx[kQuantBlock];
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t n = 0; n < w.rows; ++n) {
+      const uint8_t* row = base + (w.row_offset + n) * rb;
+      const uint8_t* scales = row + (q8 ? K : K / 2);
+      float acc = 0.f;
+      for (int64_t j = 0; j < nb; ++j) {
+        float dx;
+        quantize_act_block(qx, &dx, x + b * K + j * kQuantBlock);
+        int32_t dot = 0;
+        for (int i = 0; i < kQuantBlock; ++i) {
+          int32_t wq;
+          if (q8)
+            wq = int8_t(row[j * kQuantBlock + i]);
+          else
+            wq = (i < 16 ? row[j * 16 + i] & 15 : row[j * 16 + i - 16] >> 4) - 8;
+          dot += wq * qx[i];
+        }
+        acc += float(dot) * (f16_to_f32(load_f16(scales + 2 * j)) * dx);
+      }
+      y[b * w.rows + n] = acc;
+    }
+}
+
+}  // namespace dseek
