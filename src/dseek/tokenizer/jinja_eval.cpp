@@ -371,32 +371,42 @@ void Interpreter::exec_for(const Stmt& s, std::string& out) {
     exec_body(s.else_body, out);
     return;
   }
+  // The `loop` object: keys and loop.cycle are built once per loop, values per iteration.
+  static const char* const kKeys[] = {"index", "index0", "revindex", "revindex0", "first", "last",
+                                      "length", "depth", "depth0", "previtem", "nextitem", "cycle"};
+  std::vector<Value> keys;
+  for (const char* k : kKeys) keys.push_back(Value::string(k));
+  auto current = std::make_shared<int64_t>(0);
+  const Value cycle = Value::callable("loop.cycle", [current](Interpreter&, CallArgs& args) {
+    if (args.pos.empty()) throw Error("no items for cycling given");
+    return args.pos[size_t(*current) % args.pos.size()];
+  });
   for (int64_t i = 0; i < n; ++i) {
     if (++iterations_ > limits_.max_loop_iterations) {
       throw Error("for loops ran more than " + std::to_string(limits_.max_loop_iterations) + " iterations");
     }
+    *current = i;
     Scope it;
     it.parent = scope_;
     bind_targets(it.vars, s.targets, items[size_t(i)]);
-    auto cycle = [i](Interpreter&, CallArgs& args) {
-      if (args.pos.empty()) throw Error("no items for cycling given");
-      return args.pos[size_t(i) % args.pos.size()];
+    const Value values[] = {
+        Value::integer(i + 1),
+        Value::integer(i),
+        Value::integer(n - i),
+        Value::integer(n - i - 1),
+        Value::boolean(i == 0),
+        Value::boolean(i == n - 1),
+        Value::integer(n),
+        Value::integer(1),
+        Value::integer(0),
+        i > 0 ? items[size_t(i - 1)] : Value::undefined("there is no previous item"),
+        i + 1 < n ? items[size_t(i + 1)] : Value::undefined("there is no next item"),
+        cycle,
     };
-    std::vector<std::pair<Value, Value>> loop = {
-        {Value::string("index"), Value::integer(i + 1)},
-        {Value::string("index0"), Value::integer(i)},
-        {Value::string("revindex"), Value::integer(n - i)},
-        {Value::string("revindex0"), Value::integer(n - i - 1)},
-        {Value::string("first"), Value::boolean(i == 0)},
-        {Value::string("last"), Value::boolean(i == n - 1)},
-        {Value::string("length"), Value::integer(n)},
-        {Value::string("depth"), Value::integer(1)},
-        {Value::string("depth0"), Value::integer(0)},
-        {Value::string("previtem"), i > 0 ? items[size_t(i - 1)] : Value::undefined("there is no previous item")},
-        {Value::string("nextitem"), i + 1 < n ? items[size_t(i + 1)] : Value::undefined("there is no next item")},
-        {Value::string("cycle"), Value::callable("loop.cycle", cycle)},
-    };
-    it.vars["loop"] = Value::dict(std::move(loop));
+    std::vector<std::pair<Value, Value>> loop;
+    loop.reserve(std::size(kKeys));
+    for (size_t k = 0; k < std::size(kKeys); ++k) loop.emplace_back(keys[k], values[k]);
+    it.vars["loop"] = Value::dict_unique_keys(std::move(loop));
     ScopePush<Scope> push(scope_, it);
     if (exec_body(s.body, out) == Flow::kBreak) break;
   }

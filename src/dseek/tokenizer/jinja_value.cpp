@@ -114,6 +114,17 @@ Value Value::dict(std::vector<std::pair<Value, Value>> items) {
   return Value(Payload(std::in_place_index<7>, std::shared_ptr<const DictData>(std::move(d))));
 }
 
+Value Value::dict_unique_keys(std::vector<std::pair<Value, Value>> items) {
+  auto d = std::make_shared<DictData>();
+  for (const auto& kv : items) {
+    d->has_ns = d->has_ns || kv.second.has_ns();
+    d->depth = std::max(d->depth, kv.second.depth() + 1);
+  }
+  check_depth(d->depth);
+  d->items = std::move(items);
+  return Value(Payload(std::in_place_index<7>, std::shared_ptr<const DictData>(std::move(d))));
+}
+
 Value Value::callable(std::string name, std::function<Value(Interpreter&, CallArgs&)> fn, bool has_ns) {
   auto c = std::make_shared<Callable>();
   c->name = std::move(name);

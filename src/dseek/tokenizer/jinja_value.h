@@ -74,6 +74,7 @@ class Value {
   static Value string(std::string s);
   static Value list(std::vector<Value> items, bool is_tuple = false);  // throws if nested too deep
   static Value dict(std::vector<std::pair<Value, Value>> items);      // later duplicate keys win
+  static Value dict_unique_keys(std::vector<std::pair<Value, Value>> items);  // caller guarantees unique keys
   static Value ns(std::shared_ptr<Namespace> n) { return Value(Payload(std::in_place_index<8>, std::move(n))); }
   static Value callable(std::string name, std::function<Value(Interpreter&, CallArgs&)> fn, bool has_ns = false);
   // JSON to a value; throws dseek::Error if nested too deep. Objects keep the order of the json type:
