@@ -21,7 +21,7 @@ namespace dseek {
 // Bounded cache of piece -> ids, owned by one encoding thread at a time (BpeScratch).
 class WordCache {
  public:
-  static constexpr size_t kSlots = size_t(1) << 16;
+  static constexpr size_t kSlots = size_t(1) << 18;
   static constexpr size_t kMaxEntries = kSlots / 2;
   static constexpr size_t kMaxKeyBytes = 64;  // longer pieces are rare and not worth caching
 
