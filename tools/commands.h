@@ -8,5 +8,6 @@ int cmd_forward(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_detokenize(int argc, char** argv);
 int cmd_chat_template(int argc, char** argv);
+int cmd_init(int argc, char** argv);
 
 }  // namespace dseek::cli

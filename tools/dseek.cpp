@@ -18,6 +18,8 @@ struct Command {
 constexpr Command kCommands[] = {
     {"forward", dseek::cli::cmd_forward,
      "run the model on token ids, write logits: --model DIR --input-ids IDS --output OUT.safetensors"},
+    {"init", dseek::cli::cmd_init,
+     "write a random-weight checkpoint: --config CONFIG.json --out DIR [--seed S] [--dtype f32|bf16|fp8]"},
     {"tokenize", dseek::cli::cmd_tokenize, "text to token ids: --model DIR (--text S | --file F)"},
     {"detokenize", dseek::cli::cmd_detokenize, "token ids to text: --model DIR --ids 1,2,3"},
     {"chat-template", dseek::cli::cmd_chat_template,

@@ -87,6 +87,11 @@ TEST(DType, E4M3RoundNearestEven) {
       EXPECT_EQ(e4m3_round(std::nextafter(mid, 1000.f)), vals[i + 1]);
     }
   }
+  for (int b = 0; b < 256; ++b) {
+    if ((b & 0x7f) == 0x7f) continue;  // NaN
+    EXPECT_EQ(f32_to_e4m3(e4m3_to_f32(uint8_t(b))), uint8_t(b)) << b;
+  }
+  EXPECT_EQ(f32_to_e4m3(1000.f), 0x7e);
   EXPECT_EQ(e4m3_round(1000.f), 448.f);
   EXPECT_EQ(e4m3_round(-1e9f), -448.f);
   EXPECT_TRUE(std::isnan(e4m3_round(NAN)));

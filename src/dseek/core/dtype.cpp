@@ -111,15 +111,13 @@ float e4m3_round(float x) {
 uint8_t f32_to_e4m3(float x) {
   if (std::isnan(x)) return 0x7f;
   const float r = e4m3_round(x);
-  // Bytes 0x00..0x7E hold the non-negative values in increasing order.
-  const float* t = e4m3_table();
   const float a = std::fabs(r);
-  int lo = 0, hi = 0x7e;
-  while (lo < hi) {
-    const int mid = (lo + hi) / 2;
-    if (t[mid] < a) lo = mid + 1; else hi = mid;
-  }
-  return uint8_t(lo | (std::signbit(r) ? 0x80 : 0));
+  const uint8_t sign = std::signbit(r) ? 0x80 : 0;
+  if (a < 0x1p-6f) return sign | uint8_t(a * 512.0f);  // subnormal: mantissa counts 2^-9 steps
+  int e;
+  const float f = std::frexp(a, &e);  // a = f * 2^e, f in [0.5, 1)
+  const int mant = int(f * 16.0f) - 8;  // (1 + mant/8) = 2f
+  return sign | uint8_t(((e - 1 + 7) << 3) | mant);
 }
 
 float e5m2_to_f32(uint8_t b) { return f16_to_f32(uint16_t(b) << 8); }

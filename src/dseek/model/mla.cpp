@@ -67,7 +67,7 @@ void masked_softmax(float* s, int64_t n, const uint8_t* allowed) {
 
 void mla_project(const float* x, int64_t T, int64_t start_pos, const MlaWeights& w, const MlaParams& p, float* cache,
                  Workspace& ws) {
-  const int64_t H = p.n_heads, nope = p.qk_nope_head_dim, rope = p.qk_rope_head_dim, vd = p.v_head_dim;
+  const int64_t H = p.n_heads, nope = p.qk_nope_head_dim, rope = p.qk_rope_head_dim;
   const int64_t R = p.kv_lora_rank, L = p.latent_dim(), qkd = p.qk_head_dim(), half = rope / 2;
   const int64_t end_pos = start_pos + T;
   DSEEK_CHECK(T <= ws.max_tokens && end_pos <= ws.max_context, "workspace too small for this call");
