@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "dseek/core/error.h"
 #include "dseek/tokenizer/regex.h"
@@ -171,6 +172,31 @@ TEST(TokenizerFeatures, InvalidUtf8IsReplacedBeforeTokenizing) {
   EXPECT_EQ(tok.encode("\xED\xA0\x80", false), tok.encode("\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD", false));
   EXPECT_EQ(tok.decode(tok.encode("x\xFFy\xC0\x80", false), false), "x\xEF\xBF\xBDy\xEF\xBF\xBD\xEF\xBF\xBD");
   EXPECT_EQ(tok.pre_tokenize("\xF4\x90\x80\x80").size(), 1u);
+}
+
+TEST(TokenizerFeatures, ConcurrentEncodeMatchesSerial) {
+  const Tokenizer& tok = test::deepseek_v3_tokenizer();
+  const auto rows = test::read_jsonl(test::tokenizer_golden_dir() + "/encode.jsonl");
+  std::vector<std::string> texts;
+  std::vector<Ids> want;
+  for (size_t i = 0; i < rows.size(); i += 5) {
+    texts.push_back(rows[i]["text"].get<std::string>());
+    want.push_back(tok.encode(texts.back(), false));
+  }
+  std::vector<size_t> mismatches(4, 0);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int rep = 0; rep < 3; ++rep) {
+        for (size_t i = t; i < texts.size() + t; ++i) {
+          const size_t k = i % texts.size();
+          if (tok.encode(texts[k], false) != want[k]) ++mismatches[t];
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (size_t t = 0; t < 4; ++t) EXPECT_EQ(mismatches[t], 0u) << "thread " << t;
 }
 
 }  // namespace

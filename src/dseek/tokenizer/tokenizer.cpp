@@ -56,14 +56,24 @@ void Tokenizer::Impl::encode(std::string_view text, bool add_special_tokens, Enc
 }
 
 void Tokenizer::encode_into(std::string_view text, bool add_special_tokens, std::vector<int32_t>& out) const {
-  std::unique_lock<std::mutex> lock(impl_->state_mu, std::try_to_lock);
-  if (lock.owns_lock()) {
-    if (!impl_->state) impl_->state = std::make_unique<EncodeState>();
-    impl_->encode(text, add_special_tokens, *impl_->state, out);
-    return;
+  std::unique_ptr<EncodeState> st;
+  {
+    std::lock_guard<std::mutex> lock(impl_->pool_mu);
+    if (!impl_->pool.empty()) {
+      st = std::move(impl_->pool.back());
+      impl_->pool.pop_back();
+    }
   }
-  EncodeState local;
-  impl_->encode(text, add_special_tokens, local, out);
+  if (!st) st = std::make_unique<EncodeState>();
+  struct GiveBack {
+    const Impl* impl;
+    std::unique_ptr<EncodeState>& st;
+    ~GiveBack() {
+      std::lock_guard<std::mutex> lock(impl->pool_mu);
+      impl->pool.push_back(std::move(st));
+    }
+  } give_back{impl_.get(), st};
+  impl_->encode(text, add_special_tokens, *st, out);
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_tokens) const {

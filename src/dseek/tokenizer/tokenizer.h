@@ -6,8 +6,7 @@
 // LlamaTokenizerFast does) or else from tokenizer.json's post_processor.
 //
 // Thread safety: a loaded Tokenizer is immutable; encode/decode may be called from several
-// threads at once (one internal word cache is used by whichever call gets it first; the
-// others run with a private one).
+// threads at once (encode scratch state and word caches are pooled, one per concurrent call).
 #pragma once
 
 #include <cstddef>

@@ -46,10 +46,10 @@ struct Tokenizer::Impl {
   std::vector<uint8_t> id_special;     // (id_limit,)
   std::vector<int32_t> id_added;       // (id_limit,) index into `added`, -1 when not added
 
-  // The word cache goes to whichever encode call takes the lock; concurrent calls use a
-  // private EncodeState instead of waiting.
-  mutable std::mutex state_mu;
-  mutable std::unique_ptr<EncodeState> state;
+  // Encode states (each with its word cache) are pooled: a call takes one, or makes one when
+  // all are in use, and gives it back, so the pool grows to the number of concurrent callers.
+  mutable std::mutex pool_mu;
+  mutable std::vector<std::unique_ptr<EncodeState>> pool;
 
   void encode(std::string_view text, bool add_special_tokens, EncodeState& st, std::vector<int32_t>& out) const;
 };
