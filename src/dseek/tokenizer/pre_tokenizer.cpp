@@ -93,6 +93,7 @@ void PreTokenizer::add_steps(const nlohmann::json& j, const std::string& file, c
 void PreTokenizer::run(std::string_view text, PreTokenizerScratch& scratch, Sink sink, void* ctx) const {
   if (scratch.spans.size() < steps_.size()) scratch.spans.resize(steps_.size());
   if (scratch.prefixed.size() < steps_.size()) scratch.prefixed.resize(steps_.size());
+  if (scratch.folded.size() < steps_.size()) scratch.folded.resize(steps_.size());
   run_step(0, text, scratch, sink, ctx);
 }
 
@@ -146,8 +147,8 @@ void PreTokenizer::run_step(size_t k, std::string_view piece, PreTokenizerScratc
     for (auto& sp : spans) sp.is_match = !sp.is_match;
   }
   // HF's NormalizedString::split: `out` keeps (start, end, removed).
-  std::vector<PreTokenizerScratch::Span> out;
-  out.reserve(spans.size());
+  auto& out = scratch.folded[k];
+  out.clear();
   switch (behavior) {
     case SplitBehavior::kRemoved:
       for (const auto& sp : spans) out.push_back({sp.start, sp.end, sp.is_match});

@@ -33,7 +33,8 @@ struct PreTokenizerScratch {
     size_t start, end;
     bool is_match;
   };
-  std::vector<std::vector<Span>> spans;  // (steps,) per step, for the non-Isolated behaviors
+  std::vector<std::vector<Span>> spans;   // (steps,) per step, for the non-Isolated behaviors
+  std::vector<std::vector<Span>> folded;  // (steps,) the spans after the behavior's fold
   std::vector<std::string> prefixed;     // (steps,) ByteLevel add_prefix_space copies
 };
 

@@ -228,6 +228,7 @@ bool RegexMatcher::search(const Regex& re, std::string_view subject, size_t from
   const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(match_data_);
   start = ov[0];
   end = ov[1];
+  if (start > end) start = end;  // \K inside a lookahead can report start > end
   return true;
 }
 
