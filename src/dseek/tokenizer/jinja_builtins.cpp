@@ -492,6 +492,7 @@ Value apply_filter(Interpreter& in, std::string_view name, const Value& v, CallA
   if (name == "indent") return filter_indent(v, a);
   if (name == "escape" || name == "e" || name == "forceescape") return Value::string(html_escape(v.str()));
   if (name == "attr") {
+    check_args("attr", a, {"name"});
     const Value n = arg(a, 0, "name");
     if (!n.is_string()) throw Error("attr: name must be a string");
     // Attribute only: on a dict that means its methods, never its keys.
@@ -505,6 +506,13 @@ Value apply_filter(Interpreter& in, std::string_view name, const Value& v, CallA
 }
 
 bool apply_test(Interpreter& in, std::string_view name, const Value& v, CallArgs& a) {
+  static constexpr std::string_view kOneArg[] = {"divisibleby", "eq", "equalto", "==", "ne", "!=", "lt", "lessthan",
+                                                 "<", "le", "<=", "gt", "greaterthan", ">", "ge", ">=", "in", "sameas"};
+  const bool one_arg = std::find(std::begin(kOneArg), std::end(kOneArg), name) != std::end(kOneArg);
+  if (a.pos.size() + a.kw.size() > (one_arg ? 1u : 0u)) {
+    throw Error("test '" + std::string(name) + "' takes " + (one_arg ? "1 argument" : "no arguments") + " but " +
+                std::to_string(a.pos.size() + a.kw.size()) + " were given");
+  }
   auto other = [&]() -> const Value& {
     if (a.pos.empty()) throw Error("test '" + std::string(name) + "' needs an argument");
     return a.pos[0];

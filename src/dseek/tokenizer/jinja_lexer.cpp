@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 
 #include "dseek/core/error.h"
@@ -170,6 +171,7 @@ class Lexer {
   size_t lex_raw(size_t start, size_t p, bool& line_starting) {
     size_t q = skip_ws(skip_ws(p) + 3);
     q = match_at(q, "-%}") ? skip_ws(q + 3) : q + 2;  // no trim_blocks after the raw begin tag
+    if (q >= src_.size()) return q;                     // jinja2 stops here without looking for endraw
     // Find `{%` [-+] \s* endraw \s* (+%} | -%}\s* | %}\n?)
     size_t search = q;
     while (true) {
@@ -421,6 +423,14 @@ class Lexer {
             uint32_t cp = uint32_t(e - '0');
             for (int k = 0; k < 2 && q < n && src_[q] >= '0' && src_[q] <= '7'; ++k) cp = cp * 8 + uint32_t(src_[q++] - '0');
             utf8_append(value, cp);
+          } else if (static_cast<unsigned char>(e) >= 0x80) {
+            // jinja2 unescapes with .encode("ascii", "backslashreplace").decode("unicode-escape"), so a
+            // backslash before a non-ASCII character escapes the backslash of its \xhh / \uhhhh form.
+            const uint32_t cp = utf8_decode_at(src_, q - 1);
+            q = utf8_next(src_, q - 1);
+            char buf[16];
+            std::snprintf(buf, sizeof(buf), cp < 0x100 ? "\\x%02x" : cp < 0x10000 ? "\\u%04x" : "\\U%08x", unsigned(cp));
+            value += buf;
           } else {
             value += '\\';
             value += e;

@@ -677,7 +677,10 @@ class Parser {
       }
     }
     advance();
-    if (subs.empty()) fail_at(at, "expected subscript expression");
+    if (subs.empty()) {  // a[] is a lookup with an empty tuple, as in jinja2
+      auto key = node(ExprKind::kTuple, at);
+      return binary(ExprKind::kGetItem, at, std::move(obj), finish(std::move(key)));
+    }
     if (subs.size() == 1 && subs[0]->kind == ExprKind::kSlice && any_slice) {
       subs[0]->args[0] = std::move(obj);
       return finish(std::move(subs[0]));
