@@ -22,6 +22,7 @@
 #include "dseek/core/thread_pool.h"
 #include "dseek/kernels/cpu_features.h"
 #include "dseek/kernels/matmul.h"
+#include "dseek/kernels/matmul_kernels.h"
 #include "dseek/kernels/matmul_quant.h"
 
 namespace dseek {
@@ -29,7 +30,9 @@ namespace {
 
 constexpr uint32_t kSeed = 6060601;
 
-// Tolerances, relative to S = sum_k |W[n, k] * x[b, k]| of each output (so cancellation does not
+// F32 weights: every kernel must equal matmul_ref bit for bit (see matmul_avx512.cpp).
+//
+// Tolerances of the other formats, relative to S = sum_k |W[n, k] * x[b, k]| of each output (so cancellation does not
 // make them meaningless):
 //
 // Float32 activations (F32, F16, BF16 widened, FP8 decoded exactly): the kernels see exactly the
@@ -241,6 +244,10 @@ void check_case(DType t, int64_t N, int64_t K, int64_t B, std::mt19937& rng, Thr
     if (int_act) {
       expect_close(got, model, S, kQActModelTol, nullptr, what + " vs matmul_qact_ref");
       expect_close(got, ref, S, kFloatActTol, &qbound, what + " vs matmul_ref");
+    } else if (t == DType::kF32) {
+      // F32 kernels keep matmul_ref's arithmetic bit for bit (the V3.2 golden test needs it).
+      for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_EQ(std::memcmp(&got[i], &ref[i], 4), 0) << what << " index " << i << ": " << got[i] << " vs " << ref[i];
     } else {
       const bool bf16_act = t == DType::kBF16 && k == MatmulKernel::kAvx512Bf16;
       expect_close(got, ref, S, bf16_act ? kBf16ActTol : kFloatActTol, nullptr, what);
@@ -468,6 +475,38 @@ TEST(MatmulFast, QuantizeExactValuesRoundTripExactly) {
   dequantize_row(back.data(), w, 0);
   // Block 0: amax = 127 * 0.0625, so d = 0.0625 exactly and every x / d is an integer.
   for (int i = 0; i < 32; ++i) EXPECT_EQ(back[size_t(i)], x[size_t(i)]) << i;
+}
+
+TEST(MatmulFast, VectorActivationPrepMatchesScalar) {
+  // The AVX-512 activation conversions must produce the scalar layout byte for byte.
+  if (!matmul_kernel_supported(MatmulKernel::kAvx512)) GTEST_SKIP() << "no AVX-512";
+  const mm::KernelSet ks = mm::avx512_kernels();
+  std::mt19937 rng(kSeed + 8);
+  for (int64_t K : {32, 96, 160, 416, 1056}) {
+    Act a = random_act(1, K, rng);
+    float* x = a.data();
+    for (int64_t k = 64; k < std::min<int64_t>(K, 96); ++k) x[k] = 0.f;  // an all-zero block
+    if (K >= 160) x[130] = NAN;                                         // a non-finite block
+    for (DType t : {DType::kQ8_0, DType::kQ4_0}) {
+      const QActLayout l = qact_layout(t, K);
+      std::vector<uint8_t> want(size_t(l.stride)), got(size_t(l.stride) + 64);
+      uint8_t* g = got.data() + (64 - reinterpret_cast<uintptr_t>(got.data()) % 64) % 64;
+      quantize_activations(want.data(), x, t, K);
+      (t == DType::kQ8_0 ? ks.prep_q8_0 : ks.prep_q4_0)(g, x, K, l.stride, l.corr_offset, l.scale_offset);
+      for (int64_t i = 0; i < l.stride; ++i)
+        ASSERT_EQ(want[size_t(i)], g[i]) << dtype_name(t) << " K=" << K << " byte " << i;
+    }
+    if (K >= 160) x[130] = 1.f;
+    const int64_t stride = ((K + 31) / 32) * 64;
+    std::vector<uint8_t> got(size_t(stride) + 64);
+    uint8_t* g = got.data() + (64 - reinterpret_cast<uintptr_t>(got.data()) % 64) % 64;
+    ks.prep_bf16(g, x, K, stride);
+    for (int64_t k = 0; k < stride / 2; ++k) {
+      uint16_t h;
+      std::memcpy(&h, g + 2 * k, 2);
+      ASSERT_EQ(h, k < K ? f32_to_bf16(x[k]) : 0) << "bf16 K=" << K << " k=" << k;
+    }
+  }
 }
 
 TEST(MatmulFast, ForcedKernelNotSupportedThrows) {

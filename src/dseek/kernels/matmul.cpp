@@ -169,7 +169,7 @@ thread_local Scratch t_scratch;
 int64_t rows_per_task(int64_t N, int threads) {
   int64_t r = N / (int64_t(threads) * 8);
   r = std::clamp<int64_t>(r, 16, 64);
-  return (r + 3) & ~int64_t(3);
+  return (r + 15) & ~int64_t(15);  // whole 16-row tiles of the F32 kernels
 }
 
 // Runs fn(n0, n1) over [0, N) in tasks of `chunk` rows, taken by the pool's threads in turn.
@@ -197,6 +197,17 @@ void for_row_tasks(ThreadPool* pool, int64_t N, int64_t work, const Fn& fn) {
           (*p->fn)(t * p->chunk, std::min(p->N, (t + 1) * p->chunk));
       },
       1);
+}
+
+// Converts activations token by token, across the pool when there are many (prefill).
+template <class Fn>
+void for_tokens(ThreadPool* pool, int64_t B, int64_t K, const Fn& fn) {
+  if (!pool || pool->size() <= 1 || B < 4 || B * K < (1 << 15)) {
+    fn(0, B);
+    return;
+  }
+  const Fn* f = &fn;
+  pool->parallel_for(B, [f](int64_t b0, int64_t b1) { (*f)(b0, b1); }, 1);
 }
 
 const mm::KernelSet& avx2_set() {
@@ -326,11 +337,18 @@ void matmul(float* y, const float* x, const MatView& w, int64_t B, ThreadPool* p
         const int64_t Kp = (K + 31) & ~int64_t(31);
         job.act_stride = Kp * 2;
         uint8_t* act = t_scratch.get(size_t(B * job.act_stride));
-        for (int64_t b = 0; b < B; ++b) {
-          auto* xb = reinterpret_cast<uint16_t*>(act + b * job.act_stride);
-          for (int64_t k = 0; k < K; ++k) xb[k] = f32_to_bf16(x[b * K + k]);
-          for (int64_t k = K; k < Kp; ++k) xb[k] = 0;
-        }
+        const int64_t stride = job.act_stride;
+        for_tokens(pool, B, K, [&](int64_t b0, int64_t b1) {
+          for (int64_t b = b0; b < b1; ++b) {
+            if (ks.prep_bf16) {
+              ks.prep_bf16(act + b * stride, x + b * K, K, stride);
+              continue;
+            }
+            auto* xb = reinterpret_cast<uint16_t*>(act + b * stride);
+            for (int64_t k = 0; k < K; ++k) xb[k] = f32_to_bf16(x[b * K + k]);
+            for (int64_t k = K; k < Kp; ++k) xb[k] = 0;
+          }
+        });
         job.act = act;
         fn = ks.bf16_dot;
       } else {
@@ -345,7 +363,16 @@ void matmul(float* y, const float* x, const MatView& w, int64_t B, ThreadPool* p
       job.act_scale_offset = l.scale_offset;
       job.w_scales_offset = w.dtype == DType::kQ8_0 ? K : K / 2;
       uint8_t* act = t_scratch.get(size_t(B * l.stride));
-      for (int64_t b = 0; b < B; ++b) quantize_activations(act + b * l.stride, x + b * K, w.dtype, K);
+      auto prep = w.dtype == DType::kQ8_0 ? ks.prep_q8_0 : ks.prep_q4_0;
+      const DType wt = w.dtype;
+      for_tokens(pool, B, K, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          if (prep)
+            prep(act + b * l.stride, x + b * K, K, l.stride, l.corr_offset, l.scale_offset);
+          else
+            quantize_activations(act + b * l.stride, x + b * K, wt, K);
+        }
+      });
       job.act = act;
       fn = w.dtype == DType::kQ8_0 ? ks.q8_0 : ks.q4_0;
       break;

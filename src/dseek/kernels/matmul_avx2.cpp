@@ -34,12 +34,8 @@ inline void zero_tile(__m256 (&acc)[R][T]) {
     for (int t = 0; t < T; ++t) acc[i][t] = _mm256_setzero_ps();
 }
 
-// ---- float32 activations: F32, F16, BF16 weights, 8 columns per step ----
+// ---- float32 activations: F16, BF16 weights, 8 columns per step ----
 
-struct LoadF32 {
-  static __m256 load(const uint8_t* row, int64_t k) { return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + k); }
-  static float scalar(const uint8_t* row, int64_t k) { return reinterpret_cast<const float*>(row)[k]; }
-};
 struct LoadF16 {
   static __m256 load(const uint8_t* row, int64_t k) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(reinterpret_cast<const uint16_t*>(row) + k)));
@@ -82,6 +78,66 @@ struct FloatAct {
       }
   }
 };
+
+// ---- F32 weights, bit-exact with matmul_ref (see matmul_avx512.cpp): lanes are 8 output rows ----
+
+inline void transpose8(__m256 (&r)[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int h = 0; h < 2; ++h) {  // rows 4h .. 4h + 3; u[4h + j]: column 4L + j in 128-bit lane L
+    u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+    u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xee);
+    u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+    u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xee);
+  }
+  for (int j = 0; j < 4; ++j) {
+    r[j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
+    r[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
+  }
+}
+
+inline __m256i lane_mask(int n) {  // first n of 8 int32 lanes set
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+template <int T>
+void exact_f32_tile(const Job& j, int64_t r0, int nr, int64_t b0) {
+  __m256 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  const float* x[T];
+  for (int t = 0; t < T; ++t) x[t] = j.x + (b0 + t) * j.K;
+  for (int64_t k = 0; k < j.K; k += 8) {
+    const int kr = int(min64(8, j.K - k));
+    const __m256i m = lane_mask(kr);
+    __m256 v[8];
+    for (int i = 0; i < 8; ++i)
+      v[i] = i < nr ? _mm256_maskload_ps(reinterpret_cast<const float*>(row_of(j, r0 + i)) + k, m) : _mm256_setzero_ps();
+    transpose8(v);
+    for (int c = 0; c < kr; ++c)
+      for (int t = 0; t < T; ++t) acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(v[c], _mm256_set1_ps(x[t][k + c])));
+  }
+  for (int t = 0; t < T; ++t) _mm256_maskstore_ps(j.y + (b0 + t) * j.N + r0, lane_mask(nr), acc[t]);
+}
+
+void exact_f32(const Job& j, int64_t n0, int64_t n1) {
+  for (int64_t bb = 0; bb < j.B; bb += kTokenBlock) {
+    const int64_t be = min64(j.B, bb + kTokenBlock);
+    for (int64_t r = n0; r < n1; r += 8) {
+      const int nr = int(min64(8, n1 - r));
+      int64_t b = bb;
+      for (; b + 4 <= be; b += 4) exact_f32_tile<4>(j, r, nr, b);
+      switch (be - b) {
+        case 3: exact_f32_tile<3>(j, r, nr, b); break;
+        case 2: exact_f32_tile<2>(j, r, nr, b); break;
+        case 1: exact_f32_tile<1>(j, r, nr, b); break;
+        default: break;
+      }
+    }
+  }
+}
 
 // ---- FP8-E4M3 with block scales: the same exact E4M3 -> f16 -> f32 widening as the AVX-512 file ----
 
@@ -278,7 +334,7 @@ void drive(const Job& j, int64_t n0, int64_t n1) {
 
 KernelSet avx2_kernels() {
   KernelSet k;
-  k.f32 = &drive<FloatAct<LoadF32>>;
+  k.f32 = &exact_f32;
   k.f16 = &drive<FloatAct<LoadF16>>;
   k.bf16 = &drive<FloatAct<LoadBF16>>;
   k.fp8 = &drive<Fp8>;

@@ -44,13 +44,8 @@ inline void zero_tile(__m512 (&acc)[R][T]) {
     for (int t = 0; t < T; ++t) acc[i][t] = _mm512_setzero_ps();
 }
 
-// ---- float32 activations: F32, F16, BF16 weights, 16 columns per step ----
+// ---- float32 activations: F16, BF16 weights, 16 columns per step ----
 
-struct LoadF32 {
-  static __m512 load(const uint8_t* row, int64_t k, __mmask16 m) {
-    return _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(row) + k);
-  }
-};
 struct LoadF16 {
   static __m512 load(const uint8_t* row, int64_t k, __mmask16 m) {
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(row) + k));
@@ -86,6 +81,79 @@ struct FloatAct {
     store_tile(j, r0, b0, acc);
   }
 };
+
+// ---- F32 weights, bit-exact with matmul_ref ----
+//
+// The V3.2 golden test amplifies float noise in the indexer (E4M3 rounding of q) into flipped top-k
+// choices, so F32 weights keep matmul_ref's exact arithmetic: per output, products rounded to float
+// and added in column order (no FMA). Lanes are 16 output rows instead of 16 columns: a 16 x 16
+// block of weights is transposed in registers (64 shuffles) so that vector k holds column k of the
+// 16 rows. F32 weights are the golden/test format (checkpoints ship BF16/FP8), and even so this stays
+// memory-bound on one core at decode.
+
+inline void transpose16(__m512 (&r)[16]) {
+  __m512 a[16];
+  for (int i = 0; i < 8; ++i) {
+    a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // b[4g + j], 128-bit lane L: rows 4g .. 4g + 3 at column 4L + j.
+  __m512 b[16];
+  for (int g = 0; g < 4; ++g) {
+    const __m512d p0 = _mm512_castps_pd(a[4 * g]), p1 = _mm512_castps_pd(a[4 * g + 1]);
+    const __m512d p2 = _mm512_castps_pd(a[4 * g + 2]), p3 = _mm512_castps_pd(a[4 * g + 3]);
+    b[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(p0, p2));
+    b[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(p0, p2));
+    b[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(p1, p3));
+    b[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(p1, p3));
+  }
+  // A 4 x 4 transpose of 128-bit lanes for each j: column 4L + j = [b[j].L, b[4 + j].L, b[8 + j].L, b[12 + j].L].
+  for (int j = 0; j < 4; ++j) {
+    const __m512 c0 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x88), c1 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xdd);
+    const __m512 c2 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x88), c3 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xdd);
+    r[j] = _mm512_shuffle_f32x4(c0, c2, 0x88);
+    r[8 + j] = _mm512_shuffle_f32x4(c0, c2, 0xdd);
+    r[4 + j] = _mm512_shuffle_f32x4(c1, c3, 0x88);
+    r[12 + j] = _mm512_shuffle_f32x4(c1, c3, 0xdd);
+  }
+}
+
+template <int T>
+void exact_f32_tile(const Job& j, int64_t r0, int nr, int64_t b0) {
+  __m512 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  const float* x[T];
+  for (int t = 0; t < T; ++t) x[t] = j.x + (b0 + t) * j.K;
+  for (int64_t k = 0; k < j.K; k += 16) {
+    const int kr = int(min64(16, j.K - k));
+    const __mmask16 m = mask16(kr);
+    __m512 v[16];
+    for (int i = 0; i < 16; ++i)
+      v[i] = i < nr ? _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(row_of(j, r0 + i)) + k)
+                    : _mm512_setzero_ps();
+    transpose16(v);
+    for (int c = 0; c < kr; ++c)
+      for (int t = 0; t < T; ++t) acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(v[c], _mm512_set1_ps(x[t][k + c])));
+  }
+  for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(j.y + (b0 + t) * j.N + r0, mask16(nr), acc[t]);
+}
+
+void exact_f32(const Job& j, int64_t n0, int64_t n1) {
+  for (int64_t bb = 0; bb < j.B; bb += kTokenBlock) {
+    const int64_t be = min64(j.B, bb + kTokenBlock);
+    for (int64_t r = n0; r < n1; r += 16) {
+      const int nr = int(min64(16, n1 - r));
+      int64_t b = bb;
+      for (; b + 4 <= be; b += 4) exact_f32_tile<4>(j, r, nr, b);
+      switch (be - b) {
+        case 3: exact_f32_tile<3>(j, r, nr, b); break;
+        case 2: exact_f32_tile<2>(j, r, nr, b); break;
+        case 1: exact_f32_tile<1>(j, r, nr, b); break;
+        default: break;
+      }
+    }
+  }
+}
 
 // ---- BF16 weights x bf16-rounded activations: vdpbf16ps, 32 columns per step ----
 
@@ -174,7 +242,7 @@ struct Fp8 {
 // times the sum of each lane's activation codes is precomputed per call (quantize_activations) and
 // used as the accumulator's starting value, so every int32 lane is an exact partial dot product.
 // Lane l of a 64-byte chunk belongs to one block; it is scaled by d_w(block) * dx(block) in float.
-// Scales of 16 blocks are widened once (one vcvtph2ps) and spread over lanes with vpermps.
+// A chunk's 2 or 4 block scales are widened (vcvtph2ps) and spread over their lanes with vpermps.
 
 inline const uint16_t* scales_of(const Job& j, const uint8_t* row) {
   return reinterpret_cast<const uint16_t*>(row + j.w_scales_offset);
@@ -196,30 +264,25 @@ struct Q8 {
     const uint8_t* a[T];
     for (int t = 0; t < T; ++t) a[t] = j.act + (b0 + t) * j.act_stride;
     const __m512i flip = _mm512_set1_epi8(int8_t(0x80));
-    // Lanes 0..7 take block 2c, lanes 8..15 block 2c + 1 of the 16 widened scales.
-    const __m512i idx0 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    for (int64_t g = 0; g < nb; g += 16) {
-      const int64_t ng = min64(16, nb - g);
-      __m512 S[R];
-      for (int i = 0; i < R; ++i) S[i] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask16(ng), d[i] + g));
-      for (int64_t c = 0; 2 * c < ng; ++c) {
-        const int64_t ch = g / 2 + c;
-        const __mmask64 m = mask64(32 * (ng - 2 * c));
-        const __m512i idx = _mm512_add_epi32(idx0, _mm512_set1_epi32(int(2 * c)));
-        __m512i wu[R];
-        __m512 dw[R];
+    // Lanes 0..7 take the chunk's first block scale, lanes 8..15 the second.
+    const __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    for (int64_t c = 0; 2 * c < nb; ++c) {
+      const int64_t left = nb - 2 * c;  // blocks from this chunk on
+      const __mmask64 m = mask64(32 * left);
+      __m512i wu[R];
+      __m512 dw[R];
+      for (int i = 0; i < R; ++i) {
+        wu[i] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, w[i] + 64 * c), flip);
+        const __m512 s = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(left >= 2 ? 3 : 1, d[i] + 2 * c));
+        dw[i] = _mm512_permutexvar_ps(idx, s);
+      }
+      for (int t = 0; t < T; ++t) {
+        const __m512i xq = _mm512_load_si512(a[t] + 64 * c);
+        const __m512i corr = _mm512_load_si512(a[t] + j.act_corr_offset + 64 * c);
+        const __m512 dx = _mm512_load_ps(reinterpret_cast<const float*>(a[t] + j.act_scale_offset + 64 * c));
         for (int i = 0; i < R; ++i) {
-          wu[i] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, w[i] + 64 * ch), flip);
-          dw[i] = _mm512_permutexvar_ps(idx, S[i]);
-        }
-        for (int t = 0; t < T; ++t) {
-          const __m512i xq = _mm512_load_si512(a[t] + 64 * ch);
-          const __m512i corr = _mm512_load_si512(a[t] + j.act_corr_offset + 64 * ch);
-          const __m512 dx = _mm512_load_ps(reinterpret_cast<const float*>(a[t] + j.act_scale_offset + 64 * ch));
-          for (int i = 0; i < R; ++i) {
-            const __m512i v = _mm512_dpbusd_epi32(corr, wu[i], xq);
-            acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(dw[i], dx), acc[i][t]);
-          }
+          const __m512i v = _mm512_dpbusd_epi32(corr, wu[i], xq);
+          acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(dw[i], dx), acc[i][t]);
         }
       }
     }
@@ -228,7 +291,7 @@ struct Q8 {
 };
 
 struct Q4 {
-  static constexpr int kRows = 4, kTokens = 4;
+  static constexpr int kRows = 4, kTokens = 3;
   template <int R, int T>
   static void tile(const Job& j, int64_t r0, int64_t b0) {
     __m512 acc[R][T];
@@ -243,33 +306,28 @@ struct Q4 {
     const uint8_t* a[T];
     for (int t = 0; t < T; ++t) a[t] = j.act + (b0 + t) * j.act_stride;
     const __m512i low4 = _mm512_set1_epi8(0x0f);
-    // Lanes 4m .. 4m + 3 take block 4c + m of the 16 widened scales.
-    const __m512i idx0 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-    for (int64_t g = 0; g < nb; g += 16) {
-      const int64_t ng = min64(16, nb - g);
-      __m512 S[R];
-      for (int i = 0; i < R; ++i) S[i] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask16(ng), d[i] + g));
-      for (int64_t c = 0; 4 * c < ng; ++c) {
-        const int64_t ch = g / 4 + c;
-        const __mmask64 m = mask64(16 * (ng - 4 * c));
-        const __m512i idx = _mm512_add_epi32(idx0, _mm512_set1_epi32(int(4 * c)));
-        __m512i lo[R], hi[R];
-        __m512 dw[R];
+    // Lanes 4m .. 4m + 3 take the scale of the chunk's block m.
+    const __m512i idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    for (int64_t c = 0; 4 * c < nb; ++c) {
+      const int64_t left = nb - 4 * c;
+      const __mmask64 m = mask64(16 * left);
+      __m512i lo[R], hi[R];
+      __m512 dw[R];
+      for (int i = 0; i < R; ++i) {
+        const __m512i v = _mm512_maskz_loadu_epi8(m, w[i] + 64 * c);
+        lo[i] = _mm512_and_si512(v, low4);
+        hi[i] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+        const __m512 s = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask16(left), d[i] + 4 * c));
+        dw[i] = _mm512_permutexvar_ps(idx, s);
+      }
+      for (int t = 0; t < T; ++t) {
+        const __m512i xlo = _mm512_load_si512(a[t] + 128 * c);
+        const __m512i xhi = _mm512_load_si512(a[t] + 128 * c + 64);
+        const __m512i corr = _mm512_load_si512(a[t] + j.act_corr_offset + 64 * c);
+        const __m512 dx = _mm512_load_ps(reinterpret_cast<const float*>(a[t] + j.act_scale_offset + 64 * c));
         for (int i = 0; i < R; ++i) {
-          const __m512i v = _mm512_maskz_loadu_epi8(m, w[i] + 64 * ch);
-          lo[i] = _mm512_and_si512(v, low4);
-          hi[i] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
-          dw[i] = _mm512_permutexvar_ps(idx, S[i]);
-        }
-        for (int t = 0; t < T; ++t) {
-          const __m512i xlo = _mm512_load_si512(a[t] + 128 * ch);
-          const __m512i xhi = _mm512_load_si512(a[t] + 128 * ch + 64);
-          const __m512i corr = _mm512_load_si512(a[t] + j.act_corr_offset + 64 * ch);
-          const __m512 dx = _mm512_load_ps(reinterpret_cast<const float*>(a[t] + j.act_scale_offset + 64 * ch));
-          for (int i = 0; i < R; ++i) {
-            const __m512i v = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(corr, lo[i], xlo), hi[i], xhi);
-            acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(dw[i], dx), acc[i][t]);
-          }
+          const __m512i v = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(corr, lo[i], xlo), hi[i], xhi);
+          acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(dw[i], dx), acc[i][t]);
         }
       }
     }
@@ -277,35 +335,114 @@ struct Q4 {
   }
 };
 
+// ---- activation conversions (the scalar versions: matmul.cpp, quantize_activations) ----
+
+void prep_bf16(uint8_t* out, const float* x, int64_t K, int64_t stride) {
+  auto* o = reinterpret_cast<uint16_t*>(out);
+  int64_t k = 0;
+  for (; k < K; k += 32) {  // round to nearest even, like f32_to_bf16 (vcvtne2ps2bf16)
+    const __mmask32 m = mask32(K - k);
+    const __m512 lo = _mm512_maskz_loadu_ps(__mmask16(m), x + k);
+    const __m512 hi = _mm512_maskz_loadu_ps(__mmask16(m >> 16), x + k + 16);
+    _mm512_store_si512(o + k, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+  }
+  for (int64_t b = k * 2; b < stride; b += 64) _mm512_store_si512(out + b, _mm512_setzero_si512());
+}
+
+// One block of 32: int8 codes round(x * 127 / amax) (16 + 16 bytes) and dx = amax / 127, exactly as
+// quantize_act_block (same float operations, round to nearest even).
+inline void quant_block(const float* x, __m128i* q0, __m128i* q1, float* dx) {
+  const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+  const __m512 a0 = _mm512_abs_ps(v0), a1 = _mm512_abs_ps(v1);
+  const __m512 inf = _mm512_set1_ps(__builtin_inff());
+  // not (|x| < inf): NaN or infinity somewhere in the block
+  if (_mm512_cmp_ps_mask(a0, inf, _CMP_NLT_UQ) | _mm512_cmp_ps_mask(a1, inf, _CMP_NLT_UQ)) {
+    *q0 = *q1 = _mm_setzero_si128();
+    *dx = __builtin_nanf("");
+    return;
+  }
+  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+  *dx = amax / 127.f;
+  const __m512 id = _mm512_set1_ps(amax != 0.f ? 127.f / amax : 0.f);
+  const __m512i lim = _mm512_set1_epi32(127), nlim = _mm512_set1_epi32(-127);
+  const __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, id)), i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, id));
+  *q0 = _mm512_cvtsepi32_epi8(_mm512_max_epi32(_mm512_min_epi32(i0, lim), nlim));
+  *q1 = _mm512_cvtsepi32_epi8(_mm512_max_epi32(_mm512_min_epi32(i1, lim), nlim));
+}
+
+// Sum of each int32 lane's four signed bytes.
+inline __m512i lane_sums(__m512i codes) { return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), codes); }
+
+void prep_q8_0(uint8_t* out, const float* x, int64_t K, int64_t stride, int64_t corr_offset, int64_t scale_offset) {
+  for (int64_t b = 0; b < stride; b += 64) _mm512_store_si512(out + b, _mm512_setzero_si512());
+  const int64_t nb = K / 32;
+  for (int64_t c = 0; 2 * c < nb; ++c) {
+    float dx[2] = {0.f, 0.f};
+    for (int i = 0; i < 2 && 2 * c + i < nb; ++i) {
+      __m128i q0, q1;
+      quant_block(x + 32 * (2 * c + i), &q0, &q1, &dx[i]);
+      _mm_store_si128(reinterpret_cast<__m128i*>(out + 64 * c + 32 * i), q0);
+      _mm_store_si128(reinterpret_cast<__m128i*>(out + 64 * c + 32 * i + 16), q1);
+    }
+    const __m512i s = lane_sums(_mm512_load_si512(out + 64 * c));
+    _mm512_store_si512(out + corr_offset + 64 * c, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s, 7)));
+    _mm512_store_ps(reinterpret_cast<float*>(out + scale_offset + 64 * c),
+                    _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(dx[0]), _mm512_set1_ps(dx[1])));
+  }
+}
+
+void prep_q4_0(uint8_t* out, const float* x, int64_t K, int64_t stride, int64_t corr_offset, int64_t scale_offset) {
+  for (int64_t b = 0; b < stride; b += 64) _mm512_store_si512(out + b, _mm512_setzero_si512());
+  const int64_t nb = K / 32;
+  const __m512i idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+  for (int64_t c = 0; 4 * c < nb; ++c) {
+    alignas(16) float dx[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int i = 0; i < 4 && 4 * c + i < nb; ++i) {
+      __m128i q0, q1;
+      quant_block(x + 32 * (4 * c + i), &q0, &q1, &dx[i]);
+      _mm_store_si128(reinterpret_cast<__m128i*>(out + 128 * c + 16 * i), q0);       // meets low nibbles
+      _mm_store_si128(reinterpret_cast<__m128i*>(out + 128 * c + 64 + 16 * i), q1);  // high nibbles
+    }
+    const __m512i s = _mm512_add_epi32(lane_sums(_mm512_load_si512(out + 128 * c)),
+                                       lane_sums(_mm512_load_si512(out + 128 * c + 64)));
+    _mm512_store_si512(out + corr_offset + 64 * c, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s, 3)));
+    _mm512_store_ps(reinterpret_cast<float*>(out + scale_offset + 64 * c),
+                    _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_load_ps(dx))));
+  }
+}
+
 // ---- tiling over rows and tokens ----
 
+// Tokens [b, b1) of rows [r0, r0 + R): whole T-token tiles, then one tile of the remainder.
+template <class F, int R, int T>
+void sweep_tokens(const Job& j, int64_t r0, int64_t b, int64_t b1) {
+  if constexpr (T == F::kTokens)
+    for (; b + T <= b1; b += T) F::template tile<R, T>(j, r0, b);
+  if (b1 - b == T) {
+    F::template tile<R, T>(j, r0, b);
+  } else if constexpr (T > 1) {
+    if (b1 > b) sweep_tokens<F, R, T - 1>(j, r0, b, b1);
+  }
+}
+
+// Rows [r, n1) with fewer than R left: one tile of the remainder.
 template <class F, int R>
-void sweep_tokens(const Job& j, int64_t r0, int64_t b0, int64_t b1) {
-  constexpr int T = F::kTokens;
-  int64_t b = b0;
-  for (; b + T <= b1; b += T) F::template tile<R, T>(j, r0, b);
-  switch (b1 - b) {
-    case 3: F::template tile<R, 3 < T ? 3 : T>(j, r0, b); break;
-    case 2: F::template tile<R, 2 < T ? 2 : T>(j, r0, b); break;
-    case 1: F::template tile<R, 1>(j, r0, b); break;
-    default: break;
+void rest_rows(const Job& j, int64_t r, int64_t n1, int64_t bb, int64_t be) {
+  if (n1 - r == R) {
+    sweep_tokens<F, R, F::kTokens>(j, r, bb, be);
+  } else if constexpr (R > 1) {
+    if (n1 > r) rest_rows<F, R - 1>(j, r, n1, bb, be);
   }
 }
 
 template <class F>
 void drive(const Job& j, int64_t n0, int64_t n1) {
   constexpr int R = F::kRows;
-  static_assert(R == 4 && F::kTokens <= 4, "the remainder switches below assume 4 rows, <= 4 tokens");
   for (int64_t bb = 0; bb < j.B; bb += kTokenBlock) {
     const int64_t be = min64(j.B, bb + kTokenBlock);
     int64_t r = n0;
-    for (; r + R <= n1; r += R) sweep_tokens<F, R>(j, r, bb, be);
-    switch (n1 - r) {
-      case 3: sweep_tokens<F, 3>(j, r, bb, be); break;
-      case 2: sweep_tokens<F, 2>(j, r, bb, be); break;
-      case 1: sweep_tokens<F, 1>(j, r, bb, be); break;
-      default: break;
-    }
+    for (; r + R <= n1; r += R) sweep_tokens<F, R, F::kTokens>(j, r, bb, be);
+    rest_rows<F, R - 1>(j, r, n1, bb, be);
   }
 }
 
@@ -313,13 +450,16 @@ void drive(const Job& j, int64_t n0, int64_t n1) {
 
 KernelSet avx512_kernels() {
   KernelSet k;
-  k.f32 = &drive<FloatAct<LoadF32>>;
+  k.f32 = &exact_f32;
   k.f16 = &drive<FloatAct<LoadF16>>;
   k.bf16 = &drive<FloatAct<LoadBF16>>;
   k.bf16_dot = &drive<Bf16Dot>;
   k.fp8 = &drive<Fp8>;
   k.q8_0 = &drive<Q8>;
   k.q4_0 = &drive<Q4>;
+  k.prep_bf16 = &prep_bf16;
+  k.prep_q8_0 = &prep_q8_0;
+  k.prep_q4_0 = &prep_q4_0;
   return k;
 }
 

@@ -49,6 +49,13 @@ struct KernelSet {
   KernelFn fp8 = nullptr;       // E4M3 with float32 block scales, Job::block a multiple of 32
   KernelFn q8_0 = nullptr;      // Job::act holds Q8 activations in the Q8_0 lane layout
   KernelFn q4_0 = nullptr;      // Job::act holds Q8 activations in the Q4_0 lane layout
+  // Optional vectorised activation conversions, bit-identical to the scalar ones in matmul.cpp /
+  // quantize_activations (null: use those). out gets one token's record of `stride` bytes.
+  void (*prep_bf16)(uint8_t* out, const float* x, int64_t K, int64_t stride) = nullptr;
+  void (*prep_q8_0)(uint8_t* out, const float* x, int64_t K, int64_t stride, int64_t corr_offset,
+                    int64_t scale_offset) = nullptr;
+  void (*prep_q4_0)(uint8_t* out, const float* x, int64_t K, int64_t stride, int64_t corr_offset,
+                    int64_t scale_offset) = nullptr;
 };
 
 KernelSet avx2_kernels();    // matmul_avx2.cpp: AVX2 + FMA + F16C
