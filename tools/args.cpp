@@ -6,9 +6,15 @@
 
 namespace dseek::cli {
 
-Args::Args(int argc, char** argv, const std::set<std::string>& value_flags, const std::set<std::string>& switches) {
+Args::Args(int argc, char** argv, const std::set<std::string>& value_flags, const std::set<std::string>& switches,
+           const std::map<std::string, std::string>& short_names) {
   for (int i = 0; i < argc; ++i) {
     std::string a = argv[i];
+    if (a.size() == 2 && a[0] == '-' && a[1] != '-') {
+      auto it = short_names.find(a.substr(1));
+      if (it == short_names.end()) throw Error("unknown flag " + a);
+      a = "--" + it->second;
+    }
     if (a.rfind("--", 0) != 0 || a == "--") {
       positional_.push_back(a);
       continue;
@@ -28,7 +34,7 @@ Args::Args(int argc, char** argv, const std::set<std::string>& value_flags, cons
         if (i + 1 >= argc) throw Error("--" + name + " needs a value");
         value = argv[++i];
       }
-      values_[name] = value;
+      values_[name].push_back(value);
     } else {
       throw Error("unknown flag --" + name);
     }
@@ -40,7 +46,12 @@ bool Args::has(const std::string& name) const { return switches_set_.count(name)
 std::optional<std::string> Args::get(const std::string& name) const {
   auto it = values_.find(name);
   if (it == values_.end()) return std::nullopt;
-  return it->second;
+  return it->second.back();
+}
+
+std::vector<std::string> Args::get_all(const std::string& name) const {
+  auto it = values_.find(name);
+  return it == values_.end() ? std::vector<std::string>{} : it->second;
 }
 
 std::string Args::require(const std::string& name) const {

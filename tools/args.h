@@ -11,12 +11,15 @@ namespace dseek::cli {
 
 class Args {
  public:
-  // `switches` are flags without a value; every other --name takes one value.
+  // `switches` are flags without a value; every other --name takes one value (given again, the
+  // values accumulate: get_all). `short_names` maps single-letter flags ("n") to long ones.
   // Throws dseek::Error on an unknown flag or a missing value.
-  Args(int argc, char** argv, const std::set<std::string>& value_flags, const std::set<std::string>& switches);
+  Args(int argc, char** argv, const std::set<std::string>& value_flags, const std::set<std::string>& switches,
+       const std::map<std::string, std::string>& short_names = {});
 
   bool has(const std::string& name) const;
-  std::optional<std::string> get(const std::string& name) const;
+  std::optional<std::string> get(const std::string& name) const;  // the last value given
+  std::vector<std::string> get_all(const std::string& name) const;
   std::string require(const std::string& name) const;  // throws naming the flag
   std::string get_or(const std::string& name, const std::string& fallback) const;
   long long get_int(const std::string& name, long long fallback) const;
@@ -24,7 +27,7 @@ class Args {
   const std::vector<std::string>& positional() const { return positional_; }
 
  private:
-  std::map<std::string, std::string> values_;
+  std::map<std::string, std::vector<std::string>> values_;
   std::set<std::string> switches_set_;
   std::vector<std::string> positional_;
 };

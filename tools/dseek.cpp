@@ -18,6 +18,10 @@ struct Command {
 constexpr Command kCommands[] = {
     {"forward", dseek::cli::cmd_forward,
      "run the model on token ids, write logits: --model DIR --input-ids IDS --output OUT.safetensors"},
+    {"generate", dseek::cli::cmd_generate,
+     "stream a continuation: --model DIR --prompt S [-n N] [--chat] [sampling flags] [--stop S]..."},
+    {"chat", dseek::cli::cmd_chat, "interactive chat with the checkpoint's chat template: --model DIR [--system S]"},
+    {"bench", dseek::cli::cmd_bench, "prefill/decode tokens/s and % of the bandwidth roofline: --model DIR [-p 512] [-n 128] [-t N]"},
     {"init", dseek::cli::cmd_init,
      "write a random-weight checkpoint: --config CONFIG.json --out DIR [--seed S] [--dtype f32|bf16|fp8]"},
     {"tokenize", dseek::cli::cmd_tokenize, "text to token ids: --model DIR (--text S | --file F)"},

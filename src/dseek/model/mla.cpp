@@ -141,6 +141,7 @@ void mla_attend(float* out, int64_t T, int64_t start_pos, const MlaWeights& w, c
     }
   } else {
     // Decompress every cached latent into per-head k_nope | v: (end_pos, H, nope + vd).
+    DSEEK_CHECK(int64_t(ws.ctx_kv.size()) >= end_pos * H * (nope + vd), "workspace was sized without naive attention");
     float* ckv = ws.ctx_ckv.data();
     for (int64_t j = 0; j < end_pos; ++j) std::memcpy(ckv + j * R, cache + j * L, size_t(R) * sizeof(float));
     float* kv = ws.ctx_kv.data();

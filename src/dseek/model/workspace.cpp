@@ -6,7 +6,7 @@
 
 namespace dseek {
 
-Workspace::Workspace(const ModelConfig& c, int64_t T, int64_t ctx, ThreadPool* pool_)
+Workspace::Workspace(const ModelConfig& c, int64_t T, int64_t ctx, ThreadPool* pool_, bool naive_attention)
     : max_tokens(T), max_context(ctx), pool(pool_) {
   auto sz = [](int64_t n) { return size_t(std::max<int64_t>(n, 0)); };
   const int64_t D = c.hidden_size, H = c.num_attention_heads;
@@ -22,8 +22,10 @@ Workspace::Workspace(const ModelConfig& c, int64_t T, int64_t ctx, ThreadPool* p
   attn.resize(sz(T * H * c.v_head_dim));
   scores.resize(sz(ctx));
   rope_cs.resize(sz(std::max(c.qk_rope_head_dim, c.index_head_dim)));
-  ctx_ckv.resize(sz(ctx * c.kv_lora_rank));
-  ctx_kv.resize(sz(ctx * H * (c.qk_nope_head_dim + c.v_head_dim)));
+  if (naive_attention) {
+    ctx_ckv.resize(sz(ctx * c.kv_lora_rank));
+    ctx_kv.resize(sz(ctx * H * (c.qk_nope_head_dim + c.v_head_dim)));
+  }
   const int64_t inter = std::max({c.intermediate_size, c.moe_intermediate_size * std::max<int64_t>(1, c.n_shared_experts)});
   ffn_gate.resize(sz(T * inter));
   ffn_up.resize(sz(T * inter));

@@ -11,7 +11,10 @@
 namespace dseek {
 
 struct Workspace {
-  Workspace(const ModelConfig& c, int64_t max_tokens, int64_t max_context, ThreadPool* pool = nullptr);
+  // naive_attention: also size the buffers of AttnImpl::kNaive (decompressed K/V of the whole
+  // context: max_context x H x (qk_nope_head_dim + v_head_dim) floats).
+  Workspace(const ModelConfig& c, int64_t max_tokens, int64_t max_context, ThreadPool* pool = nullptr,
+            bool naive_attention = true);
 
   int64_t max_tokens = 0;
   int64_t max_context = 0;

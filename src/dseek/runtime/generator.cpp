@@ -1,0 +1,125 @@
+#include "dseek/runtime/generator.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "dseek/core/error.h"
+
+namespace dseek {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Length of the longest suffix of `text` that is a proper prefix of some stop string: that much
+// text must be held back while streaming, since the next token may complete the stop string.
+size_t stop_holdback(std::string_view text, const std::vector<std::string>& stops) {
+  size_t hold = 0;
+  for (const std::string& s : stops)
+    for (size_t n = std::min(s.size() - 1, text.size()); n > hold; --n)
+      if (text.substr(text.size() - n) == std::string_view(s).substr(0, n)) {
+        hold = n;
+        break;
+      }
+  return hold;
+}
+}  // namespace
+
+Generator::Generator(const Model& model, const Tokenizer& tokenizer, int64_t context_length, ThreadPool* pool,
+                     int64_t prefill_chunk)
+    : model_(model),
+      tokenizer_(tokenizer),
+      cache_(model.config(), model.n_cache_layers(), context_length),
+      ws_(model.config(), prefill_chunk, context_length, pool, /*naive_attention=*/false),
+      chunk_(prefill_chunk),
+      logits_(size_t(model.config().vocab_size)) {}
+
+void Generator::prefill(int64_t from, int64_t to) {
+  for (int64_t p = from; p < to; p += chunk_) {
+    const int64_t n = std::min(chunk_, to - p);
+    const bool last = p + n == to;
+    model_.forward(tokens_.data() + p, n, p, cache_.view(), AttnImpl::kAbsorb, ws_, last ? logits_.data() : nullptr,
+                   n - 1);
+  }
+}
+
+GenerateResult Generator::generate(std::span<const int32_t> prompt, Sampler& sampler, const GenerateOptions& opts,
+                                   const std::function<bool(std::string_view)>& on_text) {
+  GenerateResult r;
+  if (prompt.empty()) throw Error("generate: empty prompt");
+  const int64_t ctx = cache_.capacity();
+  if (int64_t(prompt.size()) >= ctx)
+    throw Error("generate: prompt of " + std::to_string(prompt.size()) + " tokens does not fit the context of " +
+                std::to_string(ctx));
+  r.prompt_tokens = int64_t(prompt.size());
+
+  // Reuse cached rows of the common prefix; at least the last prompt token is recomputed for its logits.
+  int64_t common = 0;
+  while (common < int64_t(tokens_.size()) && common < r.prompt_tokens && tokens_[size_t(common)] == prompt[size_t(common)])
+    ++common;
+  common = std::min(common, r.prompt_tokens - 1);
+  r.cached_prompt_tokens = common;
+  tokens_.assign(prompt.begin(), prompt.end());
+
+  auto t0 = Clock::now();
+  prefill(common, r.prompt_tokens);
+  r.prefill_seconds = seconds_since(t0);
+  int64_t fed = r.prompt_tokens;  // tokens_[0, fed) have rows in the cache
+
+  sampler.reset(prompt);
+  IncrementalDecoder decoder(tokenizer_, opts.skip_special_tokens);
+  const int32_t eos = tokenizer_.eos_id() >= 0 ? tokenizer_.eos_id() : int32_t(model_.config().eos_token_id);
+  std::string pending;  // decoded text not yet streamed (may hold a partial stop string)
+  auto t1 = Clock::now();
+  r.finish_reason = "length";
+  bool stopped = false;
+  while (int64_t(r.tokens.size()) < opts.max_new_tokens) {
+    const int32_t tok = sampler.sample(logits_);
+    if (opts.stop_at_eos && tok == eos) {
+      r.finish_reason = "stop";
+      break;
+    }
+    r.tokens.push_back(tok);
+    tokens_.push_back(tok);
+    pending += decoder.feed(tok);
+    // Stop strings end the text before their first occurrence.
+    size_t cut = std::string::npos;
+    for (const std::string& s : opts.stop)
+      if (size_t at = pending.find(s); at != std::string::npos) cut = std::min(cut, at);
+    if (cut != std::string::npos) {
+      pending.resize(cut);
+      stopped = true;
+    }
+    const size_t emit = stopped ? pending.size() : pending.size() - stop_holdback(pending, opts.stop);
+    if (emit > 0) {
+      r.text.append(pending, 0, emit);
+      const bool go_on = !on_text || on_text(std::string_view(pending).substr(0, emit));
+      pending.erase(0, emit);
+      if (!go_on) {
+        r.finish_reason = "stop";
+        break;
+      }
+    }
+    if (stopped) {
+      r.finish_reason = "stop";
+      break;
+    }
+    const int64_t pos = int64_t(tokens_.size()) - 1;
+    if (pos >= ctx) break;                                        // "length": the context is full
+    if (int64_t(r.tokens.size()) == opts.max_new_tokens) break;  // its logits would go unused
+    model_.forward(&tokens_[size_t(pos)], 1, pos, cache_.view(), AttnImpl::kAbsorb, ws_, logits_.data());
+    fed = pos + 1;
+  }
+  if (!stopped) {
+    pending += decoder.flush();
+    if (!pending.empty()) {
+      r.text += pending;
+      if (on_text) on_text(pending);
+    }
+  }
+  tokens_.resize(size_t(fed));  // keep only tokens whose rows the cache holds, for prefix reuse
+  r.decode_seconds = seconds_since(t1);
+  return r;
+}
+
+}  // namespace dseek

@@ -1,0 +1,52 @@
+#include "run_flags.h"
+
+#include <chrono>
+#include <cstdio>
+
+#include "dseek/core/error.h"
+
+namespace dseek::cli {
+
+const std::set<std::string> kSamplingFlags = {"temperature",  "top-k", "top-p", "min-p", "repeat-penalty",
+                                              "repeat-last-n", "frequency-penalty", "presence-penalty", "seed"};
+const std::set<std::string> kModelFlags = {"model", "ctx", "threads"};
+const std::map<std::string, std::string> kShortFlags = {
+    {"n", "n-predict"}, {"t", "threads"}, {"c", "ctx"}, {"s", "seed"}, {"m", "model"}};
+
+std::set<std::string> merge(std::initializer_list<std::set<std::string>> sets) {
+  std::set<std::string> out;
+  for (const auto& s : sets) out.insert(s.begin(), s.end());
+  return out;
+}
+
+SamplingParams sampling_from_args(const Args& a) {
+  SamplingParams p;
+  p.temperature = float(a.get_double("temperature", p.temperature));
+  p.top_k = int32_t(a.get_int("top-k", p.top_k));
+  p.top_p = float(a.get_double("top-p", p.top_p));
+  p.min_p = float(a.get_double("min-p", p.min_p));
+  p.repetition_penalty = float(a.get_double("repeat-penalty", p.repetition_penalty));
+  p.penalty_last_n = int32_t(a.get_int("repeat-last-n", p.penalty_last_n));
+  p.frequency_penalty = float(a.get_double("frequency-penalty", p.frequency_penalty));
+  p.presence_penalty = float(a.get_double("presence-penalty", p.presence_penalty));
+  p.seed = uint64_t(a.get_int("seed", int64_t(p.seed)));
+  return p;
+}
+
+LoadedModel load_model_for_text(const Args& a) {
+  const std::string dir = a.require("model");
+  const auto t0 = std::chrono::steady_clock::now();
+  LoadedModel m{Model::load(dir), Tokenizer::load(dir), nullptr, 0};
+  const ModelConfig& c = m.model.config();
+  m.pool = std::make_unique<ThreadPool>(int(a.get_int("threads", 0)));
+  m.ctx = a.get_int("ctx", std::min<int64_t>(4096, c.max_position_embeddings));
+  if (m.ctx < 2) throw Error("--ctx: must be at least 2");
+  std::fprintf(stderr, "dseek: %s (%s, %lld layers, %.2f GB mapped) loaded in %.2f s, %d threads, context %lld\n",
+               dir.c_str(), std::string(model_type_name(c.model_type)).c_str(), (long long)c.num_hidden_layers,
+               double(m.model.checkpoint().total_bytes()) / 1e9,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), m.pool->size(),
+               (long long)m.ctx);
+  return m;
+}
+
+}  // namespace dseek::cli

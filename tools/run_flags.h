@@ -1,0 +1,37 @@
+// Flags shared by the subcommands that run a model on text (generate, chat, and later serve).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "args.h"
+#include "dseek/core/thread_pool.h"
+#include "dseek/model/model.h"
+#include "dseek/runtime/sampler.h"
+#include "dseek/tokenizer/tokenizer.h"
+
+namespace dseek::cli {
+
+// --temperature --top-k --top-p --min-p --repeat-penalty --repeat-last-n --frequency-penalty
+// --presence-penalty --seed
+extern const std::set<std::string> kSamplingFlags;
+// --model --ctx --threads
+extern const std::set<std::string> kModelFlags;
+// -n -> --n-predict, -t -> --threads, -c -> --ctx, -s -> --seed, -m -> --model
+extern const std::map<std::string, std::string> kShortFlags;
+
+SamplingParams sampling_from_args(const Args& a);
+std::set<std::string> merge(std::initializer_list<std::set<std::string>> sets);
+
+// A model, its tokenizer and a thread pool, loaded with progress on stderr.
+struct LoadedModel {
+  Model model;
+  Tokenizer tokenizer;
+  std::unique_ptr<ThreadPool> pool;
+  int64_t ctx = 0;
+};
+LoadedModel load_model_for_text(const Args& a);
+
+}  // namespace dseek::cli
