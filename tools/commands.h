@@ -12,5 +12,6 @@ int cmd_init(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
 int cmd_chat(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
+int cmd_quantize(int argc, char** argv);
 
 }  // namespace dseek::cli

@@ -22,6 +22,7 @@ constexpr Command kCommands[] = {
      "stream a continuation: --model DIR --prompt S [-n N] [--chat] [sampling flags] [--stop S]..."},
     {"chat", dseek::cli::cmd_chat, "interactive chat with the checkpoint's chat template: --model DIR [--system S]"},
     {"bench", dseek::cli::cmd_bench, "prefill/decode tokens/s and % of the bandwidth roofline: --model DIR [-p 512] [-n 128] [-t N]"},
+    {"quantize", dseek::cli::cmd_quantize, "block-quantize a checkpoint: --model IN --out OUT --type q8|q4"},
     {"init", dseek::cli::cmd_init,
      "write a random-weight checkpoint: --config CONFIG.json --out DIR [--seed S] [--dtype f32|bf16|fp8]"},
     {"tokenize", dseek::cli::cmd_tokenize, "text to token ids: --model DIR (--text S | --file F)"},

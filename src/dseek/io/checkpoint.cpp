@@ -143,6 +143,10 @@ TensorView Checkpoint::get(std::string_view name) const {
 
 const std::string& Checkpoint::file_of(std::string_view name) const { return entry(name).shard->path(); }
 
+const std::map<std::string, std::string>& Checkpoint::metadata_of(std::string_view name) const {
+  return entry(name).shard->metadata();
+}
+
 TensorView Checkpoint::expect(std::string_view name, const Shape& shape, std::initializer_list<DType> allowed) const {
   const Entry& e = entry(name);
   const bool dtype_ok = std::find(allowed.begin(), allowed.end(), e.info->dtype) != allowed.end();

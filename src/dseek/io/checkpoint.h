@@ -28,6 +28,8 @@ class Checkpoint {
   // The tensor, zero-copy; throws dseek::Error "DIR: missing tensor NAME" if absent.
   TensorView get(std::string_view name) const;
   const std::string& file_of(std::string_view name) const;  // shard path, for error messages
+  // The "__metadata__" of the shard holding `name` (format extensions, e.g. quantized tensors).
+  const std::map<std::string, std::string>& metadata_of(std::string_view name) const;
   // Checks the dtype is one of `allowed` and the shape equals `shape`; on mismatch throws naming file,
   // tensor, expected dtype(s)/shape and what was found, e.g.
   // model.safetensors: "model.layers.3.self_attn.kv_b_proj.weight": expected F32|BF16|F16 [32768, 512], got F8_E4M3 [32768, 512]

@@ -4,11 +4,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "dseek/core/error.h"
+#include "dseek/io/checkpoint_writer.h"
 #include "dseek/io/config.h"
 #include "dseek/io/safetensors.h"
 #include "dseek/model/tensor_specs.h"
@@ -118,12 +118,6 @@ Encoded encode(const TensorSpec& spec, const InitOptions& o) {
   return e;
 }
 
-int64_t stored_bytes(const TensorSpec& s, DType dtype) {
-  const int64_t n = shape_numel(s.shape);
-  if (dtype == DType::kF8E4M3 && s.role == TensorRole::kLinear) return n;
-  return n * int64_t(dtype == DType::kBF16 ? 2 : 4);
-}
-
 }  // namespace
 
 void init_checkpoint(const std::string& config_text, const std::string& config_label, const std::string& out_dir,
@@ -142,61 +136,19 @@ void init_checkpoint(const std::string& config_text, const std::string& config_l
   if (!o.with_mtp) cj["num_nextn_predict_layers"] = 0;
   parse_config_json(cj.dump(), config_label);  // what we write must load
 
-  std::filesystem::create_directories(out_dir);
   const std::vector<TensorSpec> specs = checkpoint_tensors(cfg, o.with_mtp);
-
-  // Greedy split into shards of at most shard_bytes (a tensor larger than that gets its own).
-  std::vector<std::vector<size_t>> shards(1);
-  int64_t in_shard = 0;
-  for (size_t i = 0; i < specs.size(); ++i) {
-    const int64_t b = stored_bytes(specs[i], o.dtype);
-    if (in_shard > 0 && in_shard + b > o.shard_bytes) {
-      shards.emplace_back();
-      in_shard = 0;
-    }
-    shards.back().push_back(i);
-    in_shard += b;
-  }
-  const size_t n = shards.size();
-  nlohmann::json weight_map = nlohmann::json::object();
-  int64_t total_size = 0;
-  for (size_t k = 0; k < n; ++k) {
-    char fname[64];
-    if (n == 1)
-      std::snprintf(fname, sizeof fname, "model.safetensors");
-    else
-      std::snprintf(fname, sizeof fname, "model-%05zu-of-%05zu.safetensors", k + 1, n);
-    std::vector<Encoded> enc;
-    enc.reserve(shards[k].size());
-    int64_t bytes = 0;
-    for (size_t i : shards[k]) {
-      enc.push_back(encode(specs[i], o));
-      bytes += int64_t(enc.back().bytes.size() + enc.back().scale_inv.size() * 4);
-      total_size += int64_t(enc.back().bytes.size() + enc.back().scale_inv.size() * 4);
-    }
-    std::vector<TensorToWrite> tw;
-    for (Encoded& e : enc) {
-      e.tensor.data = e.bytes.data();
-      tw.push_back(e.tensor);
-      weight_map[e.tensor.name] = fname;
-      if (!e.scale_inv.empty()) {
-        tw.push_back({e.tensor.name + "_scale_inv", DType::kF32, e.scale_shape, e.scale_inv.data()});
-        weight_map[e.tensor.name + "_scale_inv"] = fname;
-      }
-    }
-    write_safetensors(out_dir + "/" + fname, tw, {{"format", "pt"}});
-    if (progress) {
-      char line[160];
-      std::snprintf(line, sizeof line, "wrote %s (%zu tensors, %.2f GB)", fname, tw.size(), double(bytes) / 1e9);
-      progress(line);
+  CheckpointWriter writer(out_dir, o.shard_bytes, progress);
+  for (const TensorSpec& spec : specs) {
+    Encoded e = encode(spec, o);
+    const std::string name = e.tensor.name;
+    writer.add(name, e.tensor.dtype, e.tensor.shape, std::move(e.bytes));
+    if (!e.scale_inv.empty()) {
+      std::vector<uint8_t> sb(e.scale_inv.size() * 4);
+      std::memcpy(sb.data(), e.scale_inv.data(), sb.size());
+      writer.add(name + "_scale_inv", DType::kF32, e.scale_shape, std::move(sb));
     }
   }
-  if (n > 1) {
-    nlohmann::json index = {{"metadata", {{"total_size", total_size}}}, {"weight_map", weight_map}};
-    std::ofstream(out_dir + "/model.safetensors.index.json") << index.dump(2) << "\n";
-  } else {
-    std::filesystem::remove(out_dir + "/model.safetensors.index.json");
-  }
+  writer.finish();
   std::ofstream cf(out_dir + "/config.json");
   cf << cj.dump(2) << "\n";
   if (!cf) throw Error(out_dir + "/config.json: write failed");

@@ -1,6 +1,9 @@
 #include "dseek/model/weights.h"
 
+#include <optional>
+
 #include "dseek/core/error.h"
+#include "dseek/kernels/matmul_quant.h"
 
 namespace dseek {
 
@@ -14,8 +17,31 @@ class Binder {
  public:
   Binder(const Checkpoint& ckpt, const ModelConfig& cfg) : ckpt_(ckpt), cfg_(cfg) {}
 
+  // dseek's block-quantized weights (`dseek quantize`, docs/quantization.md): stored as U8
+  // [rows, row_bytes] with the shard metadata "dseek.quant.<name>" naming the format.
+  std::optional<MatView> quantized(const std::string& name, int64_t rows, int64_t cols) const {
+    if (!ckpt_.has(name) || ckpt_.get(name).dtype != DType::kU8) return std::nullopt;
+    const auto& md = ckpt_.metadata_of(name);
+    auto it = md.find("dseek.quant." + name);
+    if (it == md.end())
+      throw Error(ckpt_.file_of(name) + ": \"" + name + "\" is U8 but the metadata has no \"dseek.quant." + name +
+                  "\" entry naming its quantized format");
+    const std::optional<DType> q = dtype_from_name(it->second);
+    if (!q || !is_block_quantized(*q))
+      throw Error(ckpt_.file_of(name) + ": metadata \"dseek.quant." + name + "\": unknown format \"" + it->second +
+                  "\" (expected Q8_0 or Q4_0)");
+    TensorView t = ckpt_.expect(name, {rows, quant_row_bytes(*q, cols)}, {DType::kU8});
+    MatView m;
+    m.data = t.data;
+    m.dtype = *q;
+    m.rows = rows;
+    m.cols = cols;
+    return m;
+  }
+
   // A linear weight (rows = out, cols = in); FP8 weights bind their <name>_scale_inv too.
   MatView mat(const std::string& name, int64_t rows, int64_t cols) const {
+    if (auto q = quantized(name, rows, cols)) return *q;
     TensorView t = ckpt_.expect(name, {rows, cols}, kMatrixTypes);
     MatView m;
     m.data = t.data;
@@ -39,6 +65,7 @@ class Binder {
   }
   // A float (embedding / head) matrix: FP8 is not used for these in released checkpoints.
   MatView table(const std::string& name, int64_t rows, int64_t cols) const {
+    if (auto q = quantized(name, rows, cols)) return *q;
     TensorView t = ckpt_.expect(name, {rows, cols}, kFloatTypes);
     MatView m;
     m.data = t.data;

@@ -1,0 +1,31 @@
+// dseek quantize: a copy of a checkpoint with its matrices in Q8_0 or Q4_0 (docs/quantization.md).
+#include <chrono>
+#include <cstdio>
+
+#include "args.h"
+#include "commands.h"
+#include "dseek/core/error.h"
+#include "dseek/model/quantize_checkpoint.h"
+
+namespace dseek::cli {
+
+int cmd_quantize(int argc, char** argv) {
+  Args a(argc, argv, {"model", "out", "type", "shard-gb"}, {});
+  QuantizeOptions o;
+  const std::string type = a.get_or("type", "q8");
+  if (type == "q8" || type == "q8_0")
+    o.type = DType::kQ8_0;
+  else if (type == "q4" || type == "q4_0")
+    o.type = DType::kQ4_0;
+  else
+    throw Error("--type: expected q8 or q4, got '" + type + "'");
+  o.shard_bytes = int64_t(a.get_double("shard-gb", 2.0) * double(1 << 30));
+  const auto t0 = std::chrono::steady_clock::now();
+  quantize_checkpoint(a.require("model"), a.require("out"), o,
+                      [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); });
+  std::fprintf(stderr, "quantized %s -> %s (%s) in %.1f s\n", a.require("model").c_str(), a.require("out").c_str(),
+               type.c_str(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return 0;
+}
+
+}  // namespace dseek::cli
