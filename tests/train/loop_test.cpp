@@ -1,0 +1,178 @@
+// The training loop end to end: config parsing, kill + resume bit-identical to an uninterrupted run,
+// and (with the real TrainModel) a short run whose loss falls and whose expert load evens out.
+#include "dseek/train/trainer.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "dseek/core/error.h"
+#include "dseek/core/mapped_file.h"
+#include "dseek/train/train_config.h"
+#include "train/fake_model.h"
+
+namespace dseek {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string make_temp_dir() {
+  std::string tmpl = ::testing::TempDir() + "/dseek_loop_XXXXXX";
+  if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  return tmpl;
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+}
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+// Six small documents of English-like text (a learnable byte stream).
+void write_corpus(const std::string& dir) {
+  const char* words[] = {"the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "his", "red", "ball", "in", "park"};
+  uint64_t s = 1;
+  for (int d = 0; d < 6; ++d) {
+    std::string text;
+    for (int w = 0; w < 400; ++w) {
+      s = s * 6364136223846793005ull + 1442695040888963407ull;
+      text += words[(s >> 33) % 15];
+      text += (w % 9 == 8) ? ". " : " ";
+    }
+    write_text(dir + "/doc" + std::to_string(d) + ".txt", text);
+  }
+}
+
+std::string fake_model_json() {
+  return R"({"model_type": "deepseek_v3", "vocab_size": 256, "hidden_size": 1, "num_hidden_layers": 1,
+             "num_attention_heads": 1, "intermediate_size": 1, "n_routed_experts": 4, "num_experts_per_tok": 1, "n_group": 1, "topk_group": 1,
+             "moe_intermediate_size": 1, "kv_lora_rank": 1, "qk_nope_head_dim": 1, "qk_rope_head_dim": 2,
+             "v_head_dim": 1, "max_position_embeddings": 64})";
+}
+
+std::string loop_config(const std::string& dir, const std::string& model_json, const std::string& train_extra) {
+  return R"({"model": )" + model_json + R"(,
+    "data": {"train": [")" + dir + R"(/doc*.txt"], "val_fraction": 0.2, "tokenizer": "byte"},
+    "optimizer": {"lr": 0.05, "weight_decay": 0.1, "grad_clip": 1.0},
+    "schedule": {"type": "cosine", "warmup_steps": 2, "min_lr_ratio": 0.1},
+    "train": {"out_dir": ")" + dir + R"(/out", )" + train_extra + "}}";
+}
+
+class LoopTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = make_temp_dir();
+    write_corpus(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string dir_;
+};
+
+TEST_F(LoopTest, ConfigErrorsNameTheField) {
+  const std::string m = fake_model_json();
+  auto err = [&](const std::string& text) { return error_of([&] { parse_train_config(text, "run.json", "/base"); }); };
+  EXPECT_NE(err(R"({"model": )" + m + R"(, "data": {"train": ["x"]}, "optimizer": {"lr": "fast"}})").find("\"optimizer.lr\": expected a number"),
+            std::string::npos);
+  EXPECT_NE(err(R"({"model": )" + m + R"(, "data": {"train": ["x"]}, "optimizer": {"lr": 1e-3}, "train": {"stepz": 5}})")
+                .find("\"train.stepz\": unknown field"),
+            std::string::npos);
+  EXPECT_NE(err(R"({"model": )" + m + R"(, "data": {"train": ["x"]}, "optimizer": {"lr": 1e-3}, "schedule": {"type": "linear"}})")
+                .find("\"schedule.type\""),
+            std::string::npos);
+  EXPECT_NE(err(R"({"model": )" + m + R"(, "data": {}, "optimizer": {"lr": 1e-3}})").find("\"data.train\": missing"), std::string::npos);
+  EXPECT_NE(err(R"({"model": )" + m + R"(, "data": {"train": ["x"], "format": "csv"}, "optimizer": {"lr": 1e-3}})").find("\"data.format\""),
+            std::string::npos);
+  EXPECT_NE(err(R"({"data": {"train": ["x"]}, "optimizer": {"lr": 1e-3}})").find("\"model\": missing"), std::string::npos);
+  EXPECT_NE(err(R"({"model": {"model_type": "deepseek_v3", "vocab_size": -1}, "data": {"train": ["x"]}, "optimizer": {"lr": 1e-3}})")
+                .find("vocab_size"),
+            std::string::npos);
+  const TrainConfig c = parse_train_config(
+      R"({"model": )" + m + R"(, "data": {"train": ["d/*.txt", "/abs/x.txt"]}, "optimizer": {"lr": 1e-3},
+          "schedule": {"type": "multistep", "warmup_steps": 5}, "train": {"steps": 7, "grad_accum": 2}})",
+      "run.json", "/base");
+  EXPECT_EQ(c.data.train, (std::vector<std::string>{"/base/d/*.txt", "/abs/x.txt"}));
+  EXPECT_EQ(c.data.val_fraction, 0.05);
+  EXPECT_EQ(c.schedule.type, ScheduleType::kMultistep);
+  EXPECT_EQ(c.train.steps, 7);
+  EXPECT_EQ(c.train.grad_accum, 2);
+  EXPECT_EQ(c.model.n_routed_experts, 4);
+}
+
+TrainerOptions quiet() {
+  TrainerOptions o;
+  o.progress = nullptr;
+  return o;
+}
+
+struct RunResult {
+  std::vector<std::pair<int64_t, double>> losses;
+  std::vector<float> w;
+  std::vector<float> bias;
+};
+
+// Runs the fake model through the Trainer until `stop_at` (-1: the end), resuming when asked.
+RunResult run_fake(const TrainConfig& cfg, bool resume, int64_t stop_at) {
+  const TrainingData data = prepare_data(cfg.data, TextEncoder::byte_level(), cfg.train.out_dir + "/data-cache", cfg.train.seed);
+  test::FakeModel m(cfg.model);
+  m.init_weights(12345, 0.5f);  // overwritten by start(): fresh from the seed, or from the checkpoint
+  Trainer t(cfg, m, data, quiet());
+  t.start(resume);
+  t.run(stop_at);
+  return {t.losses(), m.w_, m.bias_};
+}
+
+TEST_F(LoopTest, KillAndResumeIsBitIdentical) {
+  const std::string extra = R"("steps": 6, "batch": 2, "seq": 16, "grad_accum": 2, "seed": 9, "eval_every": 2, "eval_batches": 2,
+                               "log_every": 1, "save_every": 3, "bias_gamma": 0.01)";
+  TrainConfig straight = parse_train_config(loop_config(dir_, fake_model_json(), extra), "run.json", "");
+  straight.train.out_dir = dir_ + "/straight";
+  const RunResult a = run_fake(straight, false, -1);
+  ASSERT_EQ(a.losses.size(), 6u);
+
+  TrainConfig killed = straight;
+  killed.train.out_dir = dir_ + "/killed";
+  const RunResult b1 = run_fake(killed, false, 5);  // saves at 3, "dies" after step 5 without saving
+  ASSERT_EQ(b1.losses.size(), 5u);
+  EXPECT_EQ(read_text_file(killed.train.out_dir + "/latest"), "checkpoint-3\n");
+  const RunResult b2 = run_fake(killed, true, -1);  // a new process state: resumes at 3
+  ASSERT_EQ(b2.losses.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(b2.losses[i].first, a.losses[i + 3].first);
+    EXPECT_EQ(b2.losses[i].second, a.losses[i + 3].second) << "step " << b2.losses[i].first;  // bit-identical
+  }
+  EXPECT_EQ(b2.w, a.w);
+  EXPECT_EQ(b2.bias, a.bias);
+  // metrics.jsonl: the steps the killed run logged after its checkpoint were dropped on resume.
+  const std::vector<MetricsRecord> rec = read_metrics(killed.train.out_dir + "/metrics.jsonl");
+  ASSERT_EQ(rec.size(), 6u);
+  for (size_t i = 0; i < rec.size(); ++i) EXPECT_EQ(rec[i].step, int64_t(i + 1));
+  EXPECT_TRUE(rec[1].val_loss.has_value());
+  EXPECT_FALSE(rec[2].val_loss.has_value());
+  ASSERT_EQ(rec[0].load.size(), 1u);
+  EXPECT_EQ(rec[0].load[0].size(), 4u);
+  int64_t routed = 0;
+  for (int64_t x : rec[0].load[0]) routed += x;
+  EXPECT_EQ(routed, 2 * 2 * 16);  // grad_accum * batch * seq tokens, each to one expert
+
+  // A fresh start in a dir with checkpoints is refused; resume without one too.
+  EXPECT_NE(error_of([&] { run_fake(killed, false, -1); }).find("--resume"), std::string::npos);
+  TrainConfig empty = straight;
+  empty.train.out_dir = dir_ + "/empty";
+  EXPECT_NE(error_of([&] { run_fake(empty, true, -1); }).find("no checkpoint"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace dseek
