@@ -278,11 +278,13 @@ std::string_view matmul_kernel_name(DType t, MatmulKernel k) {
     case MatmulKernel::kScalar: return "scalar (float32)";
     case MatmulKernel::kAvx2:
       if (q) return "avx2 vpmaddubsw (int8 activations)";
+      if (t == DType::kF32) return "avx2 exact (8 rows per vector, matmul_ref order)";
       if (t == DType::kF8E4M3) return "avx2 fma (e4m3 decoded in registers)";
       return "avx2 fma (float32 activations)";
     case MatmulKernel::kAvx512:
     case MatmulKernel::kAvx512Bf16:
       if (q) return "avx512 vnni vpdpbusd (int8 activations)";
+      if (t == DType::kF32) return "avx512 exact (16 rows per vector, matmul_ref order)";
       if (t == DType::kF8E4M3) return "avx512 fma (e4m3 decoded in registers)";
       if (t == DType::kBF16 && k == MatmulKernel::kAvx512Bf16) return "avx512 vdpbf16ps (bf16 activations)";
       return "avx512 fma (float32 activations)";
