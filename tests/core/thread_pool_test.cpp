@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <set>
 #include <vector>
 
 namespace dseek {
@@ -29,6 +30,27 @@ TEST(ThreadPool, ReusableManyTimes) {
   for (int rep = 0; rep < 2000; ++rep)
     pool.parallel_for(10, [&](int64_t b, int64_t e) { sum += e - b; });
   EXPECT_EQ(sum.load(), 20000);
+}
+
+}  // namespace
+}  // namespace dseek
+
+namespace dseek {
+namespace {
+
+TEST(ThreadPool, ThreadIndexIsInRangeAndDistinctPerChunk) {
+  ThreadPool pool(3);
+  std::vector<std::atomic<int>> owner(300);
+  for (auto& o : owner) o = -1;
+  pool.parallel_for_tid(300, [&](int tid, int64_t b, int64_t e) {
+    ASSERT_GE(tid, 0);
+    ASSERT_LT(tid, 3);
+    for (int64_t i = b; i < e; ++i) owner[size_t(i)] = tid;
+  });
+  // Contiguous chunks: indices of one chunk share one thread index, chunks differ.
+  std::set<int> seen;
+  for (auto& o : owner) seen.insert(o.load());
+  EXPECT_EQ(seen.size(), 3u);
 }
 
 }  // namespace

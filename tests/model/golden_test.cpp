@@ -124,7 +124,10 @@ TEST_P(GoldenModel, PrefillDecodeAndMtpMatchReference) {
   const int64_t T = g.info("input_ids").shape[0], V = c.vocab_size, D = c.hidden_size, L = c.num_hidden_layers;
   const int64_t k = c.num_experts_per_tok, T0 = g.i32("prefill_len")[0];
   const int32_t* ids = g.i32("input_ids");
-  Workspace ws(c, T, T);
+  // The absorbed path runs its heads and (query, head) rows across a pool: 3 threads so chunks
+  // are uneven; the naive reference path stays on one thread.
+  ThreadPool pool(3);
+  Workspace ws(c, T, T, cs.impl == AttnImpl::kAbsorb ? &pool : nullptr);
 
   // Full-sequence forward with every intermediate checked, layer by layer first.
   std::vector<float> logits(static_cast<size_t>(T * V)), final_hidden(static_cast<size_t>(T * D));

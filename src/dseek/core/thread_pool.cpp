@@ -20,11 +20,15 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain) {
+  parallel_for_tid(n, [&fn](int, int64_t b, int64_t e) { fn(b, e); }, grain);
+}
+
+void ThreadPool::parallel_for_tid(int64_t n, const std::function<void(int, int64_t, int64_t)>& fn, int64_t grain) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
   const int64_t units = (n + grain - 1) / grain;
   if (n_threads_ == 1 || units == 1) {
-    fn(0, n);
+    fn(0, 0, n);
     return;
   }
   const int64_t chunk = ((units + n_threads_ - 1) / n_threads_) * grain;
@@ -37,7 +41,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     ++generation_;
   }
   start_cv_.notify_all();
-  fn(0, std::min(n, chunk));  // the caller takes chunk 0
+  fn(0, 0, std::min(n, chunk));  // the caller takes chunk 0
   std::unique_lock<std::mutex> lk(mu_);
   done_cv_.wait(lk, [this] { return pending_ == 0; });
   job_ = nullptr;
@@ -46,7 +50,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
 void ThreadPool::worker(int index) {
   uint64_t seen = 0;
   for (;;) {
-    const std::function<void(int64_t, int64_t)>* job;
+    const std::function<void(int, int64_t, int64_t)>* job;
     int64_t begin, end;
     {
       std::unique_lock<std::mutex> lk(mu_);
@@ -57,7 +61,7 @@ void ThreadPool::worker(int index) {
       begin = std::min(job_n_, index * job_chunk_);
       end = std::min(job_n_, begin + job_chunk_);
     }
-    if (begin < end) (*job)(begin, end);
+    if (begin < end) (*job)(index, begin, end);
     {
       std::lock_guard<std::mutex> lk(mu_);
       if (--pending_ == 0) done_cv_.notify_one();

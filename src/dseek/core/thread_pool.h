@@ -26,6 +26,9 @@ class ThreadPool {
   // Runs fn(begin, end) over [0, n) split into one contiguous chunk per thread
   // (chunks are multiples of `grain`, except the last).
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1);
+  // Same, also passing the index of the running thread in [0, size()) so a chunk can use that
+  // thread's slice of a scratch buffer.
+  void parallel_for_tid(int64_t n, const std::function<void(int, int64_t, int64_t)>& fn, int64_t grain = 1);
 
  private:
   void worker(int index);
@@ -35,7 +38,7 @@ class ThreadPool {
   std::mutex mu_;
   std::condition_variable start_cv_;
   std::condition_variable done_cv_;
-  const std::function<void(int64_t, int64_t)>* job_ = nullptr;
+  const std::function<void(int, int64_t, int64_t)>* job_ = nullptr;
   int64_t job_n_ = 0;
   int64_t job_chunk_ = 0;
   uint64_t generation_ = 0;

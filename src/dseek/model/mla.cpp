@@ -1,6 +1,7 @@
 #include "dseek/model/mla.h"
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -9,6 +10,7 @@
 #include "dseek/kernels/rmsnorm.h"
 #include "dseek/kernels/rope.h"
 #include "dseek/kernels/softmax.h"
+#include "dseek/kernels/vec.h"
 
 namespace dseek {
 
@@ -63,6 +65,18 @@ void masked_softmax(float* s, int64_t n, const uint8_t* allowed) {
   softmax_inplace(s, n);
 }
 
+// fn(scratch, h) for every head, heads split across the pool; scratch is the thread's slice.
+template <class Fn>
+void run_heads(Workspace& ws, int64_t H, const Fn& fn) {
+  auto body = [&](int tid, int64_t h0, int64_t h1) {
+    for (int64_t h = h0; h < h1; ++h) fn(ws.thread_scratch(tid), h);
+  };
+  if (ws.pool && H > 1)
+    ws.pool->parallel_for_tid(H, body);
+  else
+    body(0, 0, H);
+}
+
 }  // namespace
 
 void mla_project(const float* x, int64_t T, int64_t start_pos, const MlaWeights& w, const MlaParams& p, float* cache,
@@ -97,7 +111,6 @@ void mla_project(const float* x, int64_t T, int64_t start_pos, const MlaWeights&
     rope_apply_interleaved(row + R, cos, sin, half);
     for (int64_t h = 0; h < H; ++h) rope_apply_interleaved(q + (t * H + h) * qkd + nope, cos, sin, half);
   }
-
 }
 
 void mla_attend(float* out, int64_t T, int64_t start_pos, const MlaWeights& w, const MlaParams& p, const float* cache,
@@ -107,39 +120,52 @@ void mla_attend(float* out, int64_t T, int64_t start_pos, const MlaWeights& w, c
   const int64_t end_pos = start_pos + T;
   ThreadPool* pool = ws.pool;
   const float* q = ws.q.data();  // (T, H, qkd)
-  float* scores = ws.scores.data();
   const int64_t allowed_stride = end_pos;
   if (impl == AttnImpl::kAbsorb) {
-    for (int64_t h = 0; h < H; ++h) {
-      // kv_b_proj rows of head h: nope rows of W_UK, then vd rows of W_UV, each (R) wide.
+    // 1. q_lat[t, h] = q_nope[t, h] · W_UK[h]: kv_b_proj rows of head h are nope rows of W_UK, then
+    //    vd rows of W_UV, each R wide.
+    run_heads(ws, H, [&](float* scratch, int64_t h) {
       const MatView w_uk = w.kv_b_proj.slice_rows(h * (nope + vd), nope);
-      const MatView w_uv = w.kv_b_proj.slice_rows(h * (nope + vd) + nope, vd);
-      float* q_nope = ws.head_in.data();  // (T, nope)
+      float* q_nope = scratch;            // (T, nope)
+      float* lat = scratch + T * std::max(nope, R);  // (T, R)
       for (int64_t t = 0; t < T; ++t) std::memcpy(q_nope + t * nope, q + (t * H + h) * qkd, size_t(nope) * sizeof(float));
-      float* q_lat = ws.head_lat.data();  // (T, R) = q_nope · W_UK
-      matmul_transposed(q_lat, q_nope, w_uk, T);
-      float* o_lat = ws.head_in.data();  // (T, R), reuses head_in once q_nope is consumed
-      for (int64_t t = 0; t < T; ++t) {
-        const int64_t n = start_pos + t + 1;
-        const float* q_pe = q + (t * H + h) * qkd + nope;
+      matmul_transposed(lat, q_nope, w_uk, T);
+      for (int64_t t = 0; t < T; ++t) std::memcpy(ws.q_lat.data() + (t * H + h) * R, lat + t * R, size_t(R) * sizeof(float));
+    });
+    // 2. Attention of every (query, head) against the latent cache rows [0, pos].
+    const int64_t score_off = T * std::max(nope, R) + T * std::max(R, vd);
+    auto attend = [&](int tid, int64_t r0, int64_t r1) {
+      float* s = ws.thread_scratch(tid) + score_off;
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t t = r / H, n = start_pos + t + 1;  // r = t * H + h
+        const float* ql = ws.q_lat.data() + r * R;
+        const float* q_pe = q + r * qkd + nope;
         for (int64_t j = 0; j < n; ++j) {
           const float* row = cache + j * L;
-          scores[j] = (dot(q_lat + t * R, row, R) + dot(q_pe, row + R, rope)) * p.softmax_scale;
+          s[j] = (vec_dot(ql, row, R) + vec_dot(q_pe, row + R, rope)) * p.softmax_scale;
         }
-        masked_softmax(scores, n, allowed ? allowed + t * allowed_stride : nullptr);
-        float* o = o_lat + t * R;
-        for (int64_t c = 0; c < R; ++c) o[c] = 0.f;
-        for (int64_t j = 0; j < n; ++j) {
-          const float pj = scores[j];
-          const float* row = cache + j * L;
-          for (int64_t c = 0; c < R; ++c) o[c] += pj * row[c];
-        }
+        masked_softmax(s, n, allowed ? allowed + t * allowed_stride : nullptr);
+        float* o = ws.o_lat.data() + r * R;
+        std::memset(o, 0, size_t(R) * sizeof(float));
+        for (int64_t j = 0; j < n; ++j)
+          if (s[j] != 0.f) vec_axpy(o, s[j], cache + j * L, R);
       }
-      matmul(ws.head_out.data(), o_lat, w_uv, T);  // (T, vd)
-      for (int64_t t = 0; t < T; ++t)
-        std::memcpy(ws.attn.data() + (t * H + h) * vd, ws.head_out.data() + t * vd, size_t(vd) * sizeof(float));
-    }
+    };
+    if (pool && T * H > 1)
+      pool->parallel_for_tid(T * H, attend);
+    else
+      attend(0, 0, T * H);
+    // 3. attn[t, h] = W_UV[h] · o_lat[t, h].
+    run_heads(ws, H, [&](float* scratch, int64_t h) {
+      const MatView w_uv = w.kv_b_proj.slice_rows(h * (nope + vd) + nope, vd);
+      float* ol = scratch;                             // (T, R)
+      float* out_h = scratch + T * std::max(nope, R);  // (T, vd)
+      for (int64_t t = 0; t < T; ++t) std::memcpy(ol + t * R, ws.o_lat.data() + (t * H + h) * R, size_t(R) * sizeof(float));
+      matmul(out_h, ol, w_uv, T);
+      for (int64_t t = 0; t < T; ++t) std::memcpy(ws.attn.data() + (t * H + h) * vd, out_h + t * vd, size_t(vd) * sizeof(float));
+    });
   } else {
+    float* scores = ws.scores.data();  // the reference path runs on one thread
     // Decompress every cached latent into per-head k_nope | v: (end_pos, H, nope + vd).
     DSEEK_CHECK(int64_t(ws.ctx_kv.size()) >= end_pos * H * (nope + vd), "workspace was sized without naive attention");
     float* ckv = ws.ctx_ckv.data();

@@ -16,9 +16,12 @@ Workspace::Workspace(const ModelConfig& c, int64_t T, int64_t ctx, ThreadPool* p
   q_a.resize(sz(T * c.q_lora_rank));
   q.resize(sz(T * H * c.qk_head_dim()));
   kv_a.resize(sz(T * c.kv_latent_dim()));
-  head_in.resize(sz(T * std::max(c.qk_nope_head_dim, c.kv_lora_rank)));
-  head_lat.resize(sz(T * c.kv_lora_rank));
-  head_out.resize(sz(T * c.v_head_dim));
+  q_lat.resize(sz(T * H * c.kv_lora_rank));
+  o_lat.resize(sz(T * H * c.kv_lora_rank));
+  n_threads = pool ? pool->size() : 1;
+  thread_stride = T * std::max(c.qk_nope_head_dim, c.kv_lora_rank) + T * std::max(c.kv_lora_rank, c.v_head_dim) + ctx;
+  thread_stride = (thread_stride + 15) / 16 * 16;  // keep each thread's slice on its own cache lines
+  attn_scratch.resize(sz(n_threads * thread_stride));
   attn.resize(sz(T * H * c.v_head_dim));
   scores.resize(sz(ctx));
   rope_cs.resize(sz(std::max(c.qk_rope_head_dim, c.index_head_dim)));

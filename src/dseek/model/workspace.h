@@ -28,11 +28,16 @@ struct Workspace {
   std::vector<float> q_a;        // (T, q_lora_rank)
   std::vector<float> q;          // (T, H * qk_head_dim): [q_nope | q_pe] per head
   std::vector<float> kv_a;       // (T, kv_lora_rank + qk_rope_head_dim)
-  std::vector<float> head_in;    // (T, max(qk_nope_head_dim, kv_lora_rank)) one head's inputs, gathered
-  std::vector<float> head_lat;   // (T, kv_lora_rank) one head's absorbed query / latent output
-  std::vector<float> head_out;   // (T, v_head_dim)
+  std::vector<float> q_lat;      // (T, H, kv_lora_rank) absorbed queries q_nope · W_UK
+  std::vector<float> o_lat;      // (T, H, kv_lora_rank) attention output in latent space
+  // Per-thread scratch of attention, thread_stride floats each (ThreadPool::parallel_for_tid):
+  // a head's gathered inputs (T, max(nope, R)), its outputs (T, max(R, v_head_dim)), scores (max_context).
+  std::vector<float> attn_scratch;
+  int64_t thread_stride = 0;
+  int n_threads = 1;
+  float* thread_scratch(int tid) { return attn_scratch.data() + tid * thread_stride; }
   std::vector<float> attn;       // (T, H * v_head_dim)
-  std::vector<float> scores;     // (max_context)
+  std::vector<float> scores;     // (max_context) indexer scores of one query
   std::vector<float> rope_cs;    // (qk_rope_head_dim): cos | sin
   std::vector<float> ctx_ckv;    // naive path: (max_context, kv_lora_rank) gathered c_kv
   std::vector<float> ctx_kv;     // naive path: (max_context, H * (qk_nope_head_dim + v_head_dim))

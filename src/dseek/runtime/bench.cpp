@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "dseek/kernels/matmul.h"
+#include "dseek/kernels/matmul_quant.h"
 
 namespace dseek {
 
@@ -45,7 +46,7 @@ int64_t mlp_bytes(const MlpWeights& m) { return mat_bytes(m.gate_proj) + mat_byt
 int64_t decode_bytes_per_token(const Model& model, int64_t ctx) {
   const ModelConfig& c = model.config();
   const ModelWeights& w = model.weights();
-  int64_t b = w.embed_tokens.cols * int64_t(dtype_size(w.embed_tokens.dtype)) + mat_bytes(w.lm_head);
+  int64_t b = quant_row_bytes(w.embed_tokens.dtype, w.embed_tokens.cols) + mat_bytes(w.lm_head);
   for (const LayerWeights& L : w.layers) {
     const MlaWeights& a = L.self_attn;
     for (const MatView* m : {&a.q_proj, &a.q_a_proj, &a.q_b_proj, &a.kv_a_proj_with_mqa, &a.kv_b_proj, &a.o_proj})
