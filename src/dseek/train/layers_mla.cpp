@@ -1,0 +1,179 @@
+// Multi-head Latent Attention forward/backward (DeepSeek-V2 report §2.1; V3 report §2.1.1).
+//
+// Training uses the decompressed ("naive") form: k_nope and v of every token come from kv_b_proj(c_kv).
+// Inference's absorbed form (model/mla.cpp) computes the same function; the loss-equality test checks
+// the two agree.
+#include <cmath>
+#include <cstring>
+
+#include "dseek/kernels/softmax.h"
+#include "dseek/train/layers.h"
+#include "dseek/train/ops.h"
+
+namespace dseek {
+
+void plan_mla_acts(MlaActs& a, FloatArena& arena, const MlaDims& d, int64_t B, int64_t T) {
+  const int64_t N = B * T, H = d.H;
+  if (d.q_lora_rank > 0) {
+    a.q_a = arena.take(N * d.q_lora_rank);
+    a.q_a_rstd = arena.take(N);
+    a.q_an = arena.take(N * d.q_lora_rank);
+  }
+  a.q = arena.take(N * H * d.qk_head_dim());
+  a.kv_a = arena.take(N * (d.kv_lora_rank + d.rope));
+  a.kv_rstd = arena.take(N);
+  a.c_kv = arena.take(N * d.kv_lora_rank);
+  a.k_pe = arena.take(N * d.rope);
+  a.kv = arena.take(N * H * (d.nope + d.vd));
+  a.probs = arena.take(B * H * T * T);
+  a.o = arena.take(N * H * d.vd);
+}
+
+namespace {
+
+float dot(const float* a, const float* b, int64_t n) {
+  float s = 0.f;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+}  // namespace
+
+void mla_forward(float* out, const MlaActs& a, const float* x, const MlaTensors& w, const MlaDims& d, int64_t B,
+                 int64_t T, ThreadPool* pool) {
+  const int64_t N = B * T, D = d.D, H = d.H, nope = d.nope, rope = d.rope, vd = d.vd, R = d.kv_lora_rank;
+  const int64_t qkd = d.qk_head_dim(), L = R + rope, kvd = nope + vd, half = rope / 2;
+  // Queries: q = W_UQ · norm(W_DQ · x) with q-LoRA, else q = W_Q · x.
+  if (d.q_lora_rank > 0) {
+    linear_forward(a.q_a, x, w.q_a_proj, N, D, d.q_lora_rank, pool);
+    rmsnorm_forward(a.q_an, a.q_a_rstd, a.q_a, w.q_a_layernorm, N, d.q_lora_rank, d.eps);
+    linear_forward(a.q, a.q_an, w.q_b_proj, N, d.q_lora_rank, H * qkd, pool);
+  } else {
+    linear_forward(a.q, x, w.q_proj, N, D, H * qkd, pool);
+  }
+  // Latent: [c_kv | k_pe] = kv_a_proj_with_mqa(x); c_kv normed, k_pe rotated (decoupled RoPE).
+  linear_forward(a.kv_a, x, w.kv_a_proj_with_mqa, N, D, L, pool);
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t t = n % T;
+    const float* cs = d.cos + t * half;
+    const float* sn = d.sin + t * half;
+    rmsnorm_forward(a.c_kv + n * R, a.kv_rstd + n, a.kv_a + n * L, w.kv_a_layernorm, 1, R, d.eps);
+    std::memcpy(a.k_pe + n * rope, a.kv_a + n * L + R, size_t(rope) * sizeof(float));
+    rope_forward(a.k_pe + n * rope, cs, sn, half);
+    for (int64_t h = 0; h < H; ++h) rope_forward(a.q + (n * H + h) * qkd + nope, cs, sn, half);
+  }
+  linear_forward(a.kv, a.c_kv, w.kv_b_proj, N, R, H * kvd, pool);
+
+  // Causal attention per (sequence, head).
+  parallel_rows(pool, B * H, T * T * (qkd + vd) / 2, [&](int64_t i0, int64_t i1) {
+    for (int64_t bh = i0; bh < i1; ++bh) {
+      const int64_t b = bh / H, h = bh % H;
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t n = b * T + t;
+        const float* qn = a.q + (n * H + h) * qkd;
+        float* p = a.probs + (bh * T + t) * T;  // (t + 1) used
+        for (int64_t j = 0; j <= t; ++j) {
+          const int64_t m = b * T + j;
+          p[j] = (dot(qn, a.kv + (m * H + h) * kvd, nope) + dot(qn + nope, a.k_pe + m * rope, rope)) * d.softmax_scale;
+        }
+        softmax_inplace(p, t + 1);
+        float* o = a.o + (n * H + h) * vd;
+        for (int64_t c = 0; c < vd; ++c) o[c] = 0.f;
+        for (int64_t j = 0; j <= t; ++j) {
+          const float* v = a.kv + ((b * T + j) * H + h) * kvd + nope;
+          const float pj = p[j];
+          for (int64_t c = 0; c < vd; ++c) o[c] += pj * v[c];
+        }
+      }
+    }
+  });
+  linear_forward(out, a.o, w.o_proj, N, H * vd, D, pool);
+}
+
+void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const float* x, const MlaActs& a,
+                  const MlaTensors& w, const MlaDims& d, int64_t B, int64_t T, FloatArena& scratch, ThreadPool* pool) {
+  const int64_t N = B * T, D = d.D, H = d.H, nope = d.nope, rope = d.rope, vd = d.vd, R = d.kv_lora_rank;
+  const int64_t qkd = d.qk_head_dim(), L = R + rope, kvd = nope + vd, half = rope / 2;
+  const int64_t mark = scratch.mark();
+  float* d_o = scratch.take(N * H * vd);   // (N, H, vd)
+  float* dq = scratch.take(N * H * qkd);   // (N, H, qkd)
+  float* dkv = scratch.take(N * H * kvd);  // (N, H, nope + vd)
+  float* dkv_a = scratch.take(N * L);      // (N, R + rope): [dc_kv before norm | dk_pe before rope]
+  float* dc_kv = scratch.take(N * R);      // (N, R) after norm
+  float* dp = scratch.take(B * T);         // (B, T) one row of dL/dprobs per sequence
+  std::memset(d_o, 0, size_t(N * H * vd) * sizeof(float));
+  std::memset(dq, 0, size_t(N * H * qkd) * sizeof(float));
+  std::memset(dkv, 0, size_t(N * H * kvd) * sizeof(float));
+  std::memset(dkv_a, 0, size_t(N * L) * sizeof(float));
+  std::memset(dc_kv, 0, size_t(N * R) * sizeof(float));
+  linear_backward(d_o, dw.o_proj, dout, a.o, w.o_proj, N, H * vd, D, pool);
+
+  // Attention: one sequence per task (k_pe is shared by the heads, so heads of one sequence stay
+  // on one thread and dkv_a needs no reduction).
+  parallel_rows(pool, B, H * T * T * (qkd + vd), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      float* dpb = dp + b * T;
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t t = 0; t < T; ++t) {
+          const int64_t n = b * T + t;
+          const float* p = a.probs + ((b * H + h) * T + t) * T;
+          const float* g = d_o + (n * H + h) * vd;
+          const float* qn = a.q + (n * H + h) * qkd;
+          float* dqn = dq + (n * H + h) * qkd;
+          float sum = 0.f;
+          for (int64_t j = 0; j <= t; ++j) {
+            const int64_t m = b * T + j;
+            const float* v = a.kv + (m * H + h) * kvd + nope;
+            float* dv = dkv + (m * H + h) * kvd + nope;
+            dpb[j] = dot(g, v, vd);
+            sum += p[j] * dpb[j];
+            for (int64_t c = 0; c < vd; ++c) dv[c] += p[j] * g[c];
+          }
+          for (int64_t j = 0; j <= t; ++j) {
+            const int64_t m = b * T + j;
+            const float ds = p[j] * (dpb[j] - sum) * d.softmax_scale;  // softmax backward
+            const float* kn = a.kv + (m * H + h) * kvd;
+            const float* kp = a.k_pe + m * rope;
+            float* dkn = dkv + (m * H + h) * kvd;
+            float* dkp = dkv_a + m * L + R;
+            for (int64_t c = 0; c < nope; ++c) {
+              dqn[c] += ds * kn[c];
+              dkn[c] += ds * qn[c];
+            }
+            for (int64_t c = 0; c < rope; ++c) {
+              dqn[nope + c] += ds * kp[c];
+              dkp[c] += ds * qn[nope + c];
+            }
+          }
+        }
+    }
+  });
+
+  // Undo the rotations (k_pe and each head's q_pe) and the kv_a_layernorm.
+  linear_backward(dc_kv, dw.kv_b_proj, dkv, a.c_kv, w.kv_b_proj, N, R, H * kvd, pool);
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t t = n % T;
+    const float* cs = d.cos + t * half;
+    const float* sn = d.sin + t * half;
+    rope_backward(dkv_a + n * L + R, cs, sn, half);
+    for (int64_t h = 0; h < H; ++h) rope_backward(dq + (n * H + h) * qkd + nope, cs, sn, half);
+    rmsnorm_backward(dkv_a + n * L, dw.kv_a_layernorm, dc_kv + n * R, a.kv_a + n * L, w.kv_a_layernorm, a.kv_rstd + n,
+                     1, R);
+  }
+  linear_backward(dx, dw.kv_a_proj_with_mqa, dkv_a, x, w.kv_a_proj_with_mqa, N, D, L, pool);
+  if (d.q_lora_rank > 0) {
+    const int64_t Q = d.q_lora_rank;
+    float* dq_an = scratch.take(N * Q);  // (N, q_lora_rank)
+    float* dq_a = scratch.take(N * Q);   // (N, q_lora_rank)
+    std::memset(dq_an, 0, size_t(N * Q) * sizeof(float));
+    std::memset(dq_a, 0, size_t(N * Q) * sizeof(float));
+    linear_backward(dq_an, dw.q_b_proj, dq, a.q_an, w.q_b_proj, N, Q, H * qkd, pool);
+    rmsnorm_backward(dq_a, dw.q_a_layernorm, dq_an, a.q_a, w.q_a_layernorm, a.q_a_rstd, N, Q);
+    linear_backward(dx, dw.q_a_proj, dq_a, x, w.q_a_proj, N, D, Q, pool);
+  } else {
+    linear_backward(dx, dw.q_proj, dq, x, w.q_proj, N, D, H * qkd, pool);
+  }
+  scratch.rewind(mark);
+}
+
+}  // namespace dseek

@@ -1,0 +1,59 @@
+// Primitive forward/backward pairs of training (llm.c style): each _forward saves what its
+// _backward needs; gradients d<x> are accumulated with += unless a comment says "overwrites".
+//
+// N = rows (tokens, B*T flattened), C = channels of the op, V = vocab_size.
+// Arithmetic of the forwards matches the inference kernels (kernels/rmsnorm, softmax, rope), so the
+// training forward and `dseek run` agree on the same checkpoint (tests/train/loss_equality_test.cpp).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "dseek/core/thread_pool.h"
+
+namespace dseek {
+
+// out (N, C) = table[tokens[n]] for table (V, C). Throws dseek::Error for ids outside [0, V).
+void embedding_forward(float* out, const int32_t* tokens, const float* table, int64_t N, int64_t V, int64_t C);
+// dtable (V, C) += scatter of dout (N, C) by token id.
+void embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int64_t N, int64_t C);
+
+// out (N, C) = x * rstd * weight (C), rstd (N) = 1 / sqrt(mean(x²) + eps) saved for backward.
+// out may alias x only when backward is not needed (x is read by backward).
+void rmsnorm_forward(float* out, float* rstd, const float* x, const float* weight, int64_t N, int64_t C, float eps);
+// dx (N, C) += ..., dweight (C) += ... for dout (N, C).
+void rmsnorm_backward(float* dx, float* dweight, const float* dout, const float* x, const float* weight,
+                      const float* rstd, int64_t N, int64_t C);
+
+// y (N, out) = x (N, in) · Wᵀ, W (out, in). Overwrites y.
+void linear_forward(float* y, const float* x, const float* W, int64_t N, int64_t in, int64_t out, ThreadPool* pool);
+// dx (N, in) += dy · W (skipped when dx is null), dW (out, in) += dyᵀ · x.
+void linear_backward(float* dx, float* dW, const float* dy, const float* x, const float* W, int64_t N, int64_t in,
+                     int64_t out, ThreadPool* pool);
+
+// out (n) = silu(gate) * up. Overwrites out.
+void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);
+// dgate (n) += ..., dup (n) += ... .
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n);
+
+// Interleaved RoPE of one vector x (2 * half) in place: pairs (x[2i], x[2i+1]) rotated by the angle
+// whose (scaled) cos/sin are given, as kernels/rope.h rope_apply_interleaved.
+void rope_forward(float* x, const float* cos, const float* sin, int64_t half);
+// The adjoint: rotation by -angle (same scale), in place on the gradient dx (2 * half).
+void rope_backward(float* dx, const float* cos, const float* sin, int64_t half);
+// cos, sin (T, half) for positions 0 .. T-1 (kernels/rope.h rope_cos_sin per position).
+void rope_table(float* cos, float* sin, int64_t T, const float* inv_freq, int64_t half, float attn_factor);
+
+// Softmax cross-entropy of logits (N, V) against targets (N): probs (N, V) (may alias logits) and
+// losses (N) = -log probs[target]. Returns the sum of the losses (double).
+double softmax_cross_entropy_forward(float* probs, float* losses, const float* logits, const int32_t* targets,
+                                     int64_t N, int64_t V, ThreadPool* pool);
+// dlogits (N, V) = dloss * (probs - onehot(target)), for one dloss for every row (a mean over rows
+// passes 1/N). Overwrites dlogits; may alias probs.
+void softmax_cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets, float dloss, int64_t N,
+                                    int64_t V, ThreadPool* pool);
+
+// Row-parallel helper: fn(begin, end) over [0, n) on pool when given and worth it.
+void parallel_rows(ThreadPool* pool, int64_t n, int64_t work_per_row, const std::function<void(int64_t, int64_t)>& fn);
+
+}  // namespace dseek

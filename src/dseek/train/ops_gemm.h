@@ -1,0 +1,30 @@
+// Dense float32 products for training: the three shapes a linear layer's forward and backward need.
+//
+// All matrices are row-major. For a linear layer y = x·Wᵀ with x (N, in), W (out, in):
+//   forward  y  = x · Wᵀ     gemm_nt      (M = N, K = in, N = out)
+//   backward dx += dy · W    gemm_nn_acc  (M = N, K = out, N = in)
+//            dW += dyᵀ · x   gemm_tn_acc  (M = out, K = N, N = in)
+// The accumulating forms add into C (gradients accumulate with +=, STYLE.md).
+// Register-tiled scalar code compiled for x86-64-v4 / v3 / baseline and picked at load time
+// (GCC target_clones), so the library itself needs no -m flags.
+#pragma once
+
+#include <cstdint>
+
+#include "dseek/core/thread_pool.h"
+
+namespace dseek {
+
+// C (M, N) = A (M, K) · Bᵀ with B (N, K). Uses kernels/matmul (the inference kernel), so the
+// training forward rounds like the inference forward.
+void gemm_nt(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, ThreadPool* pool);
+// C (M, N) += A (M, K) · B (K, N).
+void gemm_nn_acc(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, ThreadPool* pool);
+// C (M, N) += Aᵀ · B with A (K, M), B (K, N).
+void gemm_tn_acc(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, ThreadPool* pool);
+
+// Scalar references (double accumulation) for tests.
+void gemm_nn_acc_ref(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N);
+void gemm_tn_acc_ref(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N);
+
+}  // namespace dseek
