@@ -4,9 +4,12 @@
 // AVX2 has no byte/word masked loads, so the float formats finish a row's last K % 8 (or % 16)
 // columns with scalar code. Compiled with -mavx2 -mfma -mf16c; includes only intrinsics and
 // matmul_kernels.h, helpers in an anonymous namespace (see matmul_kernels.h).
-#include <immintrin.h>
-
 #include "dseek/kernels/matmul_kernels.h"
+
+// Elsewhere than x86 the file defines an empty kernel set (cpu_features() reports nothing there,
+// so matmul never asks for it) and the scalar path builds alone (STYLE.md).
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
 
 namespace dseek::mm {
 namespace {
@@ -344,3 +347,11 @@ KernelSet avx2_kernels() {
 }
 
 }  // namespace dseek::mm
+
+#else
+
+namespace dseek::mm {
+KernelSet avx2_kernels() { return {}; }
+}  // namespace dseek::mm
+
+#endif

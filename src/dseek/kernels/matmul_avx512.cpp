@@ -9,9 +9,12 @@
 // tokens, each activation vector is reused for the R rows. drive() visits tiles so that a row
 // block's weights stay in L1/L2 while tokens are swept in blocks of 64 (prefill reads the weights
 // from memory once).
-#include <immintrin.h>
-
 #include "dseek/kernels/matmul_kernels.h"
+
+// Elsewhere than x86 the file defines an empty kernel set (cpu_features() reports nothing there,
+// so matmul never asks for it) and the scalar path builds alone (STYLE.md).
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
 
 // GCC 12's AVX-512 headers build some results from _mm256_undefined_si256() (extracts, reductions)
 // and then warn about their own placeholder once inlined here.
@@ -475,3 +478,11 @@ KernelSet avx512_kernels() {
 }
 
 }  // namespace dseek::mm
+
+#else
+
+namespace dseek::mm {
+KernelSet avx512_kernels() { return {}; }
+}  // namespace dseek::mm
+
+#endif
