@@ -4,6 +4,8 @@
 #include <cstdio>
 
 #include "dseek/core/error.h"
+#include "dseek/kernels/cpu_features.h"
+#include "dseek/kernels/matmul.h"
 
 namespace dseek::cli {
 
@@ -41,6 +43,10 @@ LoadedModel load_model_for_text(const Args& a) {
   m.pool = std::make_unique<ThreadPool>(int(a.get_int("threads", 0)));
   m.ctx = a.get_int("ctx", std::min<int64_t>(4096, c.max_position_embeddings));
   if (m.ctx < 2) throw Error("--ctx: must be at least 2");
+  const DType wt = m.model.weights().layers.back().self_attn.o_proj.dtype;
+  std::fprintf(stderr, "dseek: cpu %s; %s weights use the %s matmul kernel\n",
+               cpu_features_str(cpu_features()).c_str(), std::string(dtype_name(wt)).c_str(),
+               std::string(matmul_kernel_name(wt)).c_str());
   std::fprintf(stderr, "dseek: %s (%s, %lld layers, %.2f GB mapped) loaded in %.2f s, %d threads, context %lld\n",
                dir.c_str(), std::string(model_type_name(c.model_type)).c_str(), (long long)c.num_hidden_layers,
                double(m.model.checkpoint().total_bytes()) / 1e9,

@@ -214,7 +214,8 @@ TEST(Matmul, EveryDtypeAwkwardSizesAgainstDoubleReference) {
           const float* x = xbuf.data() + 1;
           float* y = ybuf.data() + 1;
           const std::string label = case_label(kSeed, m, B);
-          matmul(y, x, m.view(), B);
+          // The scalar kernel: the SIMD kernels have their own tolerances in matmul_fast_test.cpp.
+          matmul(y, x, m.view(), B, nullptr, MatmulKernel::kScalar);
           expect_matmul_close(y, x, m, 0, rows, B, label + " matmul");
           matmul_ref(yref.data(), x, m.view(), B);
           expect_matmul_close(yref.data(), x, m, 0, rows, B, label + " matmul_ref");
@@ -361,7 +362,7 @@ TEST(Matmul, SliceRowsUsesRightScaleRows) {
       }
       for (int64_t B : {1, 3}) {
         std::vector<float> x = random_vec(size_t(B * 9), rng), y(size_t(B * s.n));
-        matmul(y.data(), x.data(), v, B);
+        matmul(y.data(), x.data(), v, B, nullptr, MatmulKernel::kScalar);
         expect_matmul_close(y.data(), x.data(), m, s.begin, s.n, B, lab.str() + " matmul");
         matmul_ref(y.data(), x.data(), v, B);
         expect_matmul_close(y.data(), x.data(), m, s.begin, s.n, B, lab.str() + " matmul_ref");
@@ -371,7 +372,7 @@ TEST(Matmul, SliceRowsUsesRightScaleRows) {
     const MatView vv = full.slice_rows(3, 6).slice_rows(2, 3);
     EXPECT_EQ(vv.row_offset, 5);
     std::vector<float> x = random_vec(9, rng), y(3);
-    matmul(y.data(), x.data(), vv, 1);
+    matmul(y.data(), x.data(), vv, 1, nullptr, MatmulKernel::kScalar);
     expect_matmul_close(y.data(), x.data(), m, 5, 3, 1, dtype_str(dt) + " slice of slice");
   }
 }
@@ -440,8 +441,8 @@ TEST(Matmul, TransposedHandCase) {
   for (int i = 0; i < 6; ++i) EXPECT_EQ(y[i], want[i]) << i;
 }
 
-// The pool splits output rows; each output is still one dot product in index order, so the result
-// must equal matmul_ref bit for bit.
+// The pool splits output rows; with the scalar kernel each output is still one dot product in index
+// order, so the result must equal matmul_ref bit for bit (SIMD kernels reorder sums: matmul_fast_test).
 TEST(Matmul, ThreadPoolEqualsRefExactly) {
   const uint32_t seed = kSeed + 8;
   std::mt19937 rng(seed);
@@ -457,7 +458,7 @@ TEST(Matmul, ThreadPoolEqualsRefExactly) {
         TestMat m = make_mat(dt, c.rows, c.cols, rng);
         std::vector<float> x = random_vec(size_t(c.B * c.cols), rng);
         std::vector<float> y(size_t(c.B * c.rows), NAN), yref(size_t(c.B * c.rows), NAN);
-        matmul(y.data(), x.data(), m.view(), c.B, &pool);
+        matmul(y.data(), x.data(), m.view(), c.B, &pool, MatmulKernel::kScalar);
         matmul_ref(yref.data(), x.data(), m.view(), c.B);
         for (size_t i = 0; i < y.size(); ++i)
           ASSERT_EQ(std::memcmp(&y[i], &yref[i], 4), 0) << case_label(seed, m, c.B) << " threads " << threads

@@ -77,7 +77,8 @@ void quantize_checkpoint(const std::string& in_dir, const std::string& out_dir, 
       dequantize_row(row.data(), m, r);
       quantize_rows(o.type, out.data() + r * rb, row.data(), 1, m.cols);
     }
-    writer.add(spec.name, DType::kU8, {m.rows, rb}, std::move(out), {{"dseek.quant." + spec.name, qname}});
+    writer.add(spec.name, DType::kU8, {m.rows, rb}, std::move(out),
+               {{"dseek.quant." + spec.name, qname}, {"dseek.quant_version", "1"}});
   }
   writer.finish();
 

@@ -26,6 +26,9 @@ class Binder {
     if (it == md.end())
       throw Error(ckpt_.file_of(name) + ": \"" + name + "\" is U8 but the metadata has no \"dseek.quant." + name +
                   "\" entry naming its quantized format");
+    if (auto v = md.find("dseek.quant_version"); v == md.end() || v->second != "1")
+      throw Error(ckpt_.file_of(name) + ": quantized tensors of format version " +
+                  (v == md.end() ? std::string("(none)") : v->second) + "; this dseek reads version 1");
     const std::optional<DType> q = dtype_from_name(it->second);
     if (!q || !is_block_quantized(*q))
       throw Error(ckpt_.file_of(name) + ": metadata \"dseek.quant." + name + "\": unknown format \"" + it->second +
