@@ -119,15 +119,16 @@ double softmax_cross_entropy_forward(float* probs, float* losses, const float* l
       float* p = probs + n * V;
       float mx = l[0];
       for (int64_t v = 1; v < V; ++v) mx = std::max(mx, l[v]);
+      const int32_t y = targets[n];
+      DSEEK_CHECK(y >= 0 && y < V, "softmax_cross_entropy_forward: target outside the vocabulary");
+      const float ly = l[y];  // read before probs (which may alias logits) overwrites it
       double sum = 0.0;
       for (int64_t v = 0; v < V; ++v) {
         p[v] = std::exp(l[v] - mx);
         sum += p[v];
       }
-      const int32_t y = targets[n];
-      DSEEK_CHECK(y >= 0 && y < V, "softmax_cross_entropy_forward: target outside the vocabulary");
       // -log p_y = log Σ exp(l - mx) - (l_y - mx), in double from the logit (not from the rounded p_y).
-      losses[n] = float(std::log(sum) - double(l[y] - mx));
+      losses[n] = float(std::log(sum) - double(ly - mx));
       const float inv = float(1.0 / sum);
       for (int64_t v = 0; v < V; ++v) p[v] *= inv;
     }

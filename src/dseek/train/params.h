@@ -108,6 +108,7 @@ class TrainModel {
   std::vector<std::string> moe_layer_names() const;  // "model.layers.<l>." per MoE layer
 
   struct Impl;
+  Impl& impl() { return *impl_; }  // internals (train_model.h), for tests
 
  private:
   std::unique_ptr<Impl> impl_;
