@@ -13,5 +13,7 @@ int cmd_generate(int argc, char** argv);
 int cmd_chat(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
 int cmd_quantize(int argc, char** argv);
+int cmd_train(int argc, char** argv);
+int cmd_plot(int argc, char** argv);
 
 }  // namespace dseek::cli

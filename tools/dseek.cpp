@@ -23,6 +23,8 @@ constexpr Command kCommands[] = {
     {"chat", dseek::cli::cmd_chat, "interactive chat with the checkpoint's chat template: --model DIR [--system S]"},
     {"bench", dseek::cli::cmd_bench, "prefill/decode tokens/s and % of the bandwidth roofline: --model DIR [-p 512] [-n 128] [-t N]"},
     {"quantize", dseek::cli::cmd_quantize, "block-quantize a checkpoint: --model IN --out OUT --type q8|q4"},
+    {"train", dseek::cli::cmd_train, "train a model from one JSON config: --config FILE.json [--resume] [--steps N] [--out DIR] [--lr X]"},
+    {"plot", dseek::cli::cmd_plot, "SVG charts of a training run: METRICS.jsonl --out DIR"},
     {"init", dseek::cli::cmd_init,
      "write a random-weight checkpoint: --config CONFIG.json --out DIR [--seed S] [--dtype f32|bf16|fp8]"},
     {"tokenize", dseek::cli::cmd_tokenize, "text to token ids: --model DIR (--text S | --file F)"},
