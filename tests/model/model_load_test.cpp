@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <algorithm>
+#include <functional>
 #include <set>
 
 #include "common/shared_dir.h"
@@ -86,10 +88,8 @@ float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   return d;
 }
 
-// BF16 checkpoints compute with float32 accumulators: the v3 case stored in BF16 must track the F32
-// result within the weight rounding (2^-9 relative per weight). README: a bf16 engine needs ~5e-2.
-TEST(ModelLoad, Bf16WeightsTrackF32) {
-  ScratchModel s("v3");
+// Rewrites every F32 tensor of a scratch model as BF16 (round to nearest even).
+void convert_to_bf16(ScratchModel& s) {
   s.edit_tensors([](TensorToWrite& t, std::vector<uint8_t>& bytes) {
     if (t.dtype != DType::kF32) return true;
     const size_t n = bytes.size() / 4;
@@ -104,6 +104,55 @@ TEST(ModelLoad, Bf16WeightsTrackF32) {
     t.dtype = DType::kBF16;
     return true;
   });
+}
+
+// Greedy decode of n tokens through the cache; margins[i] = top-1 minus top-2 logit at step i.
+std::vector<int32_t> greedy(const Model& m, std::vector<int32_t> ids, int n, std::vector<float>* margins) {
+  const ModelConfig& c = m.config();
+  const int64_t T = int64_t(ids.size()), V = c.vocab_size;
+  ThreadPool pool(2);
+  Workspace ws(c, T, T + n, &pool, false);
+  KVCache cache(c, m.n_cache_layers(), T + n);
+  std::vector<float> logits(static_cast<size_t>(V));
+  m.forward(ids.data(), T, 0, cache.view(), AttnImpl::kAbsorb, ws, logits.data(), T - 1);
+  std::vector<int32_t> out;
+  for (int i = 0; i < n; ++i) {
+    std::vector<float> sorted = logits;
+    std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
+    if (margins) margins->push_back(sorted[0] - sorted[1]);
+    const int32_t tok = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    out.push_back(tok);
+    ids.push_back(tok);
+    m.forward(&ids.back(), 1, int64_t(ids.size()) - 1, cache.view(), AttnImpl::kAbsorb, ws, logits.data());
+  }
+  return out;
+}
+
+// Issue 6: greedy generation with BF16 weights equals F32 greedy for the golden prompts as long as
+// the F32 logit margin is large. Rule: tokens must agree up to the first step whose F32 top-1/top-2
+// margin is below 0.1, twice the largest BF16 logit deviation measured above (0.0376 < 0.05).
+TEST(ModelLoad, Bf16GreedyEqualsF32WhileMarginIsLarge) {
+  for (const char* name : {"v2lite", "v2", "v3"}) {
+    ScratchModel s(name);
+    convert_to_bf16(s);
+    Model f32 = Model::load(test::golden_model_dir(name));
+    Model bf16 = Model::load(s.dir());
+    const auto ids = golden_ids(name);
+    std::vector<float> margins;
+    const auto a = greedy(f32, ids, 16, &margins), b = greedy(bf16, ids, 16, nullptr);
+    int compared = 0;
+    for (size_t i = 0; i < a.size() && margins[i] >= 0.1f; ++i, ++compared)
+      ASSERT_EQ(a[i], b[i]) << name << " step " << i << " (F32 margin " << margins[i] << ")";
+    std::printf("%s: BF16 greedy == F32 greedy for the first %d tokens (margin >= 0.1)\n", name, compared);
+    EXPECT_GE(compared, 1) << name << ": the first step should have a clear margin";
+  }
+}
+
+// BF16 checkpoints compute with float32 accumulators: the v3 case stored in BF16 must track the F32
+// result within the weight rounding (2^-9 relative per weight). README: a bf16 engine needs ~5e-2.
+TEST(ModelLoad, Bf16WeightsTrackF32) {
+  ScratchModel s("v3");
+  convert_to_bf16(s);
   const auto ids = golden_ids("v3");
   Model f32 = Model::load(test::golden_model_dir("v3"));
   Model bf16 = Model::load(s.dir());
