@@ -4,6 +4,7 @@
 // parallel_for is synchronous: it returns when every chunk has run.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -38,12 +39,12 @@ class ThreadPool {
   std::mutex mu_;
   std::condition_variable start_cv_;
   std::condition_variable done_cv_;
-  const std::function<void(int, int64_t, int64_t)>* job_ = nullptr;
+  const std::function<void(int, int64_t, int64_t)>* job_ = nullptr;  // published by generation_
   int64_t job_n_ = 0;
   int64_t job_chunk_ = 0;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  std::atomic<uint64_t> generation_{0};  // bumped once per parallel_for
+  std::atomic<int> pending_{0};          // workers still running the current job
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace dseek
