@@ -33,10 +33,12 @@ class Binder {
     if (!q || !is_block_quantized(*q))
       throw Error(ckpt_.file_of(name) + ": metadata \"dseek.quant." + name + "\": unknown format \"" + it->second +
                   "\" (expected Q8_0 or Q4_0)");
-    TensorView t = ckpt_.expect(name, {rows, quant_row_bytes(*q, cols)}, {DType::kU8});
+    return view(ckpt_.expect(name, {rows, quant_row_bytes(*q, cols)}, {DType::kU8}).data, *q, rows, cols);
+  }
+  static MatView view(const void* data, DType dtype, int64_t rows, int64_t cols) {
     MatView m;
-    m.data = t.data;
-    m.dtype = *q;
+    m.data = data;
+    m.dtype = dtype;
     m.rows = rows;
     m.cols = cols;
     return m;
@@ -46,11 +48,7 @@ class Binder {
   MatView mat(const std::string& name, int64_t rows, int64_t cols) const {
     if (auto q = quantized(name, rows, cols)) return *q;
     TensorView t = ckpt_.expect(name, {rows, cols}, kMatrixTypes);
-    MatView m;
-    m.data = t.data;
-    m.dtype = t.dtype;
-    m.rows = rows;
-    m.cols = cols;
+    MatView m = view(t.data, t.dtype, rows, cols);
     if (t.dtype == DType::kF8E4M3) {
       const int64_t br = cfg_.quantization.weight_block_rows, bc = cfg_.quantization.weight_block_cols;
       if (br != bc)
@@ -70,12 +68,7 @@ class Binder {
   MatView table(const std::string& name, int64_t rows, int64_t cols) const {
     if (auto q = quantized(name, rows, cols)) return *q;
     TensorView t = ckpt_.expect(name, {rows, cols}, kFloatTypes);
-    MatView m;
-    m.data = t.data;
-    m.dtype = t.dtype;
-    m.rows = rows;
-    m.cols = cols;
-    return m;
+    return view(t.data, t.dtype, rows, cols);
   }
   Vec vec(const std::string& name, int64_t n) const {
     TensorView t = ckpt_.expect(name, {n}, kFloatTypes);
