@@ -1,0 +1,74 @@
+// Throughput of TrainModel::forward_backward on PEERS.md config S (disabled by default; run with
+// --gtest_also_run_disabled_tests --gtest_filter='*TrainSpeed*'; DSEEK_TRAIN_THREADS, default 2).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+
+#include "dseek/train/params.h"
+
+namespace dseek {
+namespace {
+
+// PEERS.md config S: d 256, 4 layers (1 dense, ffn 1024), 4 heads, 16 routed experts top-4 + 1 shared,
+// expert ffn 256, q_lora 128, kv_lora 64, nope 32, rope 16, v 32, byte vocab 256, MTP depth 1.
+ModelConfig config_s() {
+  ModelConfig c;
+  c.vocab_size = 256;
+  c.hidden_size = 256;
+  c.intermediate_size = 1024;
+  c.moe_intermediate_size = 256;
+  c.num_hidden_layers = 4;
+  c.num_nextn_predict_layers = 1;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 4;
+  c.n_shared_experts = 1;
+  c.n_routed_experts = 16;
+  c.num_experts_per_tok = 4;
+  c.routed_scaling_factor = 2.5;
+  c.topk_method = TopKMethod::kNoauxTc;
+  c.scoring_func = ScoringFunc::kSigmoid;
+  c.norm_topk_prob = true;
+  c.first_k_dense_replace = 1;
+  c.q_lora_rank = 128;
+  c.kv_lora_rank = 64;
+  c.qk_nope_head_dim = 32;
+  c.qk_rope_head_dim = 16;
+  c.v_head_dim = 32;
+  c.max_position_embeddings = 4096;
+  return c;
+}
+
+TEST(TrainSpeed, DISABLED_ConfigS) {
+  const char* env = std::getenv("DSEEK_TRAIN_THREADS");
+  TrainOptions o;
+  o.batch = 8;
+  o.seq = 256;
+  o.threads = env ? std::atoi(env) : 2;
+  o.balance_alpha = 1e-4f;
+  TrainModel tm(config_s(), o);
+  tm.init_weights(1);
+  int64_t n = 0;
+  for (auto& p : tm.params()) n += p.numel();
+  std::mt19937_64 g(1);
+  std::vector<int32_t> tokens(size_t(o.batch * (o.seq + 1)));
+  for (auto& t : tokens) t = int32_t(g() % 256);
+  std::vector<double> ms;
+  for (int it = 0; it < 6; ++it) {
+    const auto t0 = std::chrono::steady_clock::now();
+    tm.forward_backward(tokens.data(), o.batch, o.seq);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  ms.erase(ms.begin());  // warm-up
+  std::sort(ms.begin(), ms.end());
+  const double med = ms[ms.size() / 2];
+  std::printf("config S: %.2f M params, batch %ld seq %ld threads %d: forward_backward median %.1f ms [%.1f-%.1f], %.0f tokens/s\n",
+              double(n) / 1e6, long(o.batch), long(o.seq), o.threads, med, ms.front(), ms.back(),
+              double(o.batch * o.seq) / med * 1e3);
+}
+
+}  // namespace
+}  // namespace dseek
