@@ -13,6 +13,8 @@
 
 #include "dseek/core/error.h"
 #include "dseek/core/mapped_file.h"
+#include "dseek/model/model.h"
+#include "dseek/train/params.h"
 #include "dseek/train/train_config.h"
 #include "train/fake_model.h"
 
@@ -172,6 +174,82 @@ TEST_F(LoopTest, KillAndResumeIsBitIdentical) {
   TrainConfig empty = straight;
   empty.train.out_dir = dir_ + "/empty";
   EXPECT_NE(error_of([&] { run_fake(empty, true, -1); }).find("no checkpoint"), std::string::npos);
+}
+
+
+// ---- The real TrainModel on a tiny DeepSeek-V3 config (1 dense + 1 MoE layer, MTP depth 1). ----
+
+std::string tiny_model_json() {
+  return R"({"model_type": "deepseek_v3", "vocab_size": 256, "hidden_size": 32, "intermediate_size": 64,
+             "moe_intermediate_size": 16, "num_hidden_layers": 2, "first_k_dense_replace": 1,
+             "num_nextn_predict_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 4,
+             "n_routed_experts": 8, "num_experts_per_tok": 2, "n_shared_experts": 1, "n_group": 1, "topk_group": 1,
+             "topk_method": "noaux_tc", "scoring_func": "sigmoid", "norm_topk_prob": true, "routed_scaling_factor": 2.5,
+             "q_lora_rank": 16, "kv_lora_rank": 16, "qk_nope_head_dim": 8, "qk_rope_head_dim": 8, "v_head_dim": 8,
+             "max_position_embeddings": 256})";
+}
+
+RunResult run_real(const TrainConfig& cfg, bool resume, int64_t stop_at, std::vector<MetricsRecord>* records = nullptr) {
+  const TrainingData data = prepare_data(cfg.data, TextEncoder::byte_level(), cfg.train.out_dir + "/data-cache", cfg.train.seed);
+  TrainModel model(cfg.model, train_options(cfg));
+  ModelAdapter<TrainModel> m(model);
+  Trainer t(cfg, m, data, quiet());
+  t.start(resume);
+  t.run(stop_at);
+  if (records) *records = t.records();
+  RunResult r{t.losses(), {}, {}};
+  r.w.assign(model.param_data(), model.param_data() + model.num_parameters());
+  for (float* b : model.e_score_correction_bias()) r.bias.insert(r.bias.end(), b, b + cfg.model.n_routed_experts);
+  return r;
+}
+
+TEST_F(LoopTest, RealModelKillAndResumeIsBitIdentical) {
+  const std::string extra = R"("steps": 6, "batch": 2, "seq": 16, "grad_accum": 2, "seed": 5, "eval_every": 3, "eval_batches": 1,
+                               "log_every": 1, "save_every": 3, "threads": 2, "balance_alpha": 0.0001, "bias_gamma": 0.01)";
+  TrainConfig straight = parse_train_config(loop_config(dir_, tiny_model_json(), extra), "run.json", "");
+  straight.optimizer.lr = 3e-3;
+  straight.train.out_dir = dir_ + "/straight";
+  const RunResult a = run_real(straight, false, -1);
+  TrainConfig killed = straight;
+  killed.train.out_dir = dir_ + "/killed";
+  run_real(killed, false, 4);  // checkpoint at 3, killed after step 4
+  const RunResult b = run_real(killed, true, -1);
+  ASSERT_EQ(a.losses.size(), 6u);
+  ASSERT_EQ(b.losses.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(b.losses[i].second, a.losses[i + 3].second) << "step " << b.losses[i].first;
+  EXPECT_EQ(b.w, a.w);
+  EXPECT_EQ(b.bias, a.bias);
+  // The checkpoint is what the inference loader expects (save checks the names against
+  // tensor_specs.cpp; here the engine binds every tensor, MTP included).
+  const Model inf = Model::load(killed.train.out_dir + "/checkpoint-6", LoadOptions{.load_mtp = true});
+  EXPECT_EQ(inf.config().hidden_size, 32);
+  EXPECT_EQ(inf.n_cache_layers(), 3);
+}
+
+TEST_F(LoopTest, RealModelLossFallsAndBiasSteersLoad) {
+  const std::string extra = R"("steps": 40, "batch": 4, "seq": 32, "seed": 1, "eval_every": 20, "eval_batches": 2,
+                               "log_every": 1, "save_every": 0, "threads": 2, "bias_gamma": 0.01)";
+  TrainConfig cfg = parse_train_config(loop_config(dir_, tiny_model_json(), extra), "run.json", "");
+  cfg.optimizer.lr = 3e-3;
+  std::vector<MetricsRecord> rec;
+  const RunResult r = run_real(cfg, false, -1, &rec);
+  ASSERT_EQ(rec.size(), 40u);
+  EXPECT_LT(rec.back().main_loss, 0.8 * rec.front().main_loss) << rec.front().main_loss << " -> " << rec.back().main_loss;
+  ASSERT_TRUE(rec[19].val_loss && rec[39].val_loss);
+  EXPECT_LT(*rec[39].val_loss, *rec[19].val_loss);
+  // Every MoE layer reports its load, top-k = 2 experts per token: B * T tokens in the main layer,
+  // B * (T - 1) in the MTP module (its last position has no target two tokens ahead).
+  ASSERT_EQ(rec[0].load.size(), 2u);
+  const int64_t expected[2] = {4 * 32 * 2, 4 * 31 * 2};
+  for (size_t l = 0; l < 2; ++l) {
+    int64_t routed = 0;
+    for (int64_t x : rec[0].load[l]) routed += x;
+    EXPECT_EQ(routed, expected[l]) << "moe layer " << l;
+  }
+  // The aux-loss-free rule moved the biases: overloaded experts down, under-loaded up.
+  double moved = 0;
+  for (float b : r.bias) moved += std::fabs(b);
+  EXPECT_GT(moved, 0.0);
 }
 
 }  // namespace
