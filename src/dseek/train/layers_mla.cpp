@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "dseek/kernels/softmax.h"
+#include "dseek/kernels/vec.h"
 #include "dseek/train/layers.h"
 #include "dseek/train/ops.h"
 
@@ -31,11 +32,7 @@ void plan_mla_acts(MlaActs& a, FloatArena& arena, const MlaDims& d, int64_t B, i
 
 namespace {
 
-float dot(const float* a, const float* b, int64_t n) {
-  float s = 0.f;
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
+float dot(const float* a, const float* b, int64_t n) { return vec_dot(a, b, n); }
 
 }  // namespace
 
@@ -81,8 +78,7 @@ void mla_forward(float* out, const MlaActs& a, const float* x, const MlaTensors&
         for (int64_t c = 0; c < vd; ++c) o[c] = 0.f;
         for (int64_t j = 0; j <= t; ++j) {
           const float* v = a.kv + ((b * T + j) * H + h) * kvd + nope;
-          const float pj = p[j];
-          for (int64_t c = 0; c < vd; ++c) o[c] += pj * v[c];
+          vec_axpy(o, p[j], v, vd);
         }
       }
     }
@@ -127,7 +123,7 @@ void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const floa
             float* dv = dkv + (m * H + h) * kvd + nope;
             dpb[j] = dot(g, v, vd);
             sum += p[j] * dpb[j];
-            for (int64_t c = 0; c < vd; ++c) dv[c] += p[j] * g[c];
+            vec_axpy(dv, p[j], g, vd);
           }
           for (int64_t j = 0; j <= t; ++j) {
             const int64_t m = b * T + j;
@@ -136,14 +132,10 @@ void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const floa
             const float* kp = a.k_pe + m * rope;
             float* dkn = dkv + (m * H + h) * kvd;
             float* dkp = dkv_a + m * L + R;
-            for (int64_t c = 0; c < nope; ++c) {
-              dqn[c] += ds * kn[c];
-              dkn[c] += ds * qn[c];
-            }
-            for (int64_t c = 0; c < rope; ++c) {
-              dqn[nope + c] += ds * kp[c];
-              dkp[c] += ds * qn[nope + c];
-            }
+            vec_axpy(dqn, ds, kn, nope);
+            vec_axpy(dkn, ds, qn, nope);
+            vec_axpy(dqn + nope, ds, kp, rope);
+            vec_axpy(dkp, ds, qn + nope, rope);
           }
         }
     }
