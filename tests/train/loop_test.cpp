@@ -15,6 +15,7 @@
 #include "dseek/core/mapped_file.h"
 #include "dseek/model/model.h"
 #include "dseek/train/params.h"
+#include "dseek/train/plot.h"
 #include "dseek/train/train_config.h"
 #include "train/fake_model.h"
 
@@ -162,6 +163,17 @@ TEST_F(LoopTest, KillAndResumeIsBitIdentical) {
   ASSERT_EQ(rec.size(), 6u);
   for (size_t i = 0; i < rec.size(); ++i) EXPECT_EQ(rec[i].step, int64_t(i + 1));
   EXPECT_TRUE(rec[1].val_loss.has_value());
+  // The charts: well-formed SVG documents with a polyline per series / a rect per heatmap cell.
+  const std::vector<std::string> svgs = write_plots(rec, killed.train.out_dir + "/plots");
+  ASSERT_EQ(svgs.size(), 3u);
+  for (const std::string& p : svgs) {
+    const std::string svg = read_text_file(p);
+    EXPECT_EQ(svg.rfind("<svg xmlns=\"http://www.w3.org/2000/svg\"", 0), 0u) << p;
+    EXPECT_NE(svg.find("</svg>"), std::string::npos) << p;
+    EXPECT_EQ(svg.find("nan"), std::string::npos) << p;
+  }
+  EXPECT_NE(read_text_file(svgs[0]).find("validation loss"), std::string::npos);
+  EXPECT_NE(read_text_file(svgs[2]).find("layer 0"), std::string::npos);
   EXPECT_FALSE(rec[2].val_loss.has_value());
   ASSERT_EQ(rec[0].load.size(), 1u);
   EXPECT_EQ(rec[0].load[0].size(), 4u);
