@@ -148,13 +148,17 @@ double Trainer::evaluate() {
   }
   const auto& load = model_.expert_load();
   last_val_maxvio_.reset();
+  // Mean over the layers that routed anything (validation may run the main model only, not MTP).
   double mv = 0;
-  int64_t routed = 0;
+  int64_t layers = 0;
   for (const auto& l : load) {
+    int64_t routed = 0;
     for (int64_t x : l) routed += x;
+    if (routed == 0) continue;
     mv += max_violation(l);
+    ++layers;
   }
-  if (routed > 0 && !load.empty()) last_val_maxvio_ = mv / double(load.size());
+  if (layers > 0) last_val_maxvio_ = mv / double(layers);
   model_.reset_load();  // evaluation must not feed the bias update
   last_val_loss_ = total / double(t.eval_batches);
   return *last_val_loss_;
