@@ -24,6 +24,9 @@ TEST(Vec, DotAndAxpyMatchReferenceAtAwkwardSizes) {
       for (int64_t i = 0; i < n; ++i) mag += std::fabs(double(a[size_t(off + i)]) * b[size_t(off + i)]);
       const float d = vec_dot(a.data() + off, b.data() + off, n), r = vec_dot_ref(a.data() + off, b.data() + off, n);
       EXPECT_NEAR(d, r, 1e-6 * (mag + 1)) << "n " << n << " off " << off;
+      double amag = 0;
+      for (int64_t i = 0; i < n; ++i) amag += std::fabs(a[size_t(off + i)]);
+      EXPECT_NEAR(vec_sum(a.data() + off, n), vec_sum_ref(a.data() + off, n), 1e-6 * (amag + 1)) << "sum n " << n;
       y_ref = y;
       vec_axpy(y.data() + off, 0.37f, a.data() + off, n);
       vec_axpy_ref(y_ref.data() + off, 0.37f, a.data() + off, n);

@@ -12,6 +12,12 @@ float vec_dot_ref(const float* a, const float* b, int64_t n) {
   return s;
 }
 
+float vec_sum_ref(const float* x, int64_t n) {
+  float s = 0.f;
+  for (int64_t i = 0; i < n; ++i) s += x[i];
+  return s;
+}
+
 void vec_axpy_ref(float* y, float alpha, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
@@ -35,6 +41,24 @@ __attribute__((target("avx512f"))) float dot_avx512(const float* a, const float*
   _mm512_store_ps(lanes, _mm512_add_ps(s0, s1));
   float s = 0.f;
   for (float v : lanes) s += v;
+  return s;
+}
+
+// Four independent accumulators keep enough loads in flight to saturate memory, not the adder.
+__attribute__((target("avx512f"))) float sum_avx512(const float* x, int64_t n) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    a0 = _mm512_add_ps(a0, _mm512_loadu_ps(x + i));
+    a1 = _mm512_add_ps(a1, _mm512_loadu_ps(x + i + 16));
+    a2 = _mm512_add_ps(a2, _mm512_loadu_ps(x + i + 32));
+    a3 = _mm512_add_ps(a3, _mm512_loadu_ps(x + i + 48));
+  }
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+  float s = 0.f;
+  for (float v : lanes) s += v;
+  for (; i < n; ++i) s += x[i];
   return s;
 }
 
@@ -65,6 +89,23 @@ __attribute__((target("avx2,fma"))) float dot_avx2(const float* a, const float* 
   return s;
 }
 
+__attribute__((target("avx2"))) float sum_avx2(const float* x, int64_t n) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + i));
+    a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + i + 8));
+    a2 = _mm256_add_ps(a2, _mm256_loadu_ps(x + i + 16));
+    a3 = _mm256_add_ps(a3, _mm256_loadu_ps(x + i + 24));
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  float s = 0.f;
+  for (float v : lanes) s += v;
+  for (; i < n; ++i) s += x[i];
+  return s;
+}
+
 __attribute__((target("avx2,fma"))) void axpy_avx2(float* y, float alpha, const float* x, int64_t n) {
   const __m256 a = _mm256_set1_ps(alpha);
   int64_t i = 0;
@@ -75,14 +116,15 @@ __attribute__((target("avx2,fma"))) void axpy_avx2(float* y, float alpha, const 
 struct VecKernels {
   float (*dot)(const float*, const float*, int64_t);
   void (*axpy)(float*, float, const float*, int64_t);
+  float (*sum)(const float*, int64_t);
 };
 
 const VecKernels& kernels() {
   static const VecKernels k = [] {
     const CpuFeatures& f = cpu_features();
-    if (f.avx512f) return VecKernels{dot_avx512, axpy_avx512};
-    if (f.avx2 && f.fma) return VecKernels{dot_avx2, axpy_avx2};
-    return VecKernels{vec_dot_ref, vec_axpy_ref};
+    if (f.avx512f) return VecKernels{dot_avx512, axpy_avx512, sum_avx512};
+    if (f.avx2 && f.fma) return VecKernels{dot_avx2, axpy_avx2, sum_avx2};
+    return VecKernels{vec_dot_ref, vec_axpy_ref, vec_sum_ref};
   }();
   return k;
 }
@@ -91,5 +133,6 @@ const VecKernels& kernels() {
 
 float vec_dot(const float* a, const float* b, int64_t n) { return kernels().dot(a, b, n); }
 void vec_axpy(float* y, float alpha, const float* x, int64_t n) { kernels().axpy(y, alpha, x, n); }
+float vec_sum(const float* x, int64_t n) { return kernels().sum(x, n); }
 
 }  // namespace dseek

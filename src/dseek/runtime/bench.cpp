@@ -6,6 +6,7 @@
 
 #include "dseek/kernels/matmul.h"
 #include "dseek/kernels/matmul_quant.h"
+#include "dseek/kernels/vec.h"
 
 namespace dseek {
 
@@ -21,15 +22,7 @@ void measure_read_bandwidth(ThreadPool& pool, int64_t bytes, int reps, double* m
   for (int r = 0; r < reps; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
     pool.parallel_for(n, [&](int64_t b, int64_t e) {
-      // Eight independent accumulators let the compiler vectorise without reassociation flags.
-      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      int64_t i = b;
-      for (; i + 8 <= e; i += 8)
-        for (int k = 0; k < 8; ++k) acc[k] += buf[size_t(i + k)];
-      for (; i < e; ++i) acc[0] += buf[size_t(i)];
-      float s = 0;
-      for (float a : acc) s += a;
-      sink[size_t(b * pool.size() / n) * 16] += s;  // keep the sum alive
+      sink[size_t(b * pool.size() / n) * 16] += vec_sum(buf.data() + b, e - b);
     }, 1 << 16);
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     gbs.push_back(double(bytes) / sec / 1e9);
