@@ -17,8 +17,6 @@
 
 namespace dseek::cli {
 
-void print_speed(const GenerateResult& r);  // cmd_generate.cpp
-
 int cmd_chat(int argc, char** argv) {
   Args a(argc, argv, merge({kSamplingFlags, kModelFlags, {"n-predict", "system"}}), {}, kShortFlags);
   LoadedModel m = load_model_for_text(a);

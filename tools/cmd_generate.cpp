@@ -10,14 +10,6 @@
 
 namespace dseek::cli {
 
-void print_speed(const GenerateResult& r) {
-  const int64_t computed = r.prompt_tokens - r.cached_prompt_tokens;
-  std::fprintf(stderr, "\nprompt: %lld tokens (%lld cached) in %.2f s (%.1f tokens/s); generated: %zu tokens in %.2f s (%.2f tokens/s); finish: %s\n",
-               (long long)r.prompt_tokens, (long long)r.cached_prompt_tokens, r.prefill_seconds,
-               r.prefill_seconds > 0 ? double(computed) / r.prefill_seconds : 0.0, r.tokens.size(), r.decode_seconds,
-               r.decode_seconds > 0 ? double(r.tokens.size()) / r.decode_seconds : 0.0, r.finish_reason.c_str());
-}
-
 int cmd_generate(int argc, char** argv) {
   Args a(argc, argv, merge({kSamplingFlags, kModelFlags, {"prompt", "n-predict", "stop", "system"}}),
          {"chat", "no-bos", "no-eos-stop"}, kShortFlags);

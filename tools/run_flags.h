@@ -9,6 +9,7 @@
 #include "args.h"
 #include "dseek/core/thread_pool.h"
 #include "dseek/model/model.h"
+#include "dseek/runtime/generator.h"
 #include "dseek/runtime/sampler.h"
 #include "dseek/tokenizer/tokenizer.h"
 
@@ -33,5 +34,8 @@ struct LoadedModel {
   int64_t ctx = 0;
 };
 LoadedModel load_model_for_text(const Args& a);
+
+// Prompt and generation speed of one generate() call, on stderr.
+void print_speed(const GenerateResult& r);
 
 }  // namespace dseek::cli
