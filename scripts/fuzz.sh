@@ -4,10 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-60}
-scripts/setup.sh >/dev/null  # packages (clang, libclang-rt) and a normal build
+scripts/setup.sh >/dev/null 2>&1  # packages (clang, libclang-rt) and a normal build
 BUILD=${DSEEK_FUZZ_BUILD_DIR:-build-fuzz}
 [ -f "$BUILD/build.ninja" ] || CXX=clang++ cmake -S . -B "$BUILD" -G Ninja -DDSEEK_BUILD_FUZZ=ON >/dev/null
-cmake --build "$BUILD"
+targets=()
+for src in fuzz/*_fuzz.cpp; do targets+=("$(basename "$src" .cpp)"); done
+cmake --build "$BUILD" --target "${targets[@]}"
 mkdir -p /tmp/dseek-fuzz
 for src in fuzz/*_fuzz.cpp; do
   name=$(basename "$src" .cpp)
