@@ -18,7 +18,7 @@
 namespace dseek::cli {
 
 int cmd_chat(int argc, char** argv) {
-  Args a(argc, argv, merge({kSamplingFlags, kModelFlags, {"n-predict", "system"}}), {}, kShortFlags);
+  Args a(argc, argv, merge({kSamplingFlags, kModelFlags, {"n-predict", "system"}}), {"no-warm"}, kShortFlags);
   LoadedModel m = load_model_for_text(a);
   ChatTemplate tpl = ChatTemplate::load(a.require("model"));
   SamplingParams sp = sampling_from_args(a);

@@ -12,7 +12,7 @@ namespace dseek::cli {
 
 int cmd_generate(int argc, char** argv) {
   Args a(argc, argv, merge({kSamplingFlags, kModelFlags, {"prompt", "n-predict", "stop", "system"}}),
-         {"chat", "no-bos", "no-eos-stop"}, kShortFlags);
+         {"chat", "no-bos", "no-eos-stop", "no-warm"}, kShortFlags);
   const std::string prompt = a.require("prompt");
   LoadedModel m = load_model_for_text(a);
   std::vector<int32_t> ids;

@@ -1,5 +1,6 @@
 #include "run_flags.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -35,12 +36,37 @@ SamplingParams sampling_from_args(const Args& a) {
   return p;
 }
 
+namespace {
+// Reads one byte of every page of the checkpoint so the first tokens do not stall on page faults,
+// printing progress for large checkpoints (weights stay memory-mapped: nothing is copied).
+void warm_pages(const Checkpoint& ckpt) {
+  const double total = double(ckpt.total_bytes());
+  const bool show = total > 256e6;
+  double done = 0, next_report = 0;
+  volatile uint8_t sink = 0;
+  for (const std::string& name : ckpt.names()) {
+    const TensorView t = ckpt.get(name);
+    const size_t n = size_t(t.numel()) * std::max<size_t>(1, dtype_size(t.dtype));
+    const auto* p = static_cast<const uint8_t*>(t.data);
+    for (size_t i = 0; i < n; i += 4096) sink = uint8_t(sink + p[i]);
+    done += double(n);
+    if (show && done >= next_report) {
+      std::fprintf(stderr, "\rdseek: loading weights %3.0f%% (%.2f / %.2f GB)", 100.0 * done / total, done / 1e9,
+                   total / 1e9);
+      next_report = done + total / 50;
+    }
+  }
+  if (show) std::fputc('\n', stderr);
+}
+}  // namespace
+
 LoadedModel load_model_for_text(const Args& a) {
   const std::string dir = a.require("model");
   const auto t0 = std::chrono::steady_clock::now();
   LoadedModel m{Model::load(dir), Tokenizer::load(dir), nullptr, 0};
   const ModelConfig& c = m.model.config();
   m.pool = std::make_unique<ThreadPool>(int(a.get_int("threads", 0)));
+  if (!a.has("no-warm")) warm_pages(m.model.checkpoint());
   m.ctx = a.get_int("ctx", std::min<int64_t>(4096, c.max_position_embeddings));
   if (m.ctx < 2) throw Error("--ctx: must be at least 2");
   const DType wt = m.model.weights().layers.back().self_attn.o_proj.dtype;
