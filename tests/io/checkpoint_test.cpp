@@ -13,33 +13,17 @@
 #include "common/shared_dir.h"
 #include "dseek/core/error.h"
 #include "dseek/io/safetensors.h"
+#include "common/test_util.h"
 
 namespace dseek {
 namespace {
 
-std::string make_temp_dir() {
-  std::string tmpl = ::testing::TempDir() + "/dseek_ckpt_XXXXXX";
-  if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed: " + tmpl);
-  return tmpl;
-}
+using test::make_temp_dir;
+using test::expect_error;
 
 void write_text(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;
-}
-
-void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const std::string& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "missing '" << p << "' in: " << msg;
-    return;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "threw a non-dseek exception: " << e.what();
-    return;
-  }
-  ADD_FAILURE() << "no error thrown; expected one containing '" << (parts.empty() ? "" : parts[0]) << "'";
 }
 
 // Test tensors whose contents identify them: element i of tensor k is k * 1000 + i.

@@ -14,15 +14,13 @@
 
 #include "common/shared_dir.h"
 #include "dseek/core/error.h"
+#include "common/test_util.h"
 
 namespace dseek {
 namespace {
 
-std::string make_temp_dir() {
-  std::string tmpl = ::testing::TempDir() + "/dseek_st_XXXXXX";
-  if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed: " + tmpl);
-  return tmpl;
-}
+using test::make_temp_dir;
+using test::expect_error;
 
 std::vector<uint8_t> read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -45,20 +43,6 @@ std::vector<uint8_t> raw_file(const std::string& header, size_t data_bytes = 0, 
 }
 
 // Runs fn, which must throw dseek::Error whose message contains every one of `parts`.
-void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const std::string& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "missing '" << p << "' in: " << msg;
-    return;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "threw a non-dseek exception: " << e.what();
-    return;
-  }
-  ADD_FAILURE() << "no error thrown; expected one containing '" << (parts.empty() ? "" : parts[0]) << "'";
-}
-
 void expect_parse_error(const std::vector<uint8_t>& bytes, const std::vector<std::string>& parts) {
   std::vector<std::string> all = {"bad.safetensors: "};
   all.insert(all.end(), parts.begin(), parts.end());

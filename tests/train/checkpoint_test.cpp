@@ -19,17 +19,14 @@
 #include "dseek/core/mapped_file.h"
 #include "dseek/tokenizer/tokenizer.h"
 #include "train/fake_model.h"
+#include "common/test_util.h"
 
 namespace dseek {
 namespace {
 
-namespace fs = std::filesystem;
+using test::make_temp_dir;
 
-std::string make_temp_dir() {
-  std::string tmpl = ::testing::TempDir() + "/dseek_tckpt_XXXXXX";
-  if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-  return tmpl;
-}
+namespace fs = std::filesystem;
 
 CheckpointContents contents(test::FakeModel& m, const AdamW& opt, int64_t step) {
   CheckpointContents c;

@@ -12,30 +12,19 @@
 
 #include "dseek/core/error.h"
 #include "dseek/train/train_config.h"
+#include "common/test_util.h"
 
 namespace dseek {
 namespace {
 
-namespace fs = std::filesystem;
+using test::make_temp_dir;
+using test::error_of;
 
-std::string make_temp_dir() {
-  std::string tmpl = ::testing::TempDir() + "/dseek_data_XXXXXX";
-  if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-  return tmpl;
-}
+namespace fs = std::filesystem;
 
 void write_text(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
 }
 
 class DataTest : public ::testing::Test {
