@@ -87,7 +87,9 @@ TEST(Indexer, TiesSelectTheEarliestKeys) {
   for (int64_t t = 0; t < T; ++t)
     for (int64_t j = 0; j < T; ++j) {
       EXPECT_EQ(allowed[size_t(t * T + j)], j <= t && j < 3 ? 1 : 0) << "query " << t << " key " << j;
-      if (j <= t) EXPECT_EQ(scores[size_t(t * T + j)], 0.f);
+      if (j <= t) {
+        EXPECT_EQ(scores[size_t(t * T + j)], 0.f);
+      }
     }
   // Decode: prefill 4 tokens, then one at a time; each step sees the same tie rule.
   std::vector<float> keys2(keys.size());
