@@ -154,8 +154,12 @@ TEST(TrainModel, ParameterTableFollowsTheCheckpointSpec) {
     if (s.name == "lm_head.weight") head = s.data;
   }
   for (const StateTensor& s : st) {
-    if (s.name == "model.layers.2.embed_tokens.weight") EXPECT_EQ(s.data, embed);
-    if (s.name == "model.layers.2.shared_head.head.weight") EXPECT_EQ(s.data, head);
+    if (s.name == "model.layers.2.embed_tokens.weight") {
+      EXPECT_EQ(s.data, embed);
+    }
+    if (s.name == "model.layers.2.shared_head.head.weight") {
+      EXPECT_EQ(s.data, head);
+    }
   }
   EXPECT_EQ(tm.e_score_correction_bias().size(), 2u);  // layer 1 and the MTP block
 }
@@ -185,7 +189,9 @@ void check_model_gradient(const ModelConfig& c, uint64_t seed, double eps = 1e-2
   const auto tokens = random_tokens(o.batch * (o.seq + 1), c.vocab_size, seed + 1);
   tm.zero_grad();
   const TrainModel::StepResult r = tm.forward_backward(tokens.data(), o.batch, o.seq);
-  if (c.num_nextn_predict_layers > 0) EXPECT_GT(r.mtp_loss, 0);
+  if (c.num_nextn_predict_layers > 0) {
+    EXPECT_GT(r.mtp_loss, 0);
+  }
   EXPECT_GT(r.balance_loss, 0);
   EXPECT_NEAR(r.loss, tm.forward_losses(tokens.data(), o.batch, o.seq).loss, 1e-12);
   auto loss = [&] { return tm.forward_losses(tokens.data(), o.batch, o.seq).loss; };
