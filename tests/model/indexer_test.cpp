@@ -83,7 +83,7 @@ TEST(Indexer, TiesSelectTheEarliestKeys) {
   const auto x = random_rows(T, TinyIndexer::kHidden, 1), qr = random_rows(T, TinyIndexer::kQLora, 2);
   std::vector<float> keys(size_t(T * ix.p.key_row())), scores(size_t(T * T));
   std::vector<uint8_t> allowed(size_t(T * T));
-  indexer_forward(allowed.data(), scores.data(), x.data(), qr.data(), T, 0, ix.w, ix.p, keys.data(), ws);
+  indexer_forward(allowed.data(), scores.data(), x.data(), qr.data(), T, 0, ix.w, ix.p, LayerRows{keys.data(), ix.p.key_row()}, ws);
   for (int64_t t = 0; t < T; ++t)
     for (int64_t j = 0; j < T; ++j) {
       EXPECT_EQ(allowed[size_t(t * T + j)], j <= t && j < 3 ? 1 : 0) << "query " << t << " key " << j;
@@ -93,11 +93,11 @@ TEST(Indexer, TiesSelectTheEarliestKeys) {
     }
   // Decode: prefill 4 tokens, then one at a time; each step sees the same tie rule.
   std::vector<float> keys2(keys.size());
-  indexer_forward(allowed.data(), nullptr, x.data(), qr.data(), 4, 0, ix.w, ix.p, keys2.data(), ws);
+  indexer_forward(allowed.data(), nullptr, x.data(), qr.data(), 4, 0, ix.w, ix.p, LayerRows{keys2.data(), ix.p.key_row()}, ws);
   for (int64_t p = 4; p < T; ++p) {
     std::vector<uint8_t> a(size_t(p + 1));
     indexer_forward(a.data(), nullptr, x.data() + p * TinyIndexer::kHidden, qr.data() + p * TinyIndexer::kQLora, 1, p,
-                    ix.w, ix.p, keys2.data(), ws);
+                    ix.w, ix.p, LayerRows{keys2.data(), ix.p.key_row()}, ws);
     for (int64_t j = 0; j <= p; ++j) EXPECT_EQ(a[size_t(j)], j < 3 ? 1 : 0) << "step " << p << " key " << j;
   }
   EXPECT_EQ(keys, keys2) << "keys cached by prefill and by decode differ";
@@ -112,7 +112,7 @@ TEST(Indexer, SelectsTopKOfVisibleKeysOnly) {
   const auto x = random_rows(T, TinyIndexer::kHidden, 3), qr = random_rows(T, TinyIndexer::kQLora, 4);
   std::vector<float> keys(size_t(T * ix.p.key_row())), scores(size_t(T * T));
   std::vector<uint8_t> allowed(size_t(T * T));
-  indexer_forward(allowed.data(), scores.data(), x.data(), qr.data(), T, 0, ix.w, ix.p, keys.data(), ws);
+  indexer_forward(allowed.data(), scores.data(), x.data(), qr.data(), T, 0, ix.w, ix.p, LayerRows{keys.data(), ix.p.key_row()}, ws);
   for (int64_t t = 0; t < T; ++t) {
     int64_t n_sel = 0;
     float min_sel = INFINITY, max_unsel = -INFINITY;

@@ -43,9 +43,8 @@ float prepare_head(float* v, const float* cos, const float* sin, const IndexerPa
 }  // namespace
 
 void indexer_forward(uint8_t* allowed, float* scores_out, const float* x, const float* qr, int64_t T, int64_t start_pos,
-                     const IndexerWeights& w, const IndexerParams& p, float* key_cache, Workspace& ws) {
+                     const IndexerWeights& w, const IndexerParams& p, const LayerRows& key_cache, Workspace& ws) {
   const int64_t nH = p.n_heads, hd = p.head_dim, half = p.rope_dim / 2, end_pos = start_pos + T;
-  const int64_t row = p.key_row();
   DSEEK_CHECK(T <= ws.max_tokens && end_pos <= ws.max_context, "indexer: workspace too small");
   float* q = ws.idx_q.data();        // (T, nH, hd)
   float* qw = ws.idx_w.data();       // (T, nH): per-head weight incl. q scale and softmax scale
@@ -67,7 +66,7 @@ void indexer_forward(uint8_t* allowed, float* scores_out, const float* x, const 
     }
     float* kt = k + t * hd;
     layernorm(kt, kt, w.k_norm_weight.data(), w.k_norm_bias.data(), hd, p.eps);
-    float* dst = key_cache + pos * row;
+    float* dst = key_cache.row(pos);
     dst[hd] = prepare_head(kt, cos, sin, p);
     std::memcpy(dst, kt, size_t(hd) * sizeof(float));
   }
@@ -79,7 +78,7 @@ void indexer_forward(uint8_t* allowed, float* scores_out, const float* x, const 
     const int64_t n = start_pos + t + 1;
     float* s = scores_out ? scores_out + t * end_pos : ws.scores.data();
     for (int64_t j = 0; j < n; ++j) {
-      const float* kj = key_cache + j * row;
+      const float* kj = key_cache.row(j);
       float acc = 0.f;
       for (int64_t h = 0; h < nH; ++h) {
         const float* qh = q + (t * nH + h) * hd;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "dseek/io/config.h"
+#include "dseek/model/kv_view.h"
 #include "dseek/model/weights.h"
 #include "dseek/model/workspace.h"
 
@@ -33,11 +34,11 @@ struct IndexerParams {
 };
 
 // For x (T, hidden) (input_layernorm'ed) and qr (T, q_lora_rank) (MLA's normalised q latent) at
-// positions start_pos .. start_pos+T-1: writes the tokens' index keys into key_cache
-// (capacity, key_row) and allowed (T, start_pos+T) = 1 for the keys each query attends (its top
+// positions start_pos .. start_pos+T-1 of one sequence: writes the tokens' index keys into that
+// sequence's key_cache rows (key_row floats each) and allowed (T, start_pos+T) = 1 for the keys each query attends (its top
 // index_topk scores among positions <= its own). scores (T, start_pos+T), when given, receives the
 // index scores with -inf for future positions.
 void indexer_forward(uint8_t* allowed, float* scores, const float* x, const float* qr, int64_t T, int64_t start_pos,
-                     const IndexerWeights& w, const IndexerParams& p, float* key_cache, Workspace& ws);
+                     const IndexerWeights& w, const IndexerParams& p, const LayerRows& key_cache, Workspace& ws);
 
 }  // namespace dseek

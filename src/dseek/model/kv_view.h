@@ -3,22 +3,63 @@
 //
 // MLA caches the latent form only: per layer and position, kv_lora_rank values of the normalised
 // c_kv plus qk_rope_head_dim values of the rotated, head-shared k_pe (576 floats at V3 size).
+// V3.2 also caches one lightning-indexer key row (index_head_dim values + their FP8 scale).
+//
+// Two layouts share the view: contiguous (one sequence owns capacity rows per layer) and paged
+// (rows live in fixed-size blocks of a pool shared by many sequences; block_table maps a position's
+// block index to a pool block, as in vLLM's PagedAttention).
 #pragma once
 
 #include <cstdint>
 
 namespace dseek {
 
+// One layer's rows of one sequence: row(pos) is the cache row of position pos.
+struct LayerRows {
+  float* base = nullptr;             // the layer's first pool row
+  int64_t dim = 0;                   // floats per row
+  const int32_t* blocks = nullptr;   // paged: pool block of each block_size positions; null = contiguous
+  int64_t block_size = 0;
+
+  float* row(int64_t pos) const {
+    if (!blocks) return base + pos * dim;
+    return base + (int64_t(blocks[pos / block_size]) * block_size + pos % block_size) * dim;
+  }
+  explicit operator bool() const { return base != nullptr; }
+};
+
 struct KVCacheView {
-  float* latent = nullptr;      // (n_layers, capacity, kv_lora_rank + qk_rope_head_dim)
-  float* index_keys = nullptr;  // (n_layers, capacity, index_head_dim + 1): V3.2 indexer keys + scale, else null
+  float* latent = nullptr;      // (n_layers, layer_rows, kv_lora_rank + qk_rope_head_dim)
+  float* index_keys = nullptr;  // (n_layers, layer_rows, index_head_dim + 1): V3.2 indexer keys + scale, else null
   int64_t n_layers = 0;         // main layers, then MTP layers
-  int64_t capacity = 0;         // positions
+  int64_t capacity = 0;         // positions this sequence may use
   int64_t latent_dim = 0;
   int64_t index_dim = 0;
+  // Paged layout only: the sequence's block table (capacity / block_size entries) and the pool's rows
+  // per layer. Contiguous: block_table null and layer_rows == capacity.
+  const int32_t* block_table = nullptr;
+  int64_t block_size = 0;
+  int64_t layer_rows = 0;
 
-  float* layer_latent(int64_t l) const { return latent + l * capacity * latent_dim; }
-  float* layer_index_keys(int64_t l) const { return index_keys ? index_keys + l * capacity * index_dim : nullptr; }
+  int64_t rows_per_layer() const { return block_table ? layer_rows : capacity; }
+  LayerRows latent_rows(int64_t l) const {
+    return {latent + l * rows_per_layer() * latent_dim, latent_dim, block_table, block_size};
+  }
+  LayerRows index_key_rows(int64_t l) const {
+    if (!index_keys) return {};
+    return {index_keys + l * rows_per_layer() * index_dim, index_dim, block_table, block_size};
+  }
+};
+
+// Where the T tokens of one forward call sit. One call may carry tokens of several sequences
+// (continuous batching): sequence s owns tokens [seq_first[s], seq_first[s+1]), in position order,
+// and token t is at position pos[t] of sequence seq[t].
+struct TokenBatch {
+  int64_t T = 0;
+  int64_t n_seqs = 0;
+  const int64_t* pos = nullptr;        // (T)
+  const int32_t* seq = nullptr;        // (T)
+  const int64_t* seq_first = nullptr;  // (n_seqs + 1)
 };
 
 }  // namespace dseek

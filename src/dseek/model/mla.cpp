@@ -79,12 +79,11 @@ void run_heads(Workspace& ws, int64_t H, const Fn& fn) {
 
 }  // namespace
 
-void mla_project(const float* x, int64_t T, int64_t start_pos, const MlaWeights& w, const MlaParams& p, float* cache,
+void mla_project(const float* x, const TokenBatch& b, const MlaWeights& w, const MlaParams& p, const LayerRows* rows,
                  Workspace& ws) {
   const int64_t H = p.n_heads, nope = p.qk_nope_head_dim, rope = p.qk_rope_head_dim;
-  const int64_t R = p.kv_lora_rank, L = p.latent_dim(), qkd = p.qk_head_dim(), half = rope / 2;
-  const int64_t end_pos = start_pos + T;
-  DSEEK_CHECK(T <= ws.max_tokens && end_pos <= ws.max_context, "workspace too small for this call");
+  const int64_t R = p.kv_lora_rank, L = p.latent_dim(), qkd = p.qk_head_dim(), half = rope / 2, T = b.T;
+  DSEEK_CHECK(T <= ws.max_tokens, "workspace too small for this call");
   ThreadPool* pool = ws.pool;
   float* q = ws.q.data();  // (T, H, qkd)
   float* cos = ws.rope_cs.data();
@@ -102,8 +101,8 @@ void mla_project(const float* x, int64_t T, int64_t start_pos, const MlaWeights&
   // The latent row of each new token: [norm(c_kv) | rope(k_pe)], written straight into the cache.
   matmul(ws.kv_a.data(), x, w.kv_a_proj_with_mqa, T, pool);
   for (int64_t t = 0; t < T; ++t) {
-    const int64_t pos = start_pos + t;
-    float* row = cache + pos * L;
+    const int64_t pos = b.pos[t];
+    float* row = rows[b.seq[t]].row(pos);
     const float* kv = ws.kv_a.data() + t * L;
     rmsnorm(row, kv, w.kv_a_layernorm.data(), 1, R, p.rms_norm_eps);
     std::memcpy(row + R, kv + R, size_t(rope) * sizeof(float));
@@ -113,14 +112,26 @@ void mla_project(const float* x, int64_t T, int64_t start_pos, const MlaWeights&
   }
 }
 
-void mla_attend(float* out, int64_t T, int64_t start_pos, const MlaWeights& w, const MlaParams& p, const float* cache,
-                AttnImpl impl, Workspace& ws, const uint8_t* allowed) {
+namespace {
+
+// fn(j0, rows, count) over the cache rows of positions [0, n) in runs that are contiguous in memory
+// (one run for a contiguous cache, one per block for a paged one).
+template <class Fn>
+void for_each_run(const LayerRows& rows, int64_t n, const Fn& fn) {
+  const int64_t run = rows.blocks ? rows.block_size : n;
+  for (int64_t j0 = 0; j0 < n; j0 += run) fn(j0, rows.row(j0), std::min(run, n - j0));
+}
+
+}  // namespace
+
+void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaParams& p, const LayerRows* rows,
+                AttnImpl impl, Workspace& ws, const uint8_t* const* allowed) {
   const int64_t H = p.n_heads, nope = p.qk_nope_head_dim, rope = p.qk_rope_head_dim, vd = p.v_head_dim;
-  const int64_t R = p.kv_lora_rank, L = p.latent_dim(), qkd = p.qk_head_dim();
-  const int64_t end_pos = start_pos + T;
+  const int64_t R = p.kv_lora_rank, L = p.latent_dim(), qkd = p.qk_head_dim(), T = b.T;
   ThreadPool* pool = ws.pool;
   const float* q = ws.q.data();  // (T, H, qkd)
-  const int64_t allowed_stride = end_pos;
+  for (int64_t t = 0; t < T; ++t)
+    DSEEK_CHECK(b.pos[t] < ws.max_context, "attention: position beyond the workspace's context");
   if (impl == AttnImpl::kAbsorb) {
     // 1. q_lat[t, h] = q_nope[t, h] · W_UK[h]: kv_b_proj rows of head h are nope rows of W_UK, then
     //    vd rows of W_UV, each R wide.
@@ -132,23 +143,26 @@ void mla_attend(float* out, int64_t T, int64_t start_pos, const MlaWeights& w, c
       matmul_transposed(lat, q_nope, w_uk, T);
       for (int64_t t = 0; t < T; ++t) std::memcpy(ws.q_lat.data() + (t * H + h) * R, lat + t * R, size_t(R) * sizeof(float));
     });
-    // 2. Attention of every (query, head) against the latent cache rows [0, pos].
+    // 2. Attention of every (query, head) against its sequence's latent cache rows [0, pos].
     const int64_t score_off = T * std::max(nope, R) + T * std::max(R, vd);
     auto attend = [&](int tid, int64_t r0, int64_t r1) {
       float* s = ws.thread_scratch(tid) + score_off;
       for (int64_t r = r0; r < r1; ++r) {
-        const int64_t t = r / H, n = start_pos + t + 1;  // r = t * H + h
+        const int64_t t = r / H, n = b.pos[t] + 1;  // r = t * H + h
+        const LayerRows& kv = rows[b.seq[t]];
         const float* ql = ws.q_lat.data() + r * R;
         const float* q_pe = q + r * qkd + nope;
-        for (int64_t j = 0; j < n; ++j) {
-          const float* row = cache + j * L;
-          s[j] = (vec_dot(ql, row, R) + vec_dot(q_pe, row + R, rope)) * p.softmax_scale;
-        }
-        masked_softmax(s, n, allowed ? allowed + t * allowed_stride : nullptr);
+        for_each_run(kv, n, [&](int64_t j0, const float* row, int64_t m) {
+          for (int64_t j = 0; j < m; ++j, row += L)
+            s[j0 + j] = (vec_dot(ql, row, R) + vec_dot(q_pe, row + R, rope)) * p.softmax_scale;
+        });
+        masked_softmax(s, n, allowed ? allowed[t] : nullptr);
         float* o = ws.o_lat.data() + r * R;
         std::memset(o, 0, size_t(R) * sizeof(float));
-        for (int64_t j = 0; j < n; ++j)
-          if (s[j] != 0.f) vec_axpy(o, s[j], cache + j * L, R);
+        for_each_run(kv, n, [&](int64_t j0, const float* row, int64_t m) {
+          for (int64_t j = 0; j < m; ++j, row += L)
+            if (s[j0 + j] != 0.f) vec_axpy(o, s[j0 + j], row, R);
+        });
       }
     };
     if (pool && T * H > 1)
@@ -165,37 +179,38 @@ void mla_attend(float* out, int64_t T, int64_t start_pos, const MlaWeights& w, c
       for (int64_t t = 0; t < T; ++t) std::memcpy(ws.attn.data() + (t * H + h) * vd, out_h + t * vd, size_t(vd) * sizeof(float));
     });
   } else {
-    float* scores = ws.scores.data();  // the reference path runs on one thread
-    // Decompress every cached latent into per-head k_nope | v: (end_pos, H, nope + vd).
-    DSEEK_CHECK(int64_t(ws.ctx_kv.size()) >= end_pos * H * (nope + vd), "workspace was sized without naive attention");
-    float* ckv = ws.ctx_ckv.data();
-    for (int64_t j = 0; j < end_pos; ++j) std::memcpy(ckv + j * R, cache + j * L, size_t(R) * sizeof(float));
-    float* kv = ws.ctx_kv.data();
-    matmul(kv, ckv, w.kv_b_proj, end_pos, pool);
+    // The reference path, one sequence at a time on one thread: decompress every cached latent of
+    // the sequence into per-head k_nope | v (end_pos, H, nope + vd), then attend.
+    float* scores = ws.scores.data();
     const int64_t kvd = nope + vd;
-    for (int64_t t = 0; t < T; ++t) {
-      const int64_t n = start_pos + t + 1;
-      for (int64_t h = 0; h < H; ++h) {
-        const float* qh = q + (t * H + h) * qkd;
-        for (int64_t j = 0; j < n; ++j)
-          scores[j] = (dot(qh, kv + (j * H + h) * kvd, nope) + dot(qh + nope, cache + j * L + R, rope)) * p.softmax_scale;
-        masked_softmax(scores, n, allowed ? allowed + t * allowed_stride : nullptr);
-        float* o = ws.attn.data() + (t * H + h) * vd;
-        for (int64_t d = 0; d < vd; ++d) o[d] = 0.f;
-        for (int64_t j = 0; j < n; ++j) {
-          const float* v = kv + (j * H + h) * kvd + nope;
-          for (int64_t d = 0; d < vd; ++d) o[d] += scores[j] * v[d];
+    for (int64_t sq = 0; sq < b.n_seqs; ++sq) {
+      const int64_t t0 = b.seq_first[sq], t1 = b.seq_first[sq + 1];
+      if (t0 == t1) continue;
+      const LayerRows& kv_rows = rows[sq];
+      const int64_t end_pos = b.pos[t1 - 1] + 1;
+      DSEEK_CHECK(int64_t(ws.ctx_kv.size()) >= end_pos * H * kvd, "workspace was sized without naive attention");
+      float* ckv = ws.ctx_ckv.data();
+      for (int64_t j = 0; j < end_pos; ++j) std::memcpy(ckv + j * R, kv_rows.row(j), size_t(R) * sizeof(float));
+      float* kv = ws.ctx_kv.data();
+      matmul(kv, ckv, w.kv_b_proj, end_pos, pool);
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t n = b.pos[t] + 1;
+        for (int64_t h = 0; h < H; ++h) {
+          const float* qh = q + (t * H + h) * qkd;
+          for (int64_t j = 0; j < n; ++j)
+            scores[j] = (dot(qh, kv + (j * H + h) * kvd, nope) + dot(qh + nope, kv_rows.row(j) + R, rope)) * p.softmax_scale;
+          masked_softmax(scores, n, allowed ? allowed[t] : nullptr);
+          float* o = ws.attn.data() + (t * H + h) * vd;
+          for (int64_t d = 0; d < vd; ++d) o[d] = 0.f;
+          for (int64_t j = 0; j < n; ++j) {
+            const float* v = kv + (j * H + h) * kvd + nope;
+            for (int64_t d = 0; d < vd; ++d) o[d] += scores[j] * v[d];
+          }
         }
       }
     }
   }
   matmul(out, ws.attn.data(), w.o_proj, T, pool);
-}
-
-void mla_forward(float* out, const float* x, int64_t T, int64_t start_pos, const MlaWeights& w, const MlaParams& p,
-                 float* cache, AttnImpl impl, Workspace& ws) {
-  mla_project(x, T, start_pos, w, p, cache, ws);
-  mla_attend(out, T, start_pos, w, p, cache, impl, ws);
 }
 
 }  // namespace dseek

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "dseek/io/config.h"
+#include "dseek/model/kv_view.h"
 #include "dseek/model/weights.h"
 #include "dseek/model/workspace.h"
 
@@ -37,20 +38,16 @@ struct MlaParams {
   int64_t latent_dim() const { return kv_lora_rank + qk_rope_head_dim; }
 };
 
-// Step 1 of MLA for x (T, hidden) (already input_layernorm'ed) at positions start_pos .. start_pos+T-1:
-// queries into ws.q (T, H, qk_head_dim) with q_pe rotated, the normalised q latent into ws.q_a
-// (T, q_lora_rank; the V3.2 indexer reads it), and the tokens' latent rows into cache (capacity, latent_dim).
-void mla_project(const float* x, int64_t T, int64_t start_pos, const MlaWeights& w, const MlaParams& p, float* cache,
+// Step 1 of MLA for x (T, hidden) (already input_layernorm'ed): queries into ws.q (T, H, qk_head_dim)
+// with q_pe rotated, the normalised q latent into ws.q_a (T, q_lora_rank; the V3.2 indexer reads it),
+// and each token's latent row into its sequence's cache rows (rows[seq], this layer).
+void mla_project(const float* x, const TokenBatch& b, const MlaWeights& w, const MlaParams& p, const LayerRows* rows,
                  Workspace& ws);
 
-// Step 2: out (T, hidden) = attention of ws.q over cache positions [0, pos] for each query, then
-// o_proj. `allowed` (optional, (T, start_pos + T) bytes, 1 = attend) restricts the keys each query
-// sees (V3.2 sparse attention); without it attention is dense and causal.
-void mla_attend(float* out, int64_t T, int64_t start_pos, const MlaWeights& w, const MlaParams& p, const float* cache,
-                AttnImpl impl, Workspace& ws, const uint8_t* allowed = nullptr);
-
-// Dense MLA: mla_project then mla_attend.
-void mla_forward(float* out, const float* x, int64_t T, int64_t start_pos, const MlaWeights& w, const MlaParams& p,
-                 float* cache, AttnImpl impl, Workspace& ws);
+// Step 2: out (T, hidden) = attention of ws.q over its sequence's cache positions [0, pos] for each
+// query, then o_proj. `allowed` (optional, per token a row of pos+1 bytes, 1 = attend) restricts the
+// keys each query sees (V3.2 sparse attention); without it attention is dense and causal.
+void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaParams& p, const LayerRows* rows,
+                AttnImpl impl, Workspace& ws, const uint8_t* const* allowed = nullptr);
 
 }  // namespace dseek

@@ -1,5 +1,6 @@
 #include "dseek/model/model.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "dseek/core/error.h"
@@ -37,32 +38,67 @@ void Model::embed(float* out, const MatView& table, const int32_t* tokens, int64
   }
 }
 
-void Model::layer_forward(const LayerWeights& L, int64_t layer, int64_t T, int64_t start_pos, const KVCacheView& cache,
-                          AttnImpl impl, Workspace& ws, ForwardTrace* trace) const {
-  const int64_t D = cfg_.hidden_size;
+int64_t Model::plan_batch(std::span<const SeqInput> seqs, int64_t n_cache_layers_needed, Workspace& ws,
+                          ForwardTrace* trace) const {
+  const int64_t n_seqs = int64_t(seqs.size());
+  DSEEK_CHECK(n_seqs > 0 && n_seqs <= ws.max_tokens, "forward: number of sequences outside the workspace");
+  DSEEK_CHECK(!trace || n_seqs == 1, "forward: a trace records a single sequence");
+  int64_t T = 0;
+  for (int64_t s = 0; s < n_seqs; ++s) {
+    const SeqInput& in = seqs[size_t(s)];
+    const KVCacheView& c = in.cache;
+    DSEEK_CHECK(in.n_tokens > 0 && T + in.n_tokens <= ws.max_tokens, "forward: tokens outside the workspace");
+    DSEEK_CHECK(in.start_pos >= 0 && in.start_pos + in.n_tokens <= c.capacity &&
+                    in.start_pos + in.n_tokens <= ws.max_context, "forward: context exceeds the cache");
+    DSEEK_CHECK(c.latent_dim == cfg_.kv_latent_dim() && c.n_layers >= n_cache_layers_needed, "forward: cache shape");
+    DSEEK_CHECK(!cfg_.has_indexer() || c.index_keys, "forward: V3.2 needs the indexer key cache");
+    DSEEK_CHECK(in.logits_from >= 0 && in.logits_from <= in.n_tokens, "forward: logits_from outside the sequence");
+    ws.seq_first[size_t(s)] = T;
+    ws.seq_cache[size_t(s)] = c;
+    for (int64_t i = 0; i < in.n_tokens; ++i, ++T) {
+      ws.tokens[size_t(T)] = in.tokens[i];
+      ws.tok_pos[size_t(T)] = in.start_pos + i;
+      ws.tok_seq[size_t(T)] = int32_t(s);
+    }
+  }
+  ws.seq_first[size_t(n_seqs)] = T;
+  ws.batch = TokenBatch{T, n_seqs, ws.tok_pos.data(), ws.tok_seq.data(), ws.seq_first.data()};
+  return T;
+}
+
+void Model::layer_forward(const LayerWeights& L, int64_t layer, AttnImpl impl, Workspace& ws, ForwardTrace* trace) const {
+  const TokenBatch& b = ws.batch;
+  const int64_t D = cfg_.hidden_size, T = b.T;
   const float eps = float(cfg_.rms_norm_eps);
   float* x = ws.x.data();
   float* h = ws.h.data();
   float* o = ws.block_out.data();
+  for (int64_t s = 0; s < b.n_seqs; ++s) ws.seq_rows[size_t(s)] = ws.seq_cache[size_t(s)].latent_rows(layer);
   // x = x + attn(attn_norm(x)); x = x + ffn(ffn_norm(x))  (pre-norm residual blocks)
   rmsnorm(h, x, L.input_layernorm.data(), T, D, eps);
-  float* latent = cache.layer_latent(layer);
-  mla_project(h, T, start_pos, L.self_attn, mla_, latent, ws);
-  const uint8_t* allowed = nullptr;
+  mla_project(h, b, L.self_attn, mla_, ws.seq_rows.data(), ws);
+  const uint8_t* const* allowed = nullptr;
   if (L.self_attn.indexer.present()) {
-    // DeepSeek Sparse Attention: the indexer picks the keys, MLA attends to those only.
-    const int64_t end_pos = start_pos + T;
-    float* scores = nullptr;
-    if (trace) {
-      trace->indexer_scores.emplace_back(size_t(T * end_pos));
-      scores = trace->indexer_scores.back().data();
+    // DeepSeek Sparse Attention: the indexer picks the keys, MLA attends to those only. The
+    // indexer runs per sequence; its masks lie one after another in ws.idx_allowed.
+    uint8_t* mask = ws.idx_allowed.data();
+    for (int64_t s = 0; s < b.n_seqs; ++s) {
+      const int64_t t0 = b.seq_first[s], n = b.seq_first[s + 1] - t0, start_pos = b.pos[t0], end_pos = start_pos + n;
+      float* scores = nullptr;
+      if (trace) {
+        trace->indexer_scores.emplace_back(size_t(n * end_pos));
+        scores = trace->indexer_scores.back().data();
+      }
+      const int64_t qr_dim = cfg_.q_lora_rank;
+      indexer_forward(mask, scores, h + t0 * D, ws.q_a.data() + t0 * qr_dim, n, start_pos, L.self_attn.indexer,
+                      indexer_, ws.seq_cache[size_t(s)].index_key_rows(layer), ws);
+      if (trace) trace->indexer_mask.emplace_back(mask, mask + n * end_pos);
+      for (int64_t i = 0; i < n; ++i) ws.tok_allowed[size_t(t0 + i)] = mask + i * end_pos;
+      mask += n * end_pos;
     }
-    indexer_forward(ws.idx_allowed.data(), scores, h, ws.q_a.data(), T, start_pos, L.self_attn.indexer, indexer_,
-                    cache.layer_index_keys(layer), ws);
-    allowed = ws.idx_allowed.data();
-    if (trace) trace->indexer_mask.emplace_back(allowed, allowed + T * end_pos);
+    allowed = ws.tok_allowed.data();
   }
-  mla_attend(o, T, start_pos, L.self_attn, mla_, latent, impl, ws, allowed);
+  mla_attend(o, b, L.self_attn, mla_, ws.seq_rows.data(), impl, ws, allowed);
   for (int64_t i = 0; i < T * D; ++i) x[i] += o[i];
   rmsnorm(h, x, L.post_attention_layernorm.data(), T, D, eps);
   if (L.is_moe) {
@@ -84,36 +120,53 @@ void Model::layer_forward(const LayerWeights& L, int64_t layer, int64_t T, int64
   }
 }
 
-void Model::forward(const int32_t* tokens, int64_t T, int64_t start_pos, const KVCacheView& cache, AttnImpl impl,
-                    Workspace& ws, float* logits, int64_t logits_from, float* final_hidden, ForwardTrace* trace) const {
+void Model::head_logits(float* logits, const float* h, std::span<const SeqInput> seqs, const MatView& head,
+                        Workspace& ws) const {
+  if (!logits) return;
   const int64_t D = cfg_.hidden_size;
-  DSEEK_CHECK(T > 0 && T <= ws.max_tokens, "forward: T outside the workspace");
-  DSEEK_CHECK(start_pos + T <= cache.capacity && start_pos + T <= ws.max_context, "forward: context exceeds the cache");
-  DSEEK_CHECK(cache.latent_dim == cfg_.kv_latent_dim() && cache.n_layers >= cfg_.num_hidden_layers, "forward: cache shape");
-  DSEEK_CHECK(!cfg_.has_indexer() || cache.index_keys, "forward: V3.2 needs the indexer key cache");
+  // Gather the selected rows (a suffix of each sequence) so the head's weights are read once.
+  float* rows = ws.block_out.data();
+  int64_t n = 0;
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    const int64_t t0 = ws.seq_first[s];
+    for (int64_t i = seqs[s].logits_from; i < seqs[s].n_tokens; ++i, ++n)
+      std::memcpy(rows + n * D, h + (t0 + i) * D, size_t(D) * sizeof(float));
+  }
+  if (n > 0) matmul(logits, rows, head, n, ws.pool);
+}
+
+void Model::forward_batch(std::span<const SeqInput> seqs, AttnImpl impl, Workspace& ws, float* logits,
+                          float* final_hidden, ForwardTrace* trace) const {
+  const int64_t D = cfg_.hidden_size;
+  const int64_t T = plan_batch(seqs, cfg_.num_hidden_layers, ws, trace);
   float* x = ws.x.data();
-  embed(x, w_.embed_tokens, tokens, T);
+  embed(x, w_.embed_tokens, ws.tokens.data(), T);
   if (trace) trace->embed_out.assign(x, x + T * D);
-  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l)
-    layer_forward(w_.layers[size_t(l)], l, T, start_pos, cache, impl, ws, trace);
+  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) layer_forward(w_.layers[size_t(l)], l, impl, ws, trace);
   float* h = ws.h.data();
   rmsnorm(h, x, w_.norm.data(), T, D, float(cfg_.rms_norm_eps));
   if (trace) trace->final_norm_out.assign(h, h + T * D);
   if (final_hidden) std::memcpy(final_hidden, h, size_t(T * D) * sizeof(float));
-  if (logits && logits_from < T) matmul(logits, h + logits_from * D, w_.lm_head, T - logits_from, ws.pool);
+  head_logits(logits, h, seqs, w_.lm_head, ws);
 }
 
-void Model::mtp_forward(const float* hprev, const int32_t* tokens_next, int64_t T, int64_t start_pos,
-                        const KVCacheView& cache, AttnImpl impl, Workspace& ws, float* logits, ForwardTrace* trace) const {
+void Model::forward(const int32_t* tokens, int64_t T, int64_t start_pos, const KVCacheView& cache, AttnImpl impl,
+                    Workspace& ws, float* logits, int64_t logits_from, float* final_hidden, ForwardTrace* trace) const {
+  const SeqInput in{tokens, T, start_pos, cache, logits ? std::min(logits_from, T) : T};
+  forward_batch({&in, 1}, impl, ws, logits, final_hidden, trace);
+}
+
+void Model::mtp_forward_batch(const float* hprev, std::span<const SeqInput> seqs, AttnImpl impl, Workspace& ws,
+                              float* logits, ForwardTrace* trace) const {
   if (w_.mtp.empty()) throw Error("mtp_forward: the model was loaded without its MTP module (LoadOptions::load_mtp)");
   const MtpWeights& m = w_.mtp[0];
   const int64_t D = cfg_.hidden_size;
   const float eps = float(cfg_.rms_norm_eps);
-  DSEEK_CHECK(cache.n_layers > cfg_.num_hidden_layers, "mtp_forward: cache has no MTP layer");
+  const int64_t T = plan_batch(seqs, cfg_.num_hidden_layers + 1, ws, trace);
   // x_i = eh_proj([enorm(emb(t_{i+1})) ; hnorm(h_i)])  (concat order as the checkpoint's eh_proj columns)
   float* cat = ws.mtp_cat.data();  // (T, 2D)
   float* e = ws.h.data();
-  embed(e, m.embed_tokens, tokens_next, T);
+  embed(e, m.embed_tokens, ws.tokens.data(), T);
   rmsnorm(e, e, m.enorm.data(), T, D, eps);
   float* hn = ws.block_out.data();
   rmsnorm(hn, hprev, m.hnorm.data(), T, D, eps);
@@ -123,10 +176,16 @@ void Model::mtp_forward(const float* hprev, const int32_t* tokens_next, int64_t 
   }
   float* x = ws.x.data();
   matmul(x, cat, m.eh_proj, T, ws.pool);
-  layer_forward(m.block, cfg_.num_hidden_layers, T, start_pos, cache, impl, ws, trace);
+  layer_forward(m.block, cfg_.num_hidden_layers, impl, ws, trace);
   float* h = ws.h.data();
   rmsnorm(h, x, m.shared_head_norm.data(), T, D, eps);
-  matmul(logits, h, m.shared_head_head, T, ws.pool);
+  head_logits(logits, h, seqs, m.shared_head_head, ws);
+}
+
+void Model::mtp_forward(const float* hprev, const int32_t* tokens_next, int64_t T, int64_t start_pos,
+                        const KVCacheView& cache, AttnImpl impl, Workspace& ws, float* logits, ForwardTrace* trace) const {
+  const SeqInput in{tokens_next, T, start_pos, cache, logits ? 0 : T};
+  mtp_forward_batch(hprev, {&in, 1}, impl, ws, logits, trace);
 }
 
 }  // namespace dseek

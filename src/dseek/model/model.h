@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,16 @@ struct ForwardTrace {
   std::vector<std::vector<uint8_t>> indexer_mask;
 };
 
+// One sequence's part of a batched forward call (continuous batching: decode steps of many
+// sequences and prefill chunks of others share one pass, so each weight is read once per step).
+struct SeqInput {
+  const int32_t* tokens = nullptr;  // (n_tokens); for mtp_forward: the next tokens (see there)
+  int64_t n_tokens = 0;
+  int64_t start_pos = 0;            // the cache already holds positions [0, start_pos)
+  KVCacheView cache;
+  int64_t logits_from = 0;          // rows [logits_from, n_tokens) get logits (n_tokens: none)
+};
+
 class Model {
  public:
   static Model load(const std::string& dir, const LoadOptions& opts = {});
@@ -52,16 +63,30 @@ class Model {
                Workspace& ws, float* logits, int64_t logits_from = 0, float* final_hidden = nullptr,
                ForwardTrace* trace = nullptr) const;
 
+  // Batched forward: the sequences' tokens run as one (sum n_tokens) batch through every dense
+  // matmul and MoE; attention reads each sequence's own cache. logits receives, sequence after
+  // sequence, the rows [logits_from, n_tokens) of each; final_hidden (sum n_tokens, hidden) the
+  // final-norm output of every token. A trace needs a single sequence.
+  void forward_batch(std::span<const SeqInput> seqs, AttnImpl impl, Workspace& ws, float* logits,
+                     float* final_hidden = nullptr, ForwardTrace* trace = nullptr) const;
+
   // The MTP module (depth 1): row i predicts token i+2 from h (T, hidden), the main model's final-norm
   // output at position start_pos + i, and tokens_next (T), the token at position start_pos + i + 1.
   // Uses cache layer num_hidden_layers. logits (T, vocab). The trace records the MTP block's output
   // (before shared_head.norm) as its one hidden_after_layer entry.
   void mtp_forward(const float* h, const int32_t* tokens_next, int64_t T, int64_t start_pos, const KVCacheView& cache,
                    AttnImpl impl, Workspace& ws, float* logits, ForwardTrace* trace = nullptr) const;
+  // Batched MTP: h (sum n_tokens, hidden) in sequence order; each SeqInput's tokens are its
+  // tokens_next; logits rows as in forward_batch.
+  void mtp_forward_batch(const float* h, std::span<const SeqInput> seqs, AttnImpl impl, Workspace& ws, float* logits,
+                         ForwardTrace* trace = nullptr) const;
 
  private:
-  void layer_forward(const LayerWeights& L, int64_t layer, int64_t T, int64_t start_pos, const KVCacheView& cache,
-                     AttnImpl impl, Workspace& ws, ForwardTrace* trace) const;
+  // Fills ws.batch (positions, sequence ranges, caches, gathered tokens) for seqs; returns T.
+  int64_t plan_batch(std::span<const SeqInput> seqs, int64_t n_cache_layers_needed, Workspace& ws, ForwardTrace* trace) const;
+  void layer_forward(const LayerWeights& L, int64_t layer, AttnImpl impl, Workspace& ws, ForwardTrace* trace) const;
+  // Rows of h selected by the seqs' logits_from through head into logits.
+  void head_logits(float* logits, const float* h, std::span<const SeqInput> seqs, const MatView& head, Workspace& ws) const;
   void embed(float* out, const MatView& table, const int32_t* tokens, int64_t T) const;
 
   Checkpoint ckpt_;

@@ -10,6 +10,13 @@ Workspace::Workspace(const ModelConfig& c, int64_t T, int64_t ctx, ThreadPool* p
     : max_tokens(T), max_context(ctx), pool(pool_) {
   auto sz = [](int64_t n) { return size_t(std::max<int64_t>(n, 0)); };
   const int64_t D = c.hidden_size, H = c.num_attention_heads;
+  tokens.resize(sz(T));
+  tok_pos.resize(sz(T));
+  tok_seq.resize(sz(T));
+  seq_first.resize(sz(T + 1));
+  seq_cache.resize(sz(T));
+  seq_rows.resize(sz(T));
+  tok_allowed.resize(sz(T));
   x.resize(sz(T * D));
   h.resize(sz(T * D));
   block_out.resize(sz(T * D));

@@ -7,6 +7,7 @@
 
 #include "dseek/core/thread_pool.h"
 #include "dseek/io/config.h"
+#include "dseek/model/kv_view.h"
 
 namespace dseek {
 
@@ -19,6 +20,16 @@ struct Workspace {
   int64_t max_tokens = 0;
   int64_t max_context = 0;
   ThreadPool* pool = nullptr;  // not owned; null runs single-threaded
+
+  // The current call's batch (Model::plan_batch): at most max_tokens tokens and sequences.
+  TokenBatch batch;
+  std::vector<int32_t> tokens;        // (T) the call's tokens, sequence after sequence
+  std::vector<int64_t> tok_pos;       // (T)
+  std::vector<int32_t> tok_seq;       // (T)
+  std::vector<int64_t> seq_first;     // (n_seqs + 1)
+  std::vector<KVCacheView> seq_cache; // (n_seqs)
+  std::vector<LayerRows> seq_rows;    // (n_seqs) the current layer's latent rows
+  std::vector<const uint8_t*> tok_allowed;  // (T) V3.2: each token's key mask row
 
   // Residual stream and norms.
   std::vector<float> x;          // (T, hidden) residual stream
