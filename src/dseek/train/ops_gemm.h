@@ -5,8 +5,7 @@
 //   backward dx += dy · W    gemm_nn_acc  (M = N, K = out, N = in)
 //            dW += dyᵀ · x   gemm_tn_acc  (M = out, K = N, N = in)
 // The accumulating forms add into C (gradients accumulate with +=, STYLE.md).
-// Register-tiled scalar code compiled for x86-64-v4 / v3 / baseline and picked at load time
-// (GCC target_clones), so the library itself needs no -m flags.
+// All three run on the training GEMM of kernels/gemm.h (blocked, FMA, AVX-512 when available).
 #pragma once
 
 #include <cstdint>
@@ -15,8 +14,7 @@
 
 namespace dseek {
 
-// C (M, N) = A (M, K) · Bᵀ with B (N, K). Uses kernels/matmul (the inference kernel), so the
-// training forward rounds like the inference forward.
+// C (M, N) = A (M, K) · Bᵀ with B (N, K).
 void gemm_nt(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, ThreadPool* pool);
 // C (M, N) += A (M, K) · B (K, N).
 void gemm_nn_acc(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, ThreadPool* pool);

@@ -1,0 +1,73 @@
+// Training GEMM (kernels/gemm.h) throughput on the shapes of PEERS.md config S (batch 8, seq 256):
+// GFLOP/s per layout and shape, median of repeated calls, for the portable and AVX-512 kernels and
+// 1 and 2 threads. Usage: train_gemm_bench [threads] (default 2).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <vector>
+
+#include "dseek/core/thread_pool.h"
+#include "dseek/kernels/cpu_features.h"
+#include "dseek/kernels/gemm.h"
+
+using namespace dseek;
+
+namespace {
+
+struct Shape {
+  const char* what;
+  GemmLayout layout;
+  int64_t M, K, N;
+};
+
+double median_ms(const Shape& s, GemmKernel kernel, ThreadPool* pool, std::vector<float>& a, std::vector<float>& b,
+                 std::vector<float>& c) {
+  std::vector<double> ms;
+  for (int it = 0; it < 9; ++it) {
+    const auto t0 = std::chrono::steady_clock::now();
+    switch (s.layout) {
+      case GemmLayout::kNT: gemm_f32_nt(c.data(), a.data(), b.data(), s.M, s.K, s.N, false, pool, kernel); break;
+      case GemmLayout::kNN: gemm_f32_nn(c.data(), a.data(), b.data(), s.M, s.K, s.N, true, pool, kernel); break;
+      case GemmLayout::kTN: gemm_f32_tn(c.data(), a.data(), b.data(), s.M, s.K, s.N, true, pool, kernel); break;
+    }
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
+  std::printf("train_gemm_bench: CPU features: %s; threads %d; time = median of 9 calls\n",
+              cpu_features_str(cpu_features()).c_str(), threads);
+  // N = 2048 tokens; a routed expert sees ~N·k/E = 512 of them.
+  const Shape shapes[] = {
+      {"q_b_proj fwd", GemmLayout::kNT, 2048, 128, 192},     {"dense up fwd", GemmLayout::kNT, 2048, 256, 1024},
+      {"dense down fwd", GemmLayout::kNT, 2048, 1024, 256},  {"expert up fwd", GemmLayout::kNT, 512, 256, 256},
+      {"kv_a fwd", GemmLayout::kNT, 2048, 256, 80},          {"lm_head fwd", GemmLayout::kNT, 2048, 256, 256},
+      {"dense up dx", GemmLayout::kNN, 2048, 1024, 256},     {"expert up dx", GemmLayout::kNN, 512, 256, 256},
+      {"kv_a dx", GemmLayout::kNN, 2048, 80, 256},           {"dense up dW", GemmLayout::kTN, 1024, 2048, 256},
+      {"expert up dW", GemmLayout::kTN, 256, 512, 256},      {"kv_a dW", GemmLayout::kTN, 80, 2048, 256},
+      {"router dW", GemmLayout::kTN, 16, 2048, 256},
+  };
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> dist(-1.f, 1.f);
+  ThreadPool pool(threads);
+  std::printf("%-16s %-6s %5s %5s %5s | %-9s %8s %8s\n", "shape", "layout", "M", "K", "N", "kernel", "ms", "GFLOP/s");
+  for (const Shape& s : shapes) {
+    std::vector<float> a(size_t(s.M * s.K)), b(size_t(s.K * s.N)), c(size_t(s.M * s.N));
+    for (auto& v : a) v = dist(rng);
+    for (auto& v : b) v = dist(rng);
+    for (GemmKernel k : {GemmKernel::kPortable, GemmKernel::kAvx512}) {
+      if (!gemm_kernel_supported(k)) continue;
+      const double ms = median_ms(s, k, &pool, a, b, c);
+      const char* lay = s.layout == GemmLayout::kNT ? "nt" : s.layout == GemmLayout::kNN ? "nn" : "tn";
+      std::printf("%-16s %-6s %5ld %5ld %5ld | %-9s %8.3f %8.1f\n", s.what, lay, long(s.M), long(s.K), long(s.N),
+                  gemm_kernel_name(k), ms, 2.0 * double(s.M * s.K * s.N) / ms * 1e-6);
+    }
+  }
+}

@@ -1,0 +1,95 @@
+// AVX-512 micro-kernel of the training GEMM (gemm.h). Compiled with -mavx512f -mavx512bw
+// -mavx512vl -mfma (CMakeLists.txt); gemm.cpp calls it only when cpu_features() reports them.
+//
+// A tile is kMR rows × kNR = 32 columns of C: 24 zmm accumulators, two B vectors per k from the
+// packed panel, and one broadcast of a(i, k) per row from the packed A tile.
+#include "dseek/kernels/gemm_kernels.h"
+
+#if defined(__AVX512F__) && defined(__FMA__)
+
+#include <immintrin.h>
+
+#include <algorithm>
+
+namespace dseek::gemm {
+
+namespace {
+
+// C tile (MR × nr, nr <= kNR) (+)= ap · bp: ap is the packed A tile, ap[k * kMR + i].
+template <int MR>
+[[gnu::always_inline]] inline void tile(const Block& b, const float* ap, const float* bp, float* C, int64_t nr) {
+  __m512 c0[MR], c1[MR];
+  for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
+  const int64_t kc = b.kc;
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_loadu_ps(bp + k * kNR);
+    const __m512 b1 = _mm512_loadu_ps(bp + k * kNR + 16);
+    for (int i = 0; i < MR; ++i) {
+      const __m512 a = _mm512_set1_ps(ap[k * kMR + i]);
+      c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
+      c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
+    }
+  }
+  const __mmask16 m0 = nr >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nr) - 1);
+  const __mmask16 m1 = nr >= 32 ? __mmask16(0xFFFF) : nr <= 16 ? __mmask16(0) : __mmask16((1u << (nr - 16)) - 1);
+  for (int i = 0; i < MR; ++i) {
+    float* c = C + i * b.ldc;
+    __m512 v0 = c0[i], v1 = c1[i];
+    if (b.accumulate) {
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, c));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, c + 16));
+    }
+    _mm512_mask_storeu_ps(c, m0, v0);
+    _mm512_mask_storeu_ps(c + 16, m1, v1);
+  }
+}
+
+// Rows [m0, m0 + MR) of the block against every B panel. The A tile is packed first (kc × kMR,
+// 12 KB, stays in L1): read in place, its MR rows (nt, nn) lie a power-of-two stride apart in the
+// config-S shapes and alias one L1 set, and in the tn layout every k is a new 4 KB page.
+template <int MR>
+void tile_row(const Block& b, int64_t m0, float* ap) {
+  const int64_t kc = b.kc;
+  if (b.acs == 1 && b.ars != 1) {
+    for (int i = 0; i < MR; ++i) {
+      const float* src = b.A + (m0 + i) * b.ars;
+      for (int64_t k = 0; k < kc; ++k) ap[k * kMR + i] = src[k];
+    }
+  } else {  // ars == 1: a(·, k) is contiguous
+    const float* src = b.A + m0;
+    for (int64_t k = 0; k < kc; ++k)
+      for (int i = 0; i < MR; ++i) ap[k * kMR + i] = src[k * b.acs + i];
+  }
+  float* C = b.C + m0 * b.ldc;
+  for (int64_t n0 = 0; n0 < b.cols; n0 += kNR)
+    tile<MR>(b, ap, b.Bp + (n0 / kNR) * kc * kNR, C + n0, std::min(kNR, b.cols - n0));
+}
+
+void block(const Block& b) {
+  using RowFn = void (*)(const Block&, int64_t, float*);
+  // One instantiation per edge height, so every tile keeps its accumulators in registers.
+  static constexpr RowFn kEdge[kMR] = {nullptr,     tile_row<1>, tile_row<2>, tile_row<3>,  tile_row<4>,  tile_row<5>,
+                                       tile_row<6>, tile_row<7>, tile_row<8>, tile_row<9>, tile_row<10>, tile_row<11>};
+  static_assert(kMR == 12);
+  alignas(64) float ap[kKC * kMR];
+  int64_t m0 = 0;
+  for (; m0 + kMR <= b.rows; m0 += kMR) tile_row<kMR>(b, m0, ap);
+  if (m0 < b.rows) kEdge[b.rows - m0](b, m0, ap);
+}
+
+}  // namespace
+
+void block_avx512(const Block& b) { block(b); }
+
+}  // namespace dseek::gemm
+
+#else  // built without AVX-512 flags (non-x86 hosts): gemm.cpp never selects this kernel
+
+#include "dseek/core/error.h"
+
+namespace dseek::gemm {
+void block_avx512(const Block&) { throw Error("gemm: AVX-512 kernel not compiled in"); }
+}  // namespace dseek::gemm
+
+#endif

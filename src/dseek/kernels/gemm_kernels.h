@@ -1,0 +1,31 @@
+// Internal interface between gemm.cpp (packing, threading, dispatch) and the SIMD micro-kernel file
+// gemm_avx512.cpp. As with matmul_kernels.h, only plain structs, constants and declarations live
+// here: an inline function or template instantiated inside the -mavx512f file could be picked by
+// the linker as the program-wide copy and crash a CPU without AVX-512.
+#pragma once
+
+#include <cstdint>
+
+namespace dseek::gemm {
+
+constexpr int64_t kMR = 12;   // rows of C per register tile
+constexpr int64_t kNR = 32;   // columns of C per register tile (two 16-float vectors)
+constexpr int64_t kKC = 256;  // k per packed block: a B panel (kKC × kNR) is 32 KB, an A tile 12 KB
+
+// One thread's share of one k block: C (rows, cols) (+)= a · Bp.
+struct Block {
+  // a(i, k) = A[i * ars + k * acs], i < rows, k < kc; exactly one of ars, acs is 1.
+  const float* A = nullptr;
+  int64_t ars = 0, acs = 0;
+  // Packed B: column panel p holds columns [p kNR, p kNR + kNR) as Bp[(p * kc + k) * kNR + j],
+  // zero beyond `cols`.
+  const float* Bp = nullptr;
+  float* C = nullptr;  // row stride ldc
+  int64_t ldc = 0;
+  int64_t rows = 0, cols = 0, kc = 0;
+  bool accumulate = false;  // false: C = a · Bp; true: C += a · Bp
+};
+
+void block_avx512(const Block& b);
+
+}  // namespace dseek::gemm
