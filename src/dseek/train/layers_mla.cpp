@@ -5,7 +5,9 @@
 // the two agree.
 #include <cmath>
 #include <cstring>
+#include <memory>
 
+#include "dseek/kernels/gemm.h"
 #include "dseek/kernels/softmax.h"
 #include "dseek/kernels/vec.h"
 #include "dseek/train/layers.h"
@@ -29,12 +31,6 @@ void plan_mla_acts(MlaActs& a, FloatArena& arena, const MlaDims& d, int64_t B, i
   a.probs = arena.take(B * H * T * T);
   a.o = arena.take(N * H * d.vd);
 }
-
-namespace {
-
-float dot(const float* a, const float* b, int64_t n) { return vec_dot(a, b, n); }
-
-}  // namespace
 
 void mla_forward(float* out, const MlaActs& a, const float* x, const MlaTensors& w, const MlaDims& d, int64_t B,
                  int64_t T, ThreadPool* pool) {
@@ -61,26 +57,35 @@ void mla_forward(float* out, const MlaActs& a, const float* x, const MlaTensors&
   }
   linear_forward(a.kv, a.c_kv, w.kv_b_proj, N, R, H * kvd, pool);
 
-  // Causal attention per (sequence, head).
-  parallel_rows(pool, B * H, T * T * (qkd + vd) / 2, [&](int64_t i0, int64_t i1) {
+  // Causal attention per (sequence, head) as two GEMMs on gathered per-head operands:
+  // scores = q_h · k_hᵀ (T, T) with k_h = [k_nope_h | k_pe], o_h = probs · v_h. The upper triangle
+  // is computed and then zeroed: at T = 256 a full GEMM costs less than per-pair dot products.
+  parallel_rows(pool, B * H, T * T * (qkd + vd), [&](int64_t i0, int64_t i1) {
+    std::unique_ptr<float[]> buf(new float[size_t(T * (2 * qkd + 2 * vd))]);
+    float* qh = buf.get();    // (T, qkd)
+    float* kh = qh + T * qkd;  // (T, qkd)
+    float* vh = kh + T * qkd;  // (T, vd)
+    float* oh = vh + T * vd;   // (T, vd)
     for (int64_t bh = i0; bh < i1; ++bh) {
       const int64_t b = bh / H, h = bh % H;
       for (int64_t t = 0; t < T; ++t) {
         const int64_t n = b * T + t;
-        const float* qn = a.q + (n * H + h) * qkd;
-        float* p = a.probs + (bh * T + t) * T;  // (t + 1) used
-        for (int64_t j = 0; j <= t; ++j) {
-          const int64_t m = b * T + j;
-          p[j] = (dot(qn, a.kv + (m * H + h) * kvd, nope) + dot(qn + nope, a.k_pe + m * rope, rope)) * d.softmax_scale;
-        }
-        softmax_inplace(p, t + 1);
-        float* o = a.o + (n * H + h) * vd;
-        for (int64_t c = 0; c < vd; ++c) o[c] = 0.f;
-        for (int64_t j = 0; j <= t; ++j) {
-          const float* v = a.kv + ((b * T + j) * H + h) * kvd + nope;
-          vec_axpy(o, p[j], v, vd);
-        }
+        std::memcpy(qh + t * qkd, a.q + (n * H + h) * qkd, size_t(qkd) * sizeof(float));
+        std::memcpy(kh + t * qkd, a.kv + (n * H + h) * kvd, size_t(nope) * sizeof(float));
+        std::memcpy(kh + t * qkd + nope, a.k_pe + n * rope, size_t(rope) * sizeof(float));
+        std::memcpy(vh + t * vd, a.kv + (n * H + h) * kvd + nope, size_t(vd) * sizeof(float));
       }
+      float* P = a.probs + bh * T * T;  // (T, T)
+      gemm_f32_nt(P, qh, kh, T, qkd, T, false, nullptr);
+      for (int64_t t = 0; t < T; ++t) {
+        float* p = P + t * T;
+        for (int64_t j = 0; j <= t; ++j) p[j] *= d.softmax_scale;
+        softmax_inplace(p, t + 1);
+        for (int64_t j = t + 1; j < T; ++j) p[j] = 0.f;
+      }
+      gemm_f32_nn(oh, P, vh, T, T, vd, false, nullptr);
+      for (int64_t t = 0; t < T; ++t)
+        std::memcpy(a.o + ((b * T + t) * H + h) * vd, oh + t * vd, size_t(vd) * sizeof(float));
     }
   });
   linear_forward(out, a.o, w.o_proj, N, H * vd, D, pool);
@@ -96,7 +101,6 @@ void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const floa
   float* dkv = scratch.take(N * H * kvd);  // (N, H, nope + vd)
   float* dkv_a = scratch.take(N * L);      // (N, R + rope): [dc_kv before norm | dk_pe before rope]
   float* dc_kv = scratch.take(N * R);      // (N, R) after norm
-  float* dp = scratch.take(B * T);         // (B, T) one row of dL/dprobs per sequence
   std::memset(d_o, 0, size_t(N * H * vd) * sizeof(float));
   std::memset(dq, 0, size_t(N * H * qkd) * sizeof(float));
   std::memset(dkv, 0, size_t(N * H * kvd) * sizeof(float));
@@ -105,40 +109,49 @@ void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const floa
   linear_backward(d_o, dw.o_proj, dout, a.o, w.o_proj, N, H * vd, D, pool);
 
   // Attention: one sequence per task (k_pe is shared by the heads, so heads of one sequence stay
-  // on one thread and dkv_a needs no reduction).
+  // on one thread and dkv_a needs no reduction). Per head, with dS = P ∘ (dP − rowsum(P ∘ dP)) · scale:
+  //   dP = dO · Vᵀ,  dV = Pᵀ · dO,  dQ = dS · K,  dK = dSᵀ · Q   (K = [k_nope | k_pe]).
   parallel_rows(pool, B, H * T * T * (qkd + vd), [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      float* dpb = dp + b * T;
-      for (int64_t h = 0; h < H; ++h)
+    std::unique_ptr<float[]> buf(new float[size_t(T * (4 * qkd + 3 * vd + T))]);
+    float* qh = buf.get();      // (T, qkd)
+    float* kh = qh + T * qkd;   // (T, qkd)
+    float* dqh = kh + T * qkd;  // (T, qkd)
+    float* dkh = dqh + T * qkd; // (T, qkd)
+    float* vh = dkh + T * qkd;  // (T, vd)
+    float* doh = vh + T * vd;   // (T, vd)
+    float* dvh = doh + T * vd;  // (T, vd)
+    float* dS = dvh + T * vd;   // (T, T): dP, then the score gradient
+    for (int64_t b = b0; b < b1; ++b)
+      for (int64_t h = 0; h < H; ++h) {
         for (int64_t t = 0; t < T; ++t) {
           const int64_t n = b * T + t;
-          const float* p = a.probs + ((b * H + h) * T + t) * T;
-          const float* g = d_o + (n * H + h) * vd;
-          const float* qn = a.q + (n * H + h) * qkd;
-          float* dqn = dq + (n * H + h) * qkd;
-          float sum = 0.f;
-          for (int64_t j = 0; j <= t; ++j) {
-            const int64_t m = b * T + j;
-            const float* v = a.kv + (m * H + h) * kvd + nope;
-            float* dv = dkv + (m * H + h) * kvd + nope;
-            dpb[j] = dot(g, v, vd);
-            sum += p[j] * dpb[j];
-            vec_axpy(dv, p[j], g, vd);
-          }
-          for (int64_t j = 0; j <= t; ++j) {
-            const int64_t m = b * T + j;
-            const float ds = p[j] * (dpb[j] - sum) * d.softmax_scale;  // softmax backward
-            const float* kn = a.kv + (m * H + h) * kvd;
-            const float* kp = a.k_pe + m * rope;
-            float* dkn = dkv + (m * H + h) * kvd;
-            float* dkp = dkv_a + m * L + R;
-            vec_axpy(dqn, ds, kn, nope);
-            vec_axpy(dkn, ds, qn, nope);
-            vec_axpy(dqn + nope, ds, kp, rope);
-            vec_axpy(dkp, ds, qn + nope, rope);
-          }
+          std::memcpy(qh + t * qkd, a.q + (n * H + h) * qkd, size_t(qkd) * sizeof(float));
+          std::memcpy(kh + t * qkd, a.kv + (n * H + h) * kvd, size_t(nope) * sizeof(float));
+          std::memcpy(kh + t * qkd + nope, a.k_pe + n * rope, size_t(rope) * sizeof(float));
+          std::memcpy(vh + t * vd, a.kv + (n * H + h) * kvd + nope, size_t(vd) * sizeof(float));
+          std::memcpy(doh + t * vd, d_o + (n * H + h) * vd, size_t(vd) * sizeof(float));
         }
-    }
+        const float* P = a.probs + (b * H + h) * T * T;  // (T, T), zero above the diagonal
+        gemm_f32_nt(dS, doh, vh, T, vd, T, false, nullptr);
+        for (int64_t t = 0; t < T; ++t) {
+          const float* p = P + t * T;
+          float* ds = dS + t * T;
+          float sum = 0.f;
+          for (int64_t j = 0; j <= t; ++j) sum += p[j] * ds[j];
+          for (int64_t j = 0; j <= t; ++j) ds[j] = p[j] * (ds[j] - sum) * d.softmax_scale;  // softmax backward
+          for (int64_t j = t + 1; j < T; ++j) ds[j] = 0.f;
+        }
+        gemm_f32_tn(dvh, P, doh, T, T, vd, false, nullptr);
+        gemm_f32_nn(dqh, dS, kh, T, T, qkd, false, nullptr);
+        gemm_f32_tn(dkh, dS, qh, T, T, qkd, false, nullptr);
+        for (int64_t t = 0; t < T; ++t) {
+          const int64_t n = b * T + t;
+          vec_axpy(dq + (n * H + h) * qkd, 1.f, dqh + t * qkd, qkd);
+          vec_axpy(dkv + (n * H + h) * kvd, 1.f, dkh + t * qkd, nope);
+          vec_axpy(dkv + (n * H + h) * kvd + nope, 1.f, dvh + t * vd, vd);
+          vec_axpy(dkv_a + n * L + R, 1.f, dkh + t * qkd + nope, rope);
+        }
+      }
   });
 
   // Undo the rotations (k_pe and each head's q_pe) and the kv_a_layernorm.
