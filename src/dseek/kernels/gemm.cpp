@@ -70,21 +70,18 @@ GemmKernel resolve(GemmKernel k) {
 }
 
 // Packs columns [n0, n1) and rows [k0, k0 + kc) of b into panels of kNR columns, zero-padded.
-void pack_b(float* dst, const Operands& o, int64_t k0, int64_t kc, int64_t n0, int64_t n1) {
+void pack_b(float* dst, const Operands& o, int64_t k0, int64_t kc, int64_t n0, int64_t n1, bool simd) {
+  if (o.bcs == 1 && simd) {
+    gemm::pack_b_rows_avx512(dst, o.B + k0 * o.brs + n0, o.brs, kc, n1 - n0);
+    return;
+  }
   for (int64_t p0 = n0; p0 < n1; p0 += kNR) {
     const int64_t nr = std::min(kNR, n1 - p0);
     float* d = dst + ((p0 - n0) / kNR) * kc * kNR;
     if (o.bcs == 1) {
-      // Fixed-length copies the compiler vectorizes (a memcpy call per 128-byte row cost ~5 % of
-      // a config-S step in the tn products, whose B is the tall activation matrix).
       for (int64_t k = 0; k < kc; ++k) {
-        const float* src = o.B + (k0 + k) * o.brs + p0;
-        float* dk = d + k * kNR;
-        if (nr == kNR) {
-          for (int64_t j = 0; j < kNR; ++j) dk[j] = src[j];
-        } else {
-          for (int64_t j = 0; j < kNR; ++j) dk[j] = j < nr ? src[j] : 0.f;
-        }
+        std::memcpy(d + k * kNR, o.B + (k0 + k) * o.brs + p0, size_t(nr) * sizeof(float));
+        std::memset(d + k * kNR + nr, 0, size_t(kNR - nr) * sizeof(float));
       }
     } else {  // B stored (N, K) (the nt forward): read each stored row along k, write a column
       for (int64_t j = 0; j < nr; ++j) {
@@ -99,13 +96,14 @@ void pack_b(float* dst, const Operands& o, int64_t k0, int64_t kc, int64_t n0, i
 
 // Rows [m0, m1) × columns [n0, n1) of C, all of K, packing B into `pack` (kKC × kNC, padded).
 void run_part(const Operands& o, bool accumulate, int64_t m0, int64_t m1, int64_t n0, int64_t n1, float* pack,
-              BlockFn block) {
+              bool simd) {
+  const BlockFn block = simd ? gemm::block_avx512 : block_portable;
   if (m0 >= m1 || n0 >= n1) return;
   for (int64_t nc0 = n0; nc0 < n1; nc0 += kNC) {
     const int64_t nc1 = std::min(n1, nc0 + kNC);
     for (int64_t k0 = 0; k0 < o.K; k0 += kKC) {
       const int64_t kc = std::min(kKC, o.K - k0);
-      pack_b(pack, o, k0, kc, nc0, nc1);
+      pack_b(pack, o, k0, kc, nc0, nc1, simd);
       gemm::Block b;
       b.A = o.A + m0 * o.ars + k0 * o.acs;
       b.ars = o.ars;
@@ -128,7 +126,7 @@ void run(const Operands& o, bool accumulate, ThreadPool* pool, GemmKernel kernel
     if (!accumulate) std::memset(o.C, 0, size_t(o.M * o.N) * sizeof(float));
     return;
   }
-  const BlockFn block = resolve(kernel) == GemmKernel::kAvx512 ? gemm::block_avx512 : block_portable;
+  const bool simd = resolve(kernel) == GemmKernel::kAvx512;
   const int64_t np = (o.N + kNR - 1) / kNR, mp = (o.M + kMR - 1) / kMR;
   // Below ~256k multiply-adds a fork/join costs more than the second thread saves.
   const int64_t T = (pool && o.M * o.N * o.K >= (int64_t(1) << 18)) ? pool->size() : 1;
@@ -142,10 +140,10 @@ void run(const Operands& o, bool accumulate, ThreadPool* pool, GemmKernel kernel
     float* p = pack.get() + t * pack_floats;
     if (split_n) {
       const int64_t p0 = t * np / T, p1 = (t + 1) * np / T;
-      run_part(o, accumulate, 0, o.M, p0 * kNR, std::min(o.N, p1 * kNR), p, block);
+      run_part(o, accumulate, 0, o.M, p0 * kNR, std::min(o.N, p1 * kNR), p, simd);
     } else {
       const int64_t r0 = t * mp / T, r1 = (t + 1) * mp / T;
-      run_part(o, accumulate, r0 * kMR, std::min(o.M, r1 * kMR), 0, o.N, p, block);
+      run_part(o, accumulate, r0 * kMR, std::min(o.M, r1 * kMR), 0, o.N, p, simd);
     }
   };
   if (T == 1)

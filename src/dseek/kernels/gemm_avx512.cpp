@@ -82,6 +82,20 @@ void block(const Block& b) {
 
 void block_avx512(const Block& b) { block(b); }
 
+void pack_b_rows_avx512(float* dst, const float* B, int64_t ldb, int64_t kc, int64_t cols) {
+  for (int64_t p0 = 0; p0 < cols; p0 += kNR) {
+    const int64_t nr = std::min(kNR, cols - p0);
+    const __mmask16 m0 = nr >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nr) - 1);
+    const __mmask16 m1 = nr >= 32 ? __mmask16(0xFFFF) : nr <= 16 ? __mmask16(0) : __mmask16((1u << (nr - 16)) - 1);
+    float* d = dst + (p0 / kNR) * kc * kNR;
+    const float* src = B + p0;
+    for (int64_t k = 0; k < kc; ++k) {
+      _mm512_storeu_ps(d + k * kNR, _mm512_maskz_loadu_ps(m0, src + k * ldb));
+      _mm512_storeu_ps(d + k * kNR + 16, _mm512_maskz_loadu_ps(m1, src + k * ldb + 16));
+    }
+  }
+}
+
 }  // namespace dseek::gemm
 
 #else  // built without AVX-512 flags (non-x86 hosts): gemm.cpp never selects this kernel
@@ -90,6 +104,9 @@ void block_avx512(const Block& b) { block(b); }
 
 namespace dseek::gemm {
 void block_avx512(const Block&) { throw Error("gemm: AVX-512 kernel not compiled in"); }
+void pack_b_rows_avx512(float*, const float*, int64_t, int64_t, int64_t) {
+  throw Error("gemm: AVX-512 kernel not compiled in");
+}
 }  // namespace dseek::gemm
 
 #endif

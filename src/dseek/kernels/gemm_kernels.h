@@ -28,4 +28,8 @@ struct Block {
 
 void block_avx512(const Block& b);
 
+// Packs rows [0, kc) and columns [0, cols) of a row-major B (row stride ldb) into panels as
+// Block::Bp describes, zero-padded to whole panels.
+void pack_b_rows_avx512(float* dst, const float* B, int64_t ldb, int64_t kc, int64_t cols);
+
 }  // namespace dseek::gemm
