@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "dseek/core/error.h"
+#include "dseek/runtime/text_stream.h"
 
 namespace dseek {
 
@@ -11,18 +12,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// Length of the longest suffix of `text` that is a proper prefix of some stop string: that much
-// text must be held back while streaming, since the next token may complete the stop string.
-size_t stop_holdback(std::string_view text, const std::vector<std::string>& stops) {
-  size_t hold = 0;
-  for (const std::string& s : stops)
-    for (size_t n = std::min(s.size() - 1, text.size()); n > hold; --n)
-      if (text.substr(text.size() - n) == std::string_view(s).substr(0, n)) {
-        hold = n;
-        break;
-      }
-  return hold;
-}
 }  // namespace
 
 Generator::Generator(const Model& model, const Tokenizer& tokenizer, int64_t context_length, ThreadPool* pool,
@@ -67,9 +56,8 @@ GenerateResult Generator::generate(std::span<const int32_t> prompt, Sampler& sam
   int64_t fed = r.prompt_tokens;  // tokens_[0, fed) have rows in the cache
 
   sampler.reset(prompt);
-  IncrementalDecoder decoder(tokenizer_, opts.skip_special_tokens);
+  TextStream stream(tokenizer_, opts.stop, opts.skip_special_tokens);
   const int32_t eos = tokenizer_.eos_id() >= 0 ? tokenizer_.eos_id() : int32_t(model_.config().eos_token_id);
-  std::string pending;  // decoded text not yet streamed (may hold a partial stop string)
   auto t1 = Clock::now();
   r.finish_reason = "length";
   bool stopped = false;
@@ -81,21 +69,11 @@ GenerateResult Generator::generate(std::span<const int32_t> prompt, Sampler& sam
     }
     r.tokens.push_back(tok);
     tokens_.push_back(tok);
-    pending += decoder.feed(tok);
-    // Stop strings end the text before their first occurrence.
-    size_t cut = std::string::npos;
-    for (const std::string& s : opts.stop)
-      if (size_t at = pending.find(s); at != std::string::npos) cut = std::min(cut, at);
-    if (cut != std::string::npos) {
-      pending.resize(cut);
-      stopped = true;
-    }
-    const size_t emit = stopped ? pending.size() : pending.size() - stop_holdback(pending, opts.stop);
-    if (emit > 0) {
-      r.text.append(pending, 0, emit);
-      const bool go_on = !on_text || on_text(std::string_view(pending).substr(0, emit));
-      pending.erase(0, emit);
-      if (!go_on) {
+    const std::string piece = stream.feed(tok);
+    stopped = stream.stopped();
+    if (!piece.empty()) {
+      r.text += piece;
+      if (on_text && !on_text(piece)) {
         r.finish_reason = "stop";
         break;
       }
@@ -111,10 +89,10 @@ GenerateResult Generator::generate(std::span<const int32_t> prompt, Sampler& sam
     fed = pos + 1;
   }
   if (!stopped) {
-    pending += decoder.flush();
-    if (!pending.empty()) {
-      r.text += pending;
-      if (on_text) on_text(pending);
+    const std::string rest = stream.finish();
+    if (!rest.empty()) {
+      r.text += rest;
+      if (on_text) on_text(rest);
     }
   }
   tokens_.resize(size_t(fed));  // keep only tokens whose rows the cache holds, for prefix reuse

@@ -1,0 +1,136 @@
+// Continuous batching (Orca / vLLM style) over the paged latent KV cache.
+//
+// One engine thread owns the model's workspace, the KV cache and every sequence. Each step it
+// admits waiting requests into the running batch (reusing cached prefix blocks), then runs one
+// batched forward: one token for every decoding sequence plus prefill chunks of newly admitted
+// ones, up to max_batch_tokens. On a memory-bound CPU one read of the weights then serves every
+// sequence. When blocks run out, the most recently admitted sequence is preempted (its blocks
+// freed, to be recomputed from the prefix cache when it is readmitted).
+//
+// Other threads only submit, cancel and read statistics; results come back through the request's
+// on_event callback, called on the engine thread (keep it short: push to a queue).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "dseek/core/error.h"
+#include "dseek/core/thread_pool.h"
+#include "dseek/model/model.h"
+#include "dseek/runtime/paged_kv_cache.h"
+#include "dseek/runtime/sampler.h"
+#include "dseek/runtime/text_stream.h"
+#include "dseek/tokenizer/tokenizer.h"
+
+namespace dseek {
+
+struct EngineOptions {
+  int64_t max_batch = 8;            // sequences decoding together
+  int64_t max_batch_tokens = 256;   // tokens per forward step (decodes + prefill chunks)
+  int64_t context_length = 4096;    // positions per sequence
+  int64_t block_size = 16;          // positions per KV block
+  int64_t kv_cache_bytes = int64_t(1) << 30;
+  int64_t max_queue = 64;           // waiting requests beyond which submit() refuses
+  bool prefix_cache = true;
+};
+
+// What on_event receives: text as it completes, then one final event.
+struct EngineEvent {
+  std::string text;              // streamable text since the previous event (may be empty)
+  std::vector<int32_t> tokens;   // tokens generated since the previous event
+  bool done = false;
+  std::string finish_reason;     // done: "stop", "length", "cancelled" or "error"
+  std::string error;             // finish_reason "error": why
+  int64_t prompt_tokens = 0;     // done: usage
+  int64_t completion_tokens = 0;
+  int64_t cached_prompt_tokens = 0;
+};
+
+struct EngineRequest {
+  std::vector<int32_t> prompt;
+  SamplingParams sampling;
+  int64_t max_new_tokens = 256;
+  std::vector<std::string> stop;
+  bool stop_at_eos = true;
+  bool skip_special_tokens = false;
+  std::function<void(const EngineEvent&)> on_event;
+};
+
+// A snapshot for /metrics.
+struct EngineStats {
+  int64_t requests_submitted = 0, requests_finished = 0, requests_cancelled = 0, requests_rejected = 0;
+  int64_t prompt_tokens = 0, generated_tokens = 0, steps = 0, step_tokens = 0, step_sequences = 0;
+  int64_t running = 0, waiting = 0, preemptions = 0;
+  int64_t kv_blocks_total = 0, kv_blocks_used = 0, kv_blocks_cached = 0, kv_evictions = 0;
+  int64_t prefix_query_tokens = 0, prefix_hit_tokens = 0;
+};
+
+// submit() when the queue is full or the engine is stopping; the server answers 429 / 503.
+struct EngineBusy : Error {
+  bool stopping;
+  EngineBusy(const std::string& m, bool s) : Error(m), stopping(s) {}
+};
+
+class Engine {
+ public:
+  Engine(const Model& model, const Tokenizer& tokenizer, ThreadPool* pool, const EngineOptions& opts);
+  ~Engine();  // cancels what is left and joins the engine thread
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Queues a request; returns its id. Throws Error for a request that can never run (empty or
+  // too long prompt, bad sampling parameters) and EngineBusy when the queue is full or stopping.
+  uint64_t submit(EngineRequest r);
+  // Ends a request early (client gone): its blocks are freed at the next step; on_event gets a
+  // final "cancelled" event. Unknown or finished ids are ignored.
+  void cancel(uint64_t id);
+  // Stops accepting; with drain, lets queued and running requests finish, else cancels them.
+  // Returns when nothing is left. Idempotent.
+  void shutdown(bool drain);
+
+  EngineStats stats() const;
+  const EngineOptions& options() const { return opts_; }
+  int64_t kv_blocks() const { return n_blocks_; }
+
+ private:
+  struct Sequence;
+  void loop();
+  void admit();
+  bool step();
+  bool ensure_blocks(Sequence& s, int64_t positions);
+  void preempt(Sequence& s);
+  void finish(Sequence& s, const std::string& reason, const std::string& error = {});
+  void emit(Sequence& s, std::string text);  // a non-final event, if there is anything to say
+
+  const Model& model_;
+  const Tokenizer& tokenizer_;
+  EngineOptions opts_;
+  int64_t n_blocks_ = 0;
+  int32_t eos_ = -1;
+  // Engine-thread state.
+  PagedKVCache cache_;
+  Workspace ws_;
+  std::vector<float> logits_;  // (max_batch, vocab)
+  std::vector<std::unique_ptr<Sequence>> running_;
+  std::deque<std::unique_ptr<Sequence>> waiting_;  // admission order; preempted ones go first
+  // Shared with other threads.
+  mutable std::mutex mu_;
+  std::condition_variable cv_, idle_cv_;
+  std::deque<std::unique_ptr<Sequence>> inbox_;
+  std::unordered_set<uint64_t> cancels_;
+  uint64_t next_id_ = 1;
+  bool stopping_ = false, quit_ = false, busy_ = false;
+  EngineStats stats_;
+  std::thread thread_;
+};
+
+}  // namespace dseek

@@ -1,0 +1,34 @@
+#include "dseek/runtime/paged_kv_cache.h"
+
+#include "dseek/core/error.h"
+
+namespace dseek {
+
+int64_t PagedKVCache::bytes_per_block(const ModelConfig& c, int64_t n_layers, int64_t block_size) {
+  const int64_t row = c.kv_latent_dim() + (c.has_indexer() ? c.index_head_dim + 1 : 0);
+  return n_layers * block_size * row * int64_t(sizeof(float));
+}
+
+PagedKVCache::PagedKVCache(const ModelConfig& c, int64_t n_layers, int64_t n_blocks, int64_t block_size)
+    : pool_(n_blocks, block_size) {
+  base_.n_layers = n_layers;
+  base_.latent_dim = c.kv_latent_dim();
+  base_.block_size = block_size;
+  base_.layer_rows = n_blocks * block_size;
+  latent_.assign(size_t(n_layers * base_.layer_rows * base_.latent_dim), 0.f);
+  base_.latent = latent_.data();
+  if (c.has_indexer()) {
+    base_.index_dim = c.index_head_dim + 1;
+    index_keys_.assign(size_t(n_layers * base_.layer_rows * base_.index_dim), 0.f);
+    base_.index_keys = index_keys_.data();
+  }
+}
+
+KVCacheView PagedKVCache::view(const std::vector<int32_t>& table) {
+  KVCacheView v = base_;
+  v.block_table = table.data();
+  v.capacity = int64_t(table.size()) * base_.block_size;
+  return v;
+}
+
+}  // namespace dseek
