@@ -28,11 +28,11 @@ double block_forward(float* x_out, const BlockActs& a, const float* x_in, const 
                      int64_t B, int64_t T, int64_t* load, FloatArena& scratch, ThreadPool* pool) {
   const int64_t N = B * T, D = d.mla.D;
   if (x_in != a.x_in) std::memcpy(a.x_in, x_in, size_t(N * D) * sizeof(float));
-  rmsnorm_forward(a.ln1, a.rstd1, a.x_in, w.input_layernorm, N, D, d.eps);
+  rmsnorm_forward(a.ln1, a.rstd1, a.x_in, w.input_layernorm, N, D, d.eps, pool);
   float* y = x_out;  // (N, D) sub-block output, x_out is free until the end
   mla_forward(y, a.attn, a.ln1, w.self_attn, d.mla, B, T, pool);
   for (int64_t i = 0; i < N * D; ++i) a.x_mid[i] = a.x_in[i] + y[i];
-  rmsnorm_forward(a.ln2, a.rstd2, a.x_mid, w.post_attention_layernorm, N, D, d.eps);
+  rmsnorm_forward(a.ln2, a.rstd2, a.x_mid, w.post_attention_layernorm, N, D, d.eps, pool);
   double balance = 0.0;
   if (w.is_moe)
     balance = moe_forward(y, a.moe, a.ln2, w.moe, d.moe, B, T, load, scratch, pool);
@@ -52,10 +52,10 @@ void block_backward(float* dx, const BlockTensors& dw, const BlockActs& a, const
     moe_backward(dln, dw.moe, dx, a.ln2, a.moe, w.moe, d.moe, B, T, dbalance, scratch, pool);
   else
     mlp_backward(dln, dw.mlp, dx, a.ln2, a.mlp, w.mlp, N, D, scratch, pool);
-  rmsnorm_backward(dx, dw.post_attention_layernorm, dln, a.x_mid, w.post_attention_layernorm, a.rstd2, N, D);
+  rmsnorm_backward(dx, dw.post_attention_layernorm, dln, a.x_mid, w.post_attention_layernorm, a.rstd2, N, D, pool);
   std::memset(dln, 0, size_t(N * D) * sizeof(float));
   mla_backward(dln, dw.self_attn, dx, a.ln1, a.attn, w.self_attn, d.mla, B, T, scratch, pool);
-  rmsnorm_backward(dx, dw.input_layernorm, dln, a.x_in, w.input_layernorm, a.rstd1, N, D);
+  rmsnorm_backward(dx, dw.input_layernorm, dln, a.x_in, w.input_layernorm, a.rstd1, N, D, pool);
   scratch.rewind(mark);
 }
 

@@ -39,22 +39,24 @@ void mla_forward(float* out, const MlaActs& a, const float* x, const MlaTensors&
   // Queries: q = W_UQ · norm(W_DQ · x) with q-LoRA, else q = W_Q · x.
   if (d.q_lora_rank > 0) {
     linear_forward(a.q_a, x, w.q_a_proj, N, D, d.q_lora_rank, pool);
-    rmsnorm_forward(a.q_an, a.q_a_rstd, a.q_a, w.q_a_layernorm, N, d.q_lora_rank, d.eps);
+    rmsnorm_forward(a.q_an, a.q_a_rstd, a.q_a, w.q_a_layernorm, N, d.q_lora_rank, d.eps, pool);
     linear_forward(a.q, a.q_an, w.q_b_proj, N, d.q_lora_rank, H * qkd, pool);
   } else {
     linear_forward(a.q, x, w.q_proj, N, D, H * qkd, pool);
   }
   // Latent: [c_kv | k_pe] = kv_a_proj_with_mqa(x); c_kv normed, k_pe rotated (decoupled RoPE).
   linear_forward(a.kv_a, x, w.kv_a_proj_with_mqa, N, D, L, pool);
-  for (int64_t n = 0; n < N; ++n) {
-    const int64_t t = n % T;
-    const float* cs = d.cos + t * half;
-    const float* sn = d.sin + t * half;
-    rmsnorm_forward(a.c_kv + n * R, a.kv_rstd + n, a.kv_a + n * L, w.kv_a_layernorm, 1, R, d.eps);
-    std::memcpy(a.k_pe + n * rope, a.kv_a + n * L + R, size_t(rope) * sizeof(float));
-    rope_forward(a.k_pe + n * rope, cs, sn, half);
-    for (int64_t h = 0; h < H; ++h) rope_forward(a.q + (n * H + h) * qkd + nope, cs, sn, half);
-  }
+  parallel_rows(pool, N, 2 * R + (H + 1) * rope * 3, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const int64_t t = n % T;
+      const float* cs = d.cos + t * half;
+      const float* sn = d.sin + t * half;
+      rmsnorm_forward(a.c_kv + n * R, a.kv_rstd + n, a.kv_a + n * L, w.kv_a_layernorm, 1, R, d.eps);
+      std::memcpy(a.k_pe + n * rope, a.kv_a + n * L + R, size_t(rope) * sizeof(float));
+      rope_forward(a.k_pe + n * rope, cs, sn, half);
+      for (int64_t h = 0; h < H; ++h) rope_forward(a.q + (n * H + h) * qkd + nope, cs, sn, half);
+    }
+  });
   linear_forward(a.kv, a.c_kv, w.kv_b_proj, N, R, H * kvd, pool);
 
   // Causal attention per (sequence, head) as two GEMMs on gathered per-head operands:
@@ -173,7 +175,7 @@ void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const floa
     std::memset(dq_an, 0, size_t(N * Q) * sizeof(float));
     std::memset(dq_a, 0, size_t(N * Q) * sizeof(float));
     linear_backward(dq_an, dw.q_b_proj, dq, a.q_an, w.q_b_proj, N, Q, H * qkd, pool);
-    rmsnorm_backward(dq_a, dw.q_a_layernorm, dq_an, a.q_a, w.q_a_layernorm, a.q_a_rstd, N, Q);
+    rmsnorm_backward(dq_a, dw.q_a_layernorm, dq_an, a.q_a, w.q_a_layernorm, a.q_a_rstd, N, Q, pool);
     linear_backward(dx, dw.q_a_proj, dq_a, x, w.q_a_proj, N, D, Q, pool);
   } else {
     linear_backward(dx, dw.q_proj, dq, x, w.q_proj, N, D, H * qkd, pool);

@@ -1,6 +1,9 @@
 // SwiGLU MLP and DeepSeekMoE forward/backward.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <vector>
 
 #include "dseek/core/error.h"
 #include "dseek/kernels/softmax.h"
@@ -20,9 +23,58 @@ void mlp_forward(float* out, const MlpActs& a, const float* x, const MlpTensors&
   const int64_t I = w.inter;
   linear_forward(a.gate, x, w.gate_proj, N, D, I, pool);
   linear_forward(a.up, x, w.up_proj, N, D, I, pool);
-  swiglu_forward(a.act, a.gate, a.up, N * I);
+  swiglu_forward(a.act, a.gate, a.up, N * I, pool);
   linear_forward(out, a.act, w.down_proj, N, I, D, pool);
 }
+
+namespace {
+
+// mlp_backward with its two (N, I) temporaries given: dact (becomes dgate) and dup.
+void mlp_backward_into(float* dx, const MlpTensors& dw, const float* dout, const float* x, const MlpActs& a,
+                       const MlpTensors& w, int64_t N, int64_t D, float* dact, float* dup, ThreadPool* pool) {
+  const int64_t I = w.inter;
+  std::memset(dact, 0, size_t(N * I) * sizeof(float));
+  linear_backward(dact, dw.down_proj, dout, a.act, w.down_proj, N, I, D, pool);
+  swiglu_backward_overwrite(dact, dup, a.gate, a.up, N * I, pool);
+  linear_backward(dx, dw.gate_proj, dact, x, w.gate_proj, N, D, I, pool);
+  linear_backward(dx, dw.up_proj, dup, x, w.up_proj, N, D, I, pool);
+}
+
+// Runs fn(e, inner_pool) for every routed expert e with rows (start (E + 1): row ranges). An expert
+// with at least 1/(2 · threads) of the rows (routing collapsed onto it) runs alone with the pool
+// inside its GEMMs; the others run whole on one thread each, assigned largest first to the least
+// loaded thread, all in one fork/join: per-expert GEMMs are small (~N·k/E rows), and splitting each
+// over the threads cost a fork/join per product and left threads idle at every one.
+void for_each_expert(const int32_t* start, int64_t E, ThreadPool* pool,
+                     const std::function<void(int64_t, ThreadPool*)>& fn) {
+  const int64_t T = pool ? pool->size() : 1, total = start[E];
+  std::vector<int64_t> rest;  // E at most
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = start[e + 1] - start[e];
+    if (n == 0) continue;
+    if (T == 1 || n * 2 * T >= total)
+      fn(e, pool);
+    else
+      rest.push_back(e);
+  }
+  if (rest.empty()) return;
+  std::stable_sort(rest.begin(), rest.end(), [&](int64_t a, int64_t b) {
+    return start[a + 1] - start[a] > start[b + 1] - start[b];
+  });
+  std::vector<int64_t> owner(rest.size()), busy(size_t(T), 0);
+  for (size_t i = 0; i < rest.size(); ++i) {
+    const size_t t = size_t(std::min_element(busy.begin(), busy.end()) - busy.begin());
+    owner[i] = int64_t(t);
+    busy[t] += start[rest[i] + 1] - start[rest[i]];
+  }
+  pool->parallel_for(T, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      for (size_t i = 0; i < rest.size(); ++i)
+        if (owner[i] == t) fn(rest[i], nullptr);
+  });
+}
+
+}  // namespace
 
 void mlp_backward(float* dx, const MlpTensors& dw, const float* dout, const float* x, const MlpActs& a,
                   const MlpTensors& w, int64_t N, int64_t D, FloatArena& scratch, ThreadPool* pool) {
@@ -30,17 +82,7 @@ void mlp_backward(float* dx, const MlpTensors& dw, const float* dout, const floa
   const int64_t mark = scratch.mark();
   float* dact = scratch.take(N * I);  // (N, I), becomes dgate
   float* dup = scratch.take(N * I);   // (N, I)
-  std::memset(dact, 0, size_t(N * I) * sizeof(float));
-  linear_backward(dact, dw.down_proj, dout, a.act, w.down_proj, N, I, D, pool);
-  // swiglu_backward accumulates; compute into dup then turn dact into dgate elementwise.
-  for (int64_t i = 0; i < N * I; ++i) {
-    const float g = a.gate[i], dd = dact[i];
-    const float s = 1.f / (1.f + std::exp(-g));
-    dup[i] = dd * g * s;
-    dact[i] = dd * a.up[i] * s * (1.f + g * (1.f - s));
-  }
-  linear_backward(dx, dw.gate_proj, dact, x, w.gate_proj, N, D, I, pool);
-  linear_backward(dx, dw.up_proj, dup, x, w.up_proj, N, D, I, pool);
+  mlp_backward_into(dx, dw, dout, x, a, w, N, D, dact, dup, pool);
   scratch.rewind(mark);
 }
 
@@ -108,12 +150,11 @@ double moe_forward(float* out, const MoeActs& a, const float* x, const MoeTensor
   std::memset(out, 0, size_t(N * D) * sizeof(float));
   float* xg = scratch.take(N * k * D);  // (N * k, D) tokens gathered by expert
   for (int64_t i = 0; i < N * k; ++i) std::memcpy(xg + i * D, x + (a.rows[i] / k) * D, size_t(D) * sizeof(float));
-  for (int64_t e = 0; e < E; ++e) {
+  for_each_expert(start, E, pool, [&](int64_t e, ThreadPool* p) {
     const int64_t s0 = start[e], n = start[e + 1] - start[e];
-    if (n == 0) continue;
     const MlpTensors& we = w.experts[size_t(e)];
-    mlp_forward(a.expert_y + s0 * D, expert_rows(a.expert, s0, we.inter), xg + s0 * D, we, n, D, pool);
-  }
+    mlp_forward(a.expert_y + s0 * D, expert_rows(a.expert, s0, we.inter), xg + s0 * D, we, n, D, p);
+  });
   for (int64_t i = 0; i < N * k; ++i) {
     const int32_t r = a.rows[i];
     const float g = a.weights[r];
@@ -174,12 +215,17 @@ void moe_backward(float* dx, const MoeTensors& dw, const float* dout, const floa
     dweights[r] = dg;
   }
   std::memset(dxg, 0, size_t(N * k * D) * sizeof(float));
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t s0 = a.expert_start[e], n = a.expert_start[e + 1] - s0;
-    if (n == 0) continue;
-    const MlpTensors& we = w.experts[size_t(e)];
-    mlp_backward(dxg + s0 * D, dw.experts[size_t(e)], dyg + s0 * D, xg + s0 * D, expert_rows(a.expert, s0, we.inter),
-                 we, n, D, scratch, pool);
+  {
+    // Each expert's temporaries are its own rows of (N * k, I) buffers, so experts can run at once.
+    const int64_t I = w.experts.empty() ? 0 : w.experts[0].inter;
+    float* dact = scratch.take(N * k * I);  // (N * k, I)
+    float* dup = scratch.take(N * k * I);   // (N * k, I)
+    for_each_expert(a.expert_start, E, pool, [&](int64_t e, ThreadPool* p) {
+      const int64_t s0 = a.expert_start[e], n = a.expert_start[e + 1] - s0;
+      const MlpTensors& we = w.experts[size_t(e)];
+      mlp_backward_into(dxg + s0 * D, dw.experts[size_t(e)], dyg + s0 * D, xg + s0 * D,
+                        expert_rows(a.expert, s0, we.inter), we, n, D, dact + s0 * I, dup + s0 * I, p);
+    });
   }
   for (int64_t i = 0; i < N * k; ++i) {
     float* o = dx + (a.rows[i] / k) * D;

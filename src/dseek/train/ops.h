@@ -20,10 +20,13 @@ void embedding_backward(float* dtable, const float* dout, const int32_t* tokens,
 
 // out (N, C) = x * rstd * weight (C), rstd (N) = 1 / sqrt(mean(x²) + eps) saved for backward.
 // out may alias x only when backward is not needed (x is read by backward).
-void rmsnorm_forward(float* out, float* rstd, const float* x, const float* weight, int64_t N, int64_t C, float eps);
-// dx (N, C) += ..., dweight (C) += ... for dout (N, C).
+// Rows run on pool when given.
+void rmsnorm_forward(float* out, float* rstd, const float* x, const float* weight, int64_t N, int64_t C, float eps,
+                     ThreadPool* pool = nullptr);
+// dx (N, C) += ..., dweight (C) += ... for dout (N, C). dweight's row sum is taken in fixed blocks of
+// rows, so it does not depend on the pool's size.
 void rmsnorm_backward(float* dx, float* dweight, const float* dout, const float* x, const float* weight,
-                      const float* rstd, int64_t N, int64_t C);
+                      const float* rstd, int64_t N, int64_t C, ThreadPool* pool = nullptr);
 
 // y (N, out) = x (N, in) · Wᵀ, W (out, in). Overwrites y.
 void linear_forward(float* y, const float* x, const float* W, int64_t N, int64_t in, int64_t out, ThreadPool* pool);
@@ -32,9 +35,16 @@ void linear_backward(float* dx, float* dW, const float* dy, const float* x, cons
                      int64_t out, ThreadPool* pool);
 
 // out (n) = silu(gate) * up. Overwrites out.
-void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);
-// dgate (n) += ..., dup (n) += ... .
-void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n);
+void swiglu_forward(float* out, const float* gate, const float* up, int64_t n, ThreadPool* pool = nullptr);
+// dgate (n) += ..., dup (n) += ... . silu's exp is a vectorized polynomial (≤ ~2 ulp, ops.cpp),
+// not the libm exp of kernels/softmax.cpp swiglu; the loss-equality tests bound the difference.
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n,
+                     ThreadPool* pool = nullptr);
+
+// The MLP's fused form: dact (n) holds d(silu(gate) * up) on entry and dgate on return; dup (n) is
+// overwritten.
+void swiglu_backward_overwrite(float* dact, float* dup, const float* gate, const float* up, int64_t n,
+                               ThreadPool* pool = nullptr);
 
 // Interleaved RoPE of one vector x (2 * half) in place: pairs (x[2i], x[2i+1]) rotated by the angle
 // whose (scaled) cos/sin are given, as kernels/rope.h rope_apply_interleaved.

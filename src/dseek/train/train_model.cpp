@@ -386,7 +386,7 @@ TrainModel::StepResult TrainModel::Impl::run(const int32_t* tokens, int64_t B, i
     r.balance_loss += block_forward(x_out, a.layers[size_t(l)], a.layers[size_t(l)].x_in, w.layers[size_t(l)],
                                     dims[size_t(l)], B, T, load_of(l), scratch, tp);
   }
-  rmsnorm_forward(a.hf, a.hf_rstd, a.x_final, w.norm, N, D, float(cfg.rms_norm_eps));
+  rmsnorm_forward(a.hf, a.hf_rstd, a.x_final, w.norm, N, D, float(cfg.rms_norm_eps), tp);
   linear_forward(a.logits, a.hf, w.lm_head, N, D, V, tp);
   r.main_loss = softmax_cross_entropy_forward(a.logits, a.losses, a.logits, a.targets, N, V, tp) / double(N);
   if (backward) {
@@ -414,8 +414,8 @@ TrainModel::StepResult TrainModel::Impl::run(const int32_t* tokens, int64_t B, i
     embedding_forward(m.emb, m.tokens, w.embed_tokens, Nd, V, D);
     float* en = m.block.ln1;  // (Nd, D) temporaries, overwritten by block_forward below
     float* hn = m.block.ln2;
-    rmsnorm_forward(en, m.emb_rstd, m.emb, mw.enorm, Nd, D, eps);
-    rmsnorm_forward(hn, m.h_rstd, m.h_prev, mw.hnorm, Nd, D, eps);
+    rmsnorm_forward(en, m.emb_rstd, m.emb, mw.enorm, Nd, D, eps, tp);
+    rmsnorm_forward(hn, m.h_rstd, m.h_prev, mw.hnorm, Nd, D, eps, tp);
     for (int64_t n = 0; n < Nd; ++n) {  // concat order as the checkpoint's eh_proj columns
       std::memcpy(m.cat + n * 2 * D, en + n * D, size_t(D) * sizeof(float));
       std::memcpy(m.cat + n * 2 * D + D, hn + n * D, size_t(D) * sizeof(float));
@@ -423,7 +423,7 @@ TrainModel::StepResult TrainModel::Impl::run(const int32_t* tokens, int64_t B, i
     linear_forward(m.block.x_in, m.cat, mw.eh_proj, Nd, 2 * D, D, tp);
     r.balance_loss += block_forward(m.out, m.block, m.block.x_in, mw.block, dims[size_t(L + d - 1)], B, Td,
                                     load_of(L + d - 1), scratch, tp);
-    rmsnorm_forward(m.hs, m.hs_rstd, m.out, mw.shared_head_norm, Nd, D, eps);
+    rmsnorm_forward(m.hs, m.hs_rstd, m.out, mw.shared_head_norm, Nd, D, eps, tp);
     linear_forward(a.logits, m.hs, w.lm_head, Nd, D, V, tp);
     const double ce = softmax_cross_entropy_forward(a.logits, a.losses, a.logits, m.targets, Nd, V, tp) / double(Nd);
     r.mtp_loss += double(opts.mtp_lambda) / double(Dm) * ce;
@@ -443,7 +443,7 @@ TrainModel::StepResult TrainModel::Impl::run(const int32_t* tokens, int64_t B, i
     const MtpTensors& mw = w.mtp[size_t(d - 1)];
     const MtpTensors& mdw = dw.mtp[size_t(d - 1)];
     const int64_t Td = T - d, Nd = B * Td, Tp = T - d + 1;
-    rmsnorm_backward(m.dout, mdw.shared_head_norm, m.dhs, m.out, mw.shared_head_norm, m.hs_rstd, Nd, D);
+    rmsnorm_backward(m.dout, mdw.shared_head_norm, m.dhs, m.out, mw.shared_head_norm, m.hs_rstd, Nd, D, tp);
     block_backward(m.dout, mdw.block, m.block, mw.block, dims[size_t(L + d - 1)], B, Td, 1.f, scratch, tp);
     const int64_t mark = scratch.mark();
     float* dcat = scratch.take(Nd * 2 * D);  // (Nd, 2D)
@@ -468,7 +468,7 @@ TrainModel::StepResult TrainModel::Impl::run(const int32_t* tokens, int64_t B, i
     scratch.rewind(mark);
   }
   std::memset(a.dresid, 0, size_t(N * D) * sizeof(float));
-  rmsnorm_backward(a.dresid, dw.norm, a.dhf, a.x_final, w.norm, a.hf_rstd, N, D);
+  rmsnorm_backward(a.dresid, dw.norm, a.dhf, a.x_final, w.norm, a.hf_rstd, N, D, tp);
   for (int64_t l = L - 1; l >= 0; --l)
     block_backward(a.dresid, dw.layers[size_t(l)], a.layers[size_t(l)], w.layers[size_t(l)], dims[size_t(l)], B, T, 1.f,
                    scratch, tp);
