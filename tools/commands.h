@@ -15,5 +15,6 @@ int cmd_bench(int argc, char** argv);
 int cmd_quantize(int argc, char** argv);
 int cmd_train(int argc, char** argv);
 int cmd_plot(int argc, char** argv);
+int cmd_serve(int argc, char** argv);
 
 }  // namespace dseek::cli

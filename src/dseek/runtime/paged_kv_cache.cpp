@@ -15,12 +15,14 @@ PagedKVCache::PagedKVCache(const ModelConfig& c, int64_t n_layers, int64_t n_blo
   base_.latent_dim = c.kv_latent_dim();
   base_.block_size = block_size;
   base_.layer_rows = n_blocks * block_size;
-  latent_.assign(size_t(n_layers * base_.layer_rows * base_.latent_dim), 0.f);
-  base_.latent = latent_.data();
+  latent_floats_ = n_layers * base_.layer_rows * base_.latent_dim;
+  latent_.reset(new float[size_t(latent_floats_)]);
+  base_.latent = latent_.get();
   if (c.has_indexer()) {
     base_.index_dim = c.index_head_dim + 1;
-    index_keys_.assign(size_t(n_layers * base_.layer_rows * base_.index_dim), 0.f);
-    base_.index_keys = index_keys_.data();
+    index_floats_ = n_layers * base_.layer_rows * base_.index_dim;
+    index_keys_.reset(new float[size_t(index_floats_)]);
+    base_.index_keys = index_keys_.get();
   }
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "dseek/io/config.h"
@@ -23,7 +24,7 @@ class PagedKVCache {
   BlockPool& blocks() { return pool_; }
   const BlockPool& blocks() const { return pool_; }
   int64_t block_size() const { return pool_.block_size(); }
-  int64_t bytes() const { return int64_t((latent_.size() + index_keys_.size()) * sizeof(float)); }
+  int64_t bytes() const { return (latent_floats_ + index_floats_) * int64_t(sizeof(float)); }
 
   // The view of a sequence whose positions [0, table.size() * block_size) live in table's blocks.
   // The view points into `table`; keep it alive and unchanged while the view is used.
@@ -31,8 +32,11 @@ class PagedKVCache {
 
  private:
   BlockPool pool_;
-  std::vector<float> latent_;      // (n_layers, n_blocks * block_size, latent_dim)
-  std::vector<float> index_keys_;  // (n_layers, n_blocks * block_size, index_head_dim + 1) or empty
+  // Uninitialised on purpose: large allocations come from fresh zero pages that the OS maps on first
+  // write, so a multi-GB budget costs nothing until blocks are used (and start-up stays instant).
+  std::unique_ptr<float[]> latent_;      // (n_layers, n_blocks * block_size, latent_dim)
+  std::unique_ptr<float[]> index_keys_;  // (n_layers, n_blocks * block_size, index_head_dim + 1) or null
+  int64_t latent_floats_ = 0, index_floats_ = 0;
   KVCacheView base_;
 };
 

@@ -59,6 +59,7 @@ std::string template_text(const nlohmann::json& value, const std::string& path) 
 ChatTemplate ChatTemplate::parse(std::string_view source, const std::string& label) {
   ChatTemplate t;
   t.label_ = label;
+  t.source_ = std::string(source);
   t.tmpl_ = jinja::parse_template(source, label);
   return t;
 }

@@ -45,6 +45,7 @@ class ChatTemplate {
                      const nlohmann::ordered_json& extra = nlohmann::ordered_json::object()) const;
 
   const std::string& label() const { return label_; }
+  const std::string& source() const { return source_; }  // the template text
   const std::optional<std::string>& bos_token() const { return bos_token_; }
   const std::optional<std::string>& eos_token() const { return eos_token_; }
 
@@ -57,6 +58,7 @@ class ChatTemplate {
 
   std::shared_ptr<const jinja::Template> tmpl_;
   std::string label_;
+  std::string source_;
   std::optional<std::string> bos_token_, eos_token_, pad_token_, unk_token_;
   jinja::Limits limits_;
 };
