@@ -4,6 +4,7 @@
 // misaligned pointers.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -100,6 +101,51 @@ TEST(Gemm, AwkwardSizesAllLayoutsKernelsAndThreads) {
           run_case(layout, kernel, c, accumulate, nullptr, rng);
           run_case(layout, kernel, c, accumulate, &pool2, rng);
         }
+}
+
+TEST(Gemm, LeadingDimensions) {
+  // Sub-matrices with row strides larger than their widths (as causal attention uses): the result
+  // equals the contiguous product and nothing between the rows of C is written.
+  ThreadPool pool2(2);
+  std::mt19937 rng(kSeed + 1);
+  std::uniform_real_distribution<float> dist(-1.f, 1.f);
+  const std::vector<Case> cases = {{1, 1, 1}, {13, 40, 33}, {64, 256, 48}, {70, 19, 100}};
+  for (GemmKernel kernel : kernels())
+    for (GemmLayout layout : {GemmLayout::kNT, GemmLayout::kNN, GemmLayout::kTN})
+      for (const Case& c : cases) {
+        const int64_t M = c.M, K = c.K, N = c.N, pad = 5;
+        // Contiguous operands in the layout's shapes, then strided copies.
+        const int64_t ar = layout == GemmLayout::kTN ? K : M, ac = layout == GemmLayout::kTN ? M : K;
+        const int64_t br = layout == GemmLayout::kNT ? N : K, bc = layout == GemmLayout::kNT ? K : N;
+        std::vector<float> a(size_t(ar * ac)), b(size_t(br * bc));
+        for (auto& v : a) v = dist(rng);
+        for (auto& v : b) v = dist(rng);
+        const int64_t lda = ac + pad, ldb = bc + pad, ldc = N + pad;
+        std::vector<float> as(size_t(ar * lda), NAN), bs(size_t(br * ldb), NAN), cs(size_t(M * ldc), 7.f);
+        for (int64_t r = 0; r < ar; ++r)
+          for (int64_t q = 0; q < ac; ++q) as[size_t(r * lda + q)] = a[size_t(r * ac + q)];
+        for (int64_t r = 0; r < br; ++r)
+          for (int64_t q = 0; q < bc; ++q) bs[size_t(r * ldb + q)] = b[size_t(r * bc + q)];
+        std::vector<float> want(size_t(M * N), 7.f);
+        gemm_f32_ref(layout, want.data(), a.data(), b.data(), M, K, N, true);
+        gemm_f32(layout, cs.data(), ldc, as.data(), lda, bs.data(), ldb, M, K, N, true, &pool2, kernel);
+        double worst = 0.0;
+        for (int64_t m = 0; m < M; ++m) {
+          for (int64_t n = 0; n < N; ++n) {
+            double S = 7.0;
+            for (int64_t k = 0; k < K; ++k) {
+              const double av = layout == GemmLayout::kTN ? a[size_t(k * M + m)] : a[size_t(m * K + k)];
+              const double bv = layout == GemmLayout::kNT ? b[size_t(n * K + k)] : b[size_t(k * N + n)];
+              S += std::fabs(av * bv);
+            }
+            const double w = want[size_t(m * N + n)];
+            worst = std::max(worst, std::fabs(double(cs[size_t(m * ldc + n)]) - w) / tolerance(K, S, w));
+          }
+          for (int64_t n = N; n < ldc; ++n) EXPECT_EQ(cs[size_t(m * ldc + n)], 7.f) << "wrote between rows of C";
+        }
+        EXPECT_LE(worst, 1.0) << layout_name(layout) << " " << gemm_kernel_name(kernel) << " M " << M << " K " << K
+                              << " N " << N << " (seed " << kSeed + 1 << ")";
+      }
 }
 
 TEST(Gemm, EmptyDimensions) {

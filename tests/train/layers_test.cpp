@@ -63,8 +63,11 @@ TEST(TrainLayers, MlpGradient) {
   check_gradient("down_proj", down.w.data(), down.g.data(), D * I, loss, kLayerCheck);
 }
 
-void check_mla(int64_t q_lora_rank) {
+// B × T tokens; T > 64 spans several of mla_forward's causal row blocks (the last one partial), and
+// then `samples` entries per tensor are checked instead of all.
+void check_mla(int64_t q_lora_rank, int64_t B = 2, int64_t T = 4, int64_t samples = 0) {
   SCOPED_TRACE(q_lora_rank);
+  SCOPED_TRACE(T);
   MlaDims d;
   d.D = 8;
   d.H = 2;
@@ -74,7 +77,7 @@ void check_mla(int64_t q_lora_rank) {
   d.rope = 4;
   d.vd = 3;
   d.softmax_scale = 0.4f;
-  const int64_t B = 2, T = 4, N = B * T, H = d.H, qkd = d.qk_head_dim(), R = d.kv_lora_rank;
+  const int64_t N = B * T, H = d.H, qkd = d.qk_head_dim(), R = d.kv_lora_rank;
   // YaRN table with a non-unit attention factor.
   RopeParams rp;
   rp.dim = d.rope;
@@ -115,22 +118,23 @@ void check_mla(int64_t q_lora_rank) {
   };
   loss();
   mla_backward(dx.data(), dw, r.data(), x.data(), a, w, d, B, T, scratch.fa, &pool);
-  check_gradient("dx", x.data(), dx.data(), N * d.D, loss, kLayerCheck);
+  check_gradient("dx", x.data(), dx.data(), N * d.D, loss, kLayerCheck, samples);
   if (q_lora_rank > 0) {
-    check_gradient("q_a_proj", q_a.w.data(), q_a.g.data(), Q * d.D, loss, kLayerCheck);
-    check_gradient("q_a_layernorm", q_aln.w.data(), q_aln.g.data(), Q, loss, kLayerCheck);
-    check_gradient("q_b_proj", q_b.w.data(), q_b.g.data(), H * qkd * Q, loss, kLayerCheck);
+    check_gradient("q_a_proj", q_a.w.data(), q_a.g.data(), Q * d.D, loss, kLayerCheck, samples);
+    check_gradient("q_a_layernorm", q_aln.w.data(), q_aln.g.data(), Q, loss, kLayerCheck, samples);
+    check_gradient("q_b_proj", q_b.w.data(), q_b.g.data(), H * qkd * Q, loss, kLayerCheck, samples);
   } else {
-    check_gradient("q_proj", q_proj.w.data(), q_proj.g.data(), H * qkd * d.D, loss, kLayerCheck);
+    check_gradient("q_proj", q_proj.w.data(), q_proj.g.data(), H * qkd * d.D, loss, kLayerCheck, samples);
   }
-  check_gradient("kv_a_proj_with_mqa", kv_a.w.data(), kv_a.g.data(), (R + d.rope) * d.D, loss, kLayerCheck);
-  check_gradient("kv_a_layernorm", kv_aln.w.data(), kv_aln.g.data(), R, loss, kLayerCheck);
-  check_gradient("kv_b_proj", kv_b.w.data(), kv_b.g.data(), H * (d.nope + d.vd) * R, loss, kLayerCheck);
-  check_gradient("o_proj", o.w.data(), o.g.data(), d.D * H * d.vd, loss, kLayerCheck);
+  check_gradient("kv_a_proj_with_mqa", kv_a.w.data(), kv_a.g.data(), (R + d.rope) * d.D, loss, kLayerCheck, samples);
+  check_gradient("kv_a_layernorm", kv_aln.w.data(), kv_aln.g.data(), R, loss, kLayerCheck, samples);
+  check_gradient("kv_b_proj", kv_b.w.data(), kv_b.g.data(), H * (d.nope + d.vd) * R, loss, kLayerCheck, samples);
+  check_gradient("o_proj", o.w.data(), o.g.data(), d.D * H * d.vd, loss, kLayerCheck, samples);
 }
 
 TEST(TrainLayers, MlaGradientWithQLora) { check_mla(5); }
 TEST(TrainLayers, MlaGradientWithoutQLora) { check_mla(0); }
+TEST(TrainLayers, MlaGradientLongSequenceCausalBlocks) { check_mla(5, 1, 150, 24); }
 
 // MoE with E = 4 experts top-2 (+ shared). Routing is piecewise constant in the router logits; the
 // router weights are drawn so that no eps = 1e-3 step changes a selection for these seeds.

@@ -22,7 +22,8 @@ constexpr int64_t kNC = 256;
 
 // One call in general strides: a(m, k) = A[m * ars + k * acs], b(k, n) = B[k * brs + n * bcs].
 struct Operands {
-  float* C;  // (M, N), row stride N
+  float* C;  // (M, N), row stride ldc
+  int64_t ldc;
   const float* A;
   int64_t ars, acs;
   const float* B;
@@ -109,8 +110,8 @@ void run_part(const Operands& o, bool accumulate, int64_t m0, int64_t m1, int64_
       b.ars = o.ars;
       b.acs = o.acs;
       b.Bp = pack;
-      b.C = o.C + m0 * o.N + nc0;
-      b.ldc = o.N;
+      b.C = o.C + m0 * o.ldc + nc0;
+      b.ldc = o.ldc;
       b.rows = m1 - m0;
       b.cols = nc1 - nc0;
       b.kc = kc;
@@ -123,7 +124,8 @@ void run_part(const Operands& o, bool accumulate, int64_t m0, int64_t m1, int64_
 void run(const Operands& o, bool accumulate, ThreadPool* pool, GemmKernel kernel) {
   if (o.M <= 0 || o.N <= 0) return;
   if (o.K <= 0) {
-    if (!accumulate) std::memset(o.C, 0, size_t(o.M * o.N) * sizeof(float));
+    if (!accumulate)
+      for (int64_t m = 0; m < o.M; ++m) std::memset(o.C + m * o.ldc, 0, size_t(o.N) * sizeof(float));
     return;
   }
   const bool simd = resolve(kernel) == GemmKernel::kAvx512;
@@ -165,19 +167,28 @@ const char* gemm_kernel_name(GemmKernel kernel) {
   }
 }
 
+void gemm_f32(GemmLayout layout, float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb,
+              int64_t M, int64_t K, int64_t N, bool accumulate, ThreadPool* pool, GemmKernel kernel) {
+  switch (layout) {
+    case GemmLayout::kNT: run(Operands{C, ldc, A, lda, 1, B, 1, ldb, M, K, N}, accumulate, pool, kernel); break;
+    case GemmLayout::kNN: run(Operands{C, ldc, A, lda, 1, B, ldb, 1, M, K, N}, accumulate, pool, kernel); break;
+    case GemmLayout::kTN: run(Operands{C, ldc, A, 1, lda, B, ldb, 1, M, K, N}, accumulate, pool, kernel); break;
+  }
+}
+
 void gemm_f32_nt(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, bool accumulate,
                  ThreadPool* pool, GemmKernel kernel) {
-  run(Operands{C, A, K, 1, B, 1, K, M, K, N}, accumulate, pool, kernel);
+  gemm_f32(GemmLayout::kNT, C, N, A, K, B, K, M, K, N, accumulate, pool, kernel);
 }
 
 void gemm_f32_nn(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, bool accumulate,
                  ThreadPool* pool, GemmKernel kernel) {
-  run(Operands{C, A, K, 1, B, N, 1, M, K, N}, accumulate, pool, kernel);
+  gemm_f32(GemmLayout::kNN, C, N, A, K, B, N, M, K, N, accumulate, pool, kernel);
 }
 
 void gemm_f32_tn(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, bool accumulate,
                  ThreadPool* pool, GemmKernel kernel) {
-  run(Operands{C, A, 1, M, B, N, 1, M, K, N}, accumulate, pool, kernel);
+  gemm_f32(GemmLayout::kTN, C, N, A, M, B, N, M, K, N, accumulate, pool, kernel);
 }
 
 void gemm_f32_ref(GemmLayout layout, float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N,

@@ -26,6 +26,7 @@
 namespace dseek {
 
 enum class GemmKernel { kAuto, kPortable, kAvx512 };
+enum class GemmLayout { kNT, kNN, kTN };
 
 // C (M, N) (+)= A (M, K) · Bᵀ, B (N, K).
 void gemm_f32_nt(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, bool accumulate,
@@ -37,7 +38,13 @@ void gemm_f32_nn(float* C, const float* A, const float* B, int64_t M, int64_t K,
 void gemm_f32_tn(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, bool accumulate,
                  ThreadPool* pool, GemmKernel kernel = GemmKernel::kAuto);
 
-enum class GemmLayout { kNT, kNN, kTN };
+
+// The general form, with row strides (leading dimensions) for sub-matrices: C (M, N) row stride ldc;
+// kNT: A (M, K) stride lda, B (N, K) stride ldb; kNN: A (M, K) stride lda, B (K, N) stride ldb;
+// kTN: A (K, M) stride lda, B (K, N) stride ldb. The three functions above are this with packed rows.
+void gemm_f32(GemmLayout layout, float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb,
+              int64_t M, int64_t K, int64_t N, bool accumulate, ThreadPool* pool,
+              GemmKernel kernel = GemmKernel::kAuto);
 
 // Double-precision reference for tests: same operands and meaning as the three functions above.
 void gemm_f32_ref(GemmLayout layout, float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N,
