@@ -23,6 +23,15 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
+# The server's end-to-end tests drive it with Node.js (the openai npm package) and curl.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null || ! command -v curl >/dev/null; then
+  echo "setup: installing nodejs npm curl" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm curl >&2
+fi
+
 BUILD_DIR=${DSEEK_BUILD_DIR:-build}
 if [ ! -f "$BUILD_DIR/build.ninja" ]; then
   cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >&2
