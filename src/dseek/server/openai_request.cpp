@@ -53,10 +53,12 @@ Json parse_body(std::string_view body) {
     j = Json::parse(body.begin(), body.end());
   } catch (const Json::parse_error& e) {
     // e.what() is "[json.exception.parse_error.101] parse error at line 1, column 9: ..."; keep the
-    // part after the tag and lead with the byte offset.
+    // part after the tag and lead with the 0-based offset of the offending byte (e.byte counts
+    // from 1, like the column).
     std::string detail = e.what();
     if (const size_t tag = detail.find("] "); tag != std::string::npos) detail.erase(0, tag + 2);
-    fail("could not parse the JSON body at byte " + std::to_string(e.byte) + ": " + detail, "",
+    const size_t offset = e.byte > 0 ? e.byte - 1 : 0;
+    fail("could not parse the JSON body at byte offset " + std::to_string(offset) + ": " + detail, "",
          "invalid_json");
   }
   if (!j.is_object()) fail("the request body must be a JSON object", "", "invalid_type");

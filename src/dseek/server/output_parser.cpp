@@ -143,7 +143,7 @@ const std::vector<std::string_view>& OutputParser::markers() const {
   static const std::vector<std::string_view> kNone;
   static const std::vector<std::string_view> kStartMarkers = {kThinkOpen};
   static const std::vector<std::string_view> kReasoningMarkers = {kThinkClose};
-  static const std::vector<std::string_view> kContentMarkers = {kCallsBegin, kCallBegin};
+  // Content watches every tool marker: the begin markers open calls, stray others are dropped.
   static const std::vector<std::string_view> kToolMarkers = {kCallsBegin, kCallBegin, kCallEnd, kCallsEnd, kSep};
   switch (state_) {
     case State::kStart:
@@ -151,7 +151,7 @@ const std::vector<std::string_view>& OutputParser::markers() const {
     case State::kReasoning:
       return kReasoningMarkers;
     case State::kContent:
-      return parse_tools_ ? kContentMarkers : kNone;
+      return parse_tools_ ? kToolMarkers : kNone;
     case State::kDone:
       return kNone;
     default:
@@ -295,9 +295,9 @@ void OutputParser::on_marker(std::string_view m) {
       if (m == kCallBegin) {
         head_.clear();
         state_ = State::kToolHead;
-      } else {
+      } else if (m == kCallsBegin) {
         state_ = State::kToolBetween;
-      }
+      }  // a stray end or separator marker is dropped: marker text never reaches content
       return;
     case State::kDone:
       return;
