@@ -21,7 +21,7 @@ int cmd_serve(int argc, char** argv) {
   Args a(argc, argv,
          merge({kModelFlags,
                 {"host", "port", "api-key", "max-batch", "max-batch-tokens", "kv-cache-gb", "block-size", "max-queue",
-                 "model-id", "shutdown-timeout", "max-body-mb", "http-threads"}}),
+                 "model-id", "shutdown-timeout", "max-body-mb", "http-threads", "speculative"}}),
          {"no-prefix-cache", "no-warm"}, kShortFlags);
   // SIGINT/SIGTERM are taken by one thread (sigwait below); block them before any thread starts.
   sigset_t sigs;
@@ -31,7 +31,11 @@ int cmd_serve(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);  // a client closing mid-stream is a failed write, not a dead server
 
-  LoadedModel m = load_model_for_text(a);
+  const std::string spec = a.get("speculative").value_or("none");
+  if (spec != "none" && spec != "mtp") throw Error("serve: --speculative must be 'mtp' or 'none', not '" + spec + "'");
+  LoadOptions lo;
+  lo.load_mtp = spec == "mtp";
+  LoadedModel m = load_model_for_text(a, lo);
   std::unique_ptr<ChatTemplate> tpl;
   try {
     tpl = std::make_unique<ChatTemplate>(ChatTemplate::load(a.require("model")));
@@ -47,6 +51,7 @@ int cmd_serve(int argc, char** argv) {
   eo.kv_cache_bytes = int64_t(a.get_double("kv-cache-gb", 1.0) * double(1 << 30));
   eo.max_queue = a.get_int("max-queue", 64);
   eo.prefix_cache = !a.has("no-prefix-cache");
+  eo.speculative_mtp = spec == "mtp";
   if (eo.max_batch < 1 || eo.max_batch_tokens < 1 || eo.block_size < 1 || eo.max_queue < 0)
     throw Error("serve: --max-batch, --max-batch-tokens and --block-size must be positive, --max-queue >= 0");
   Engine engine(m.model, m.tokenizer, m.pool.get(), eo);
@@ -63,9 +68,9 @@ int cmd_serve(int argc, char** argv) {
   http.bind();
   std::fprintf(stderr,
                "dseek: serving '%s' on http://%s:%d (max batch %lld, %lld KV blocks of %lld positions, %.2f GB; "
-               "prefix cache %s)\n",
+               "prefix cache %s, speculative %s)\n",
                so.model_id.c_str(), so.host.c_str(), http.port(), (long long)eo.max_batch, (long long)engine.kv_blocks(),
-               (long long)eo.block_size, a.get_double("kv-cache-gb", 1.0), eo.prefix_cache ? "on" : "off");
+               (long long)eo.block_size, a.get_double("kv-cache-gb", 1.0), eo.prefix_cache ? "on" : "off", spec.c_str());
   std::fflush(stderr);
 
   // Shutdown: stop admitting (503), let in-flight requests finish for up to --shutdown-timeout

@@ -60,10 +60,10 @@ void warm_pages(const Checkpoint& ckpt) {
 }
 }  // namespace
 
-LoadedModel load_model_for_text(const Args& a) {
+LoadedModel load_model_for_text(const Args& a, const LoadOptions& lo) {
   const std::string dir = a.require("model");
   const auto t0 = std::chrono::steady_clock::now();
-  LoadedModel m{Model::load(dir), Tokenizer::load(dir), nullptr, 0};
+  LoadedModel m{Model::load(dir, lo), Tokenizer::load(dir), nullptr, 0};
   const ModelConfig& c = m.model.config();
   m.pool = std::make_unique<ThreadPool>(int(a.get_int("threads", 0)));
   if (!a.has("no-warm")) warm_pages(m.model.checkpoint());

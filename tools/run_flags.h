@@ -33,7 +33,7 @@ struct LoadedModel {
   std::unique_ptr<ThreadPool> pool;
   int64_t ctx = 0;
 };
-LoadedModel load_model_for_text(const Args& a);
+LoadedModel load_model_for_text(const Args& a, const LoadOptions& lo = {});
 
 // Prompt and generation speed of one generate() call, on stderr.
 void print_speed(const GenerateResult& r);

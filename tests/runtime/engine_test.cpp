@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "common/shared_dir.h"
 #include "dseek/runtime/generator.h"
 
 namespace dseek {
@@ -253,6 +254,109 @@ TEST_F(EngineTest, BudgetBelowOneContextIsAClearError) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--kv-cache-gb"), std::string::npos) << e.what();
   }
+}
+
+}  // namespace
+}  // namespace dseek
+
+namespace dseek {
+namespace {
+
+// Runs the prompts through an engine (all submitted at once) and returns each one's tokens.
+std::vector<std::vector<int32_t>> run_all(const Model& m, const Tokenizer& tok, const EngineOptions& o,
+                                          const std::vector<std::vector<int32_t>>& prompts, const SamplingParams& sp,
+                                          int64_t n, EngineStats* stats = nullptr) {
+  Engine engine(m, tok, nullptr, o);
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (const auto& p : prompts) {
+    cs.push_back(std::make_unique<Collector>());
+    EngineRequest r;
+    r.prompt = p;
+    r.sampling = sp;
+    r.max_new_tokens = n;
+    r.on_event = cs.back()->callback();
+    engine.submit(std::move(r));
+  }
+  std::vector<std::vector<int32_t>> out;
+  for (auto& c : cs) {
+    EXPECT_TRUE(c->wait());
+    out.push_back(c->tokens);
+  }
+  if (stats) *stats = engine.stats();
+  return out;
+}
+
+// MTP speculative decoding must not change greedy output, on the demo model (trained with MTP)
+// and on the golden v3 model (DeepSeek's reference weights layout, with the V3 tokenizer).
+void expect_speculative_greedy_identical(const std::string& dir, const std::string& tok_dir,
+                                         const std::vector<std::vector<int32_t>>& prompts, double min_accept) {
+  LoadOptions lo;
+  lo.load_mtp = true;
+  const Model m = Model::load(dir, lo);
+  const Tokenizer tok = Tokenizer::load(tok_dir);
+  EngineOptions o;
+  o.max_batch = 4;
+  o.max_batch_tokens = 32;
+  o.context_length = 128;
+  o.block_size = 8;
+  o.kv_cache_bytes = 32 << 20;
+  SamplingParams greedy;
+  const auto plain = run_all(m, tok, o, prompts, greedy, 48);
+  o.speculative_mtp = true;
+  EngineStats st;
+  const auto spec = run_all(m, tok, o, prompts, greedy, 48, &st);
+  EXPECT_EQ(spec, plain);
+  ASSERT_GT(st.mtp_drafts, 0);
+  const double rate = double(st.mtp_accepted) / double(st.mtp_drafts);
+  EXPECT_GE(rate, min_accept) << st.mtp_accepted << " of " << st.mtp_drafts << " drafts accepted";
+  EXPECT_LT(st.steps, 4 * 48) << "accepted drafts should save steps";
+}
+
+TEST(EngineSpeculative, DemoModelGreedyOutputIsIdentical) {
+  const Tokenizer tok = Tokenizer::load(kDemo);
+  std::vector<std::vector<int32_t>> prompts;
+  for (const char* p : {"The jury said", "In the morning the", "She looked at him and said", "He"})
+    prompts.push_back(tok.encode(p, false));
+  // The demo model's MTP head was trained with it: most drafts are right.
+  expect_speculative_greedy_identical(kDemo, kDemo, prompts, 0.5);
+}
+
+TEST(EngineSpeculative, GoldenV3GreedyOutputIsIdentical) {
+  std::vector<std::vector<int32_t>> prompts = {{0, 17, 300, 42, 9}, {0, 5, 6, 7}, {0, 511, 2, 100, 200, 300, 400}};
+  // Random-looking golden weights: acceptance is whatever it is; the output must not change.
+  expect_speculative_greedy_identical(test::golden_model_dir("v3"), test::shared_dir() + "/data/tokenizers/deepseek-v3",
+                                      prompts, 0.0);
+}
+
+TEST(EngineSpeculative, SampledRunsAreReproducibleAndComplete) {
+  LoadOptions lo;
+  lo.load_mtp = true;
+  const Model m = Model::load(kDemo, lo);
+  const Tokenizer tok = Tokenizer::load(kDemo);
+  EngineOptions o;
+  o.max_batch = 2;
+  o.context_length = 128;
+  o.kv_cache_bytes = 32 << 20;
+  o.speculative_mtp = true;
+  SamplingParams sp;
+  sp.temperature = 0.7f;
+  sp.seed = 5;
+  const std::vector<std::vector<int32_t>> prompts = {tok.encode("The jury said", false), tok.encode("He", false)};
+  EngineStats st;
+  const auto a = run_all(m, tok, o, prompts, sp, 40, &st);
+  EXPECT_EQ(a, run_all(m, tok, o, prompts, sp, 40));
+  for (const auto& t : a) EXPECT_EQ(t.size(), 40u);
+  EXPECT_GT(st.mtp_accepted, 0);
+}
+
+TEST(EngineSpeculative, ModelWithoutMtpIsAClearError) {
+  const Model m = Model::load(kDemo);  // MTP not loaded
+  const Tokenizer tok = Tokenizer::load(kDemo);
+  EngineOptions o;
+  o.speculative_mtp = true;
+  o.context_length = 64;
+  o.kv_cache_bytes = 8 << 20;
+  EXPECT_THROW(Engine(m, tok, nullptr, o), Error);
 }
 
 }  // namespace

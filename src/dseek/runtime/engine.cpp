@@ -1,7 +1,10 @@
 #include "dseek/runtime/engine.h"
 
 #include <algorithm>
+#include <cstring>
 #include <span>
+
+#include "dseek/runtime/speculative.h"
 
 namespace dseek {
 
@@ -19,9 +22,18 @@ struct Engine::Sequence {
   Sampler sampler;
   TextStream stream;
   bool finished = false;
+  // Speculative decoding.
+  int64_t mtp_computed = 0;   // positions [0, mtp_computed) have MTP cache rows
+  int32_t draft = -1;         // drafted next token, -1 = none
+  std::vector<float> draft_q; // the distribution it was drawn from (sampling only)
+  int32_t feed[2] = {0, 0};   // [last token, draft]: what a verification pass feeds
+  Xoshiro256 spec_rng;        // acceptance draws, separate from the sampler's stream
 
   Sequence(EngineRequest r, int64_t vocab, const Tokenizer& tok)
-      : req(std::move(r)), sampler(req.sampling, vocab), stream(tok, req.stop, req.skip_special_tokens) {}
+      : req(std::move(r)),
+        sampler(req.sampling, vocab),
+        stream(tok, req.stop, req.skip_special_tokens),
+        spec_rng(req.sampling.seed ^ 0x5bd1e9955bd1e995ull) {}
   int64_t pending() const { return int64_t(tokens.size()) - computed; }
 };
 
@@ -48,10 +60,20 @@ Engine::Engine(const Model& model, const Tokenizer& tokenizer, ThreadPool* pool,
       opts_(opts),
       n_blocks_(blocks_for_budget(model, opts)),
       cache_(model.config(), model.n_cache_layers(), n_blocks_, opts.block_size),
-      ws_(model.config(), std::max(opts.max_batch_tokens, opts.max_batch), opts.context_length, pool,
+      ws_(model.config(), std::max(opts.max_batch_tokens, 2 * opts.max_batch), opts.context_length, pool,
           /*naive_attention=*/false),
-      logits_(size_t(opts.max_batch * model.config().vocab_size)) {
+      logits_(size_t(2 * opts.max_batch * model.config().vocab_size)) {
   opts_.max_batch_tokens = std::max(opts.max_batch_tokens, opts.max_batch);
+  if (opts_.speculative_mtp) {
+    if (model.n_cache_layers() <= model.config().num_hidden_layers)
+      throw Error("speculative decoding with MTP: the model has no MTP module (num_nextn_predict_layers is 0) or was "
+                  "loaded without it");
+    const size_t rows = size_t(ws_.max_tokens), D = size_t(model.config().hidden_size), V = size_t(model.config().vocab_size);
+    hidden_.resize(rows * D);
+    mtp_hidden_.resize(rows * D);
+    mtp_logits_.resize(size_t(opts.max_batch) * V);
+    probs_.resize(V);
+  }
   eos_ = tokenizer.eos_id() >= 0 ? tokenizer.eos_id() : int32_t(model.config().eos_token_id);
   stats_.kv_blocks_total = n_blocks_;
   thread_ = std::thread([this] { loop(); });
@@ -153,6 +175,8 @@ void Engine::preempt(Sequence& s) {
   s.blocks.clear();
   s.computed = 0;
   s.registered = 0;
+  s.mtp_computed = 0;
+  s.draft = -1;
   auto it = std::find_if(running_.begin(), running_.end(), [&](auto& p) { return p.get() == &s; });
   waiting_.push_front(std::move(*it));
   running_.erase(it);
@@ -179,13 +203,14 @@ void Engine::admit() {
       BlockPool::Match m = pool.match_prefix(s.tokens, len - 1);
       s.blocks = std::move(m.blocks);
       s.computed = m.n_tokens;
+      s.mtp_computed = m.n_tokens;  // cached blocks carry their MTP rows too
       s.registered = int64_t(s.blocks.size());
     }
     const int64_t need = ceil_div(len, opts_.block_size) - int64_t(s.blocks.size());
     if (need > pool.available_blocks()) {
       pool.release_blocks(s.blocks);
       s.blocks.clear();
-      s.computed = s.registered = 0;
+      s.computed = s.registered = s.mtp_computed = 0;
       if (!running_.empty()) break;  // wait for running sequences to free blocks
       // Nothing else holds blocks, so it can never fit.
       finish(s, "error", "the prompt needs more KV cache blocks than the cache has");
@@ -202,18 +227,43 @@ void Engine::admit() {
   }
 }
 
+bool Engine::accept_token(Sequence& s, int32_t tok) {
+  if (s.req.stop_at_eos && tok == eos_) {
+    finish(s, "stop");
+    return false;
+  }
+  s.tokens.push_back(tok);
+  s.new_tokens.push_back(tok);
+  ++s.generated;
+  std::string text = s.stream.feed(tok);
+  if (s.stream.stopped()) {
+    emit(s, std::move(text));
+    finish(s, "stop");
+    return false;
+  }
+  emit(s, std::move(text));
+  if (s.generated >= s.req.max_new_tokens || int64_t(s.tokens.size()) > opts_.context_length) {
+    finish(s, "length");
+    return false;
+  }
+  return true;
+}
+
 bool Engine::step() {
   struct Planned {
     Sequence* s;
     int64_t n;
   };
-  // Decoding sequences first (one token each), then prefill chunks within the token budget.
+  const bool spec = opts_.speculative_mtp;
+  // Decoding sequences first (one token each, two when verifying a draft), then prefill chunks
+  // within the token budget.
   std::vector<Planned> plan;
   int64_t budget = opts_.max_batch_tokens;
   for (auto& p : running_)
     if (p->pending() == 1 && budget > 0) {
-      plan.push_back({p.get(), 1});
-      --budget;
+      const bool verify = spec && p->draft >= 0 && p->computed + 2 <= opts_.context_length && budget >= 2;
+      plan.push_back({p.get(), verify ? 2 : 1});
+      budget -= verify ? 2 : 1;
     }
   for (auto& p : running_)
     if (p->pending() > 1 && budget > 0) {
@@ -244,50 +294,122 @@ bool Engine::step() {
   for (const Planned& p : plan) {
     if (!p.s || p.s->finished) continue;
     Sequence& s = *p.s;
-    const bool sample = s.computed + p.n == int64_t(s.tokens.size());
-    in.push_back({s.tokens.data() + s.computed, p.n, s.computed, cache_.view(s.blocks), sample ? p.n - 1 : p.n});
+    if (p.n == 2 && s.pending() == 1) {  // verify [last token, draft]
+      s.feed[0] = s.tokens.back();
+      s.feed[1] = s.draft;
+      in.push_back({s.feed, 2, s.computed, cache_.view(s.blocks), 0});
+    } else {
+      const bool sample = s.computed + p.n == int64_t(s.tokens.size());
+      in.push_back({s.tokens.data() + s.computed, p.n, s.computed, cache_.view(s.blocks), sample ? p.n - 1 : p.n});
+    }
     ran.push_back(p);
   }
-  if (!in.empty()) {
-    model_.forward_batch(in, AttnImpl::kAbsorb, ws_, logits_.data());
-    const int64_t V = model_.config().vocab_size;
-    int64_t row = 0, n_tokens = 0;
-    for (size_t i = 0; i < ran.size(); ++i) {
-      Sequence& s = *ran[i].s;
-      s.computed += ran[i].n;
-      n_tokens += ran[i].n;
-      if (opts_.prefix_cache)
-        for (; s.registered < s.computed / opts_.block_size; ++s.registered)
-          cache_.blocks().register_full(s.blocks[size_t(s.registered)],
-                                        std::span(s.tokens).first(size_t((s.registered + 1) * opts_.block_size)));
-      if (in[i].logits_from == in[i].n_tokens) continue;
-      const int32_t tok = s.sampler.sample(std::span(logits_.data() + row * V, size_t(V)));
-      ++row;
-      if (s.req.stop_at_eos && tok == eos_) {
-        finish(s, "stop");
-        continue;
-      }
-      s.tokens.push_back(tok);
-      s.new_tokens.push_back(tok);
-      ++s.generated;
-      std::string text = s.stream.feed(tok);
-      if (s.stream.stopped()) {
-        emit(s, std::move(text));
-        finish(s, "stop");
-      } else if (s.generated >= s.req.max_new_tokens || int64_t(s.tokens.size()) > opts_.context_length) {
-        emit(s, std::move(text));
-        finish(s, "length");
+  if (in.empty()) return false;
+  model_.forward_batch(in, AttnImpl::kAbsorb, ws_, logits_.data(), spec ? hidden_.data() : nullptr);
+  const int64_t V = model_.config().vocab_size;
+  int64_t row = 0, n_tokens = 0, hrow = 0;
+  std::vector<Sequence*> seqs;
+  std::vector<int64_t> hidden_row;  // per sequence: row in hidden_ of its first position this step
+  int64_t drafts = 0, accepted = 0;
+  for (size_t i = 0; i < ran.size(); ++i) {
+    Sequence& s = *ran[i].s;
+    const int64_t n = ran[i].n;
+    seqs.push_back(&s);
+    hidden_row.push_back(hrow - s.computed);  // so hidden_row + position = row
+    hrow += n;
+    n_tokens += n;
+    if (in[i].tokens == s.feed) {
+      // Verification: row 0 decides the draft; when it is accepted, row 1 gives a bonus token.
+      float* l0 = logits_.data() + row * V;
+      float* l1 = l0 + V;
+      row += 2;
+      const int32_t draft = s.draft;
+      s.draft = -1;
+      int32_t x0;
+      bool ok;
+      if (s.req.sampling.temperature == 0.0f) {
+        x0 = s.sampler.sample(std::span(l0, size_t(V)));
+        ok = x0 == draft;
       } else {
-        emit(s, std::move(text));
+        s.sampler.apply_penalties(std::span(l0, size_t(V)));
+        s.sampler.distribution(std::span(l0, size_t(V)), probs_);
+        const DraftVerdict v = verify_draft(probs_, s.draft_q, draft, s.spec_rng.uniform(), s.spec_rng.uniform());
+        x0 = v.token;
+        ok = v.accepted;
+        s.sampler.accept(x0);
       }
+      ++drafts;
+      accepted += ok;
+      s.computed += ok ? 2 : 1;  // a rejected draft's row is overwritten when x0 is fed
+      if (!accept_token(s, x0) || !ok) continue;
+      accept_token(s, s.sampler.sample(std::span(l1, size_t(V))));
+      continue;
     }
+    s.computed += n;
+    if (in[i].logits_from == in[i].n_tokens) continue;
+    const int32_t tok = s.sampler.sample(std::span(logits_.data() + row * V, size_t(V)));
+    ++row;
+    accept_token(s, tok);
+  }
+  if (spec) mtp_step(seqs, hidden_row);
+  // Full blocks join the prefix index once every row in them (main and MTP) is written.
+  if (opts_.prefix_cache)
+    for (Sequence* s : seqs) {
+      if (s->finished) continue;
+      const int64_t done = spec ? std::min(s->computed, s->mtp_computed) : s->computed;
+      for (; s->registered < done / opts_.block_size; ++s->registered)
+        cache_.blocks().register_full(s->blocks[size_t(s->registered)],
+                                      std::span(s->tokens).first(size_t((s->registered + 1) * opts_.block_size)));
+    }
+  {
     std::lock_guard lk(mu_);
     ++stats_.steps;
     stats_.step_tokens += n_tokens;
     stats_.step_sequences += int64_t(ran.size());
+    stats_.mtp_drafts += drafts;
+    stats_.mtp_accepted += accepted;
   }
   std::erase_if(running_, [](auto& p) { return p->finished; });
-  return !in.empty();
+  return true;
+}
+
+void Engine::mtp_step(const std::vector<Sequence*>& ran, const std::vector<int64_t>& hidden_row) {
+  // MTP row i reads the main model's final hidden state at position i and token i+1 (known for
+  // every position below computed), and its logits draft token i+2.
+  const int64_t D = model_.config().hidden_size, V = model_.config().vocab_size;
+  std::vector<SeqInput> in;
+  std::vector<Sequence*> who;
+  int64_t mrow = 0;
+  for (size_t i = 0; i < ran.size(); ++i) {
+    Sequence& s = *ran[i];
+    if (s.finished) continue;
+    const int64_t n = s.computed - s.mtp_computed;
+    if (n <= 0) continue;
+    const bool want_draft = s.pending() == 1;
+    std::memcpy(mtp_hidden_.data() + mrow * D, hidden_.data() + (hidden_row[i] + s.mtp_computed) * D,
+                size_t(n * D) * sizeof(float));
+    mrow += n;
+    in.push_back({s.tokens.data() + s.mtp_computed + 1, n, s.mtp_computed, cache_.view(s.blocks), want_draft ? n - 1 : n});
+    who.push_back(&s);
+  }
+  if (in.empty()) return;
+  model_.mtp_forward_batch(mtp_hidden_.data(), in, AttnImpl::kAbsorb, ws_, mtp_logits_.data());
+  int64_t row = 0;
+  for (size_t i = 0; i < who.size(); ++i) {
+    Sequence& s = *who[i];
+    s.mtp_computed = s.computed;
+    if (in[i].logits_from == in[i].n_tokens) continue;
+    std::span<float> l(mtp_logits_.data() + row * V, size_t(V));
+    ++row;
+    s.sampler.apply_penalties(l);  // draft what the target will most likely pick
+    if (s.req.sampling.temperature == 0.0f) {
+      s.draft = int32_t(std::max_element(l.begin(), l.end()) - l.begin());  // first maximum: lowest id
+    } else {
+      s.draft_q.resize(size_t(V));
+      s.sampler.distribution(l, s.draft_q);
+      s.draft = draw_from(s.draft_q, s.spec_rng.uniform());
+    }
+  }
 }
 
 void Engine::loop() {

@@ -41,6 +41,10 @@ struct EngineOptions {
   int64_t kv_cache_bytes = int64_t(1) << 30;
   int64_t max_queue = 64;           // waiting requests beyond which submit() refuses
   bool prefix_cache = true;
+  // MTP speculative decoding: the model's MTP module drafts the next token of every decoding
+  // sequence; the main model verifies draft and bonus token in one two-token pass per sequence.
+  // Greedy output is identical to plain decoding; sampled output keeps its distribution.
+  bool speculative_mtp = false;
 };
 
 // What on_event receives: text as it completes, then one final event.
@@ -72,6 +76,7 @@ struct EngineStats {
   int64_t running = 0, waiting = 0, preemptions = 0;
   int64_t kv_blocks_total = 0, kv_blocks_used = 0, kv_blocks_cached = 0, kv_evictions = 0;
   int64_t prefix_query_tokens = 0, prefix_hit_tokens = 0;
+  int64_t mtp_drafts = 0, mtp_accepted = 0;  // speculative decoding, draft position 1
 };
 
 // submit() when the queue is full or the engine is stopping; the server answers 429 / 503.
@@ -107,6 +112,11 @@ class Engine {
   void admit();
   bool step();
   bool ensure_blocks(Sequence& s, int64_t positions);
+  // Appends a generated token and applies the stop rules; false when the sequence finished.
+  bool accept_token(Sequence& s, int32_t tok);
+  // Speculative decoding: runs the MTP module over the new positions of the sequences in ran and
+  // draws the next draft of each decoding one. hidden: the main pass's final-norm rows.
+  void mtp_step(const std::vector<Sequence*>& ran, const std::vector<int64_t>& hidden_row);
   void preempt(Sequence& s);
   void finish(Sequence& s, const std::string& reason, const std::string& error = {});
   void emit(Sequence& s, std::string text);  // a non-final event, if there is anything to say
@@ -119,7 +129,12 @@ class Engine {
   // Engine-thread state.
   PagedKVCache cache_;
   Workspace ws_;
-  std::vector<float> logits_;  // (max_batch, vocab)
+  std::vector<float> logits_;  // (2 * max_batch, vocab): one row per sampled position
+  // Speculative decoding only.
+  std::vector<float> hidden_;      // (max tokens per step, hidden) final-norm output of the main pass
+  std::vector<float> mtp_hidden_;  // (max tokens per step, hidden) gathered MTP inputs
+  std::vector<float> mtp_logits_;  // (max_batch, vocab)
+  std::vector<float> probs_;       // (vocab)
   std::vector<std::unique_ptr<Sequence>> running_;
   std::deque<std::unique_ptr<Sequence>> waiting_;  // admission order; preempted ones go first
   // Shared with other threads.

@@ -52,6 +52,12 @@ std::string prometheus_text(const EngineStats& s, const HttpCounters& h) {
          double(s.prefix_hit_tokens));
   metric(o, "dseek_prefix_cache_hit_rate", "gauge", "Hit tokens / query tokens since start.",
          s.prefix_query_tokens ? double(s.prefix_hit_tokens) / double(s.prefix_query_tokens) : 0.0);
+  o += "# HELP dseek_mtp_draft_tokens_total MTP speculative decoding: drafts proposed and accepted, by draft position.\n"
+       "# TYPE dseek_mtp_draft_tokens_total counter\n";
+  sample(o, "dseek_mtp_draft_tokens_total", "{position=\"1\",state=\"proposed\"}", double(s.mtp_drafts));
+  sample(o, "dseek_mtp_draft_tokens_total", "{position=\"1\",state=\"accepted\"}", double(s.mtp_accepted));
+  metric(o, "dseek_mtp_acceptance_rate", "gauge", "Accepted / proposed drafts since start.",
+         s.mtp_drafts ? double(s.mtp_accepted) / double(s.mtp_drafts) : 0.0, "{position=\"1\"}");
   return o;
 }
 
