@@ -126,6 +126,7 @@ struct MoeActs {
   float* weights = nullptr;      // (N, k) combine weights (normalised, × routed_scaling_factor)
   int32_t* expert_start = nullptr;  // (E + 1) offsets into rows
   int32_t* rows = nullptr;       // (N * k) flat t * k + slot, grouped by expert
+  int32_t* pos = nullptr;        // (N * k) inverse of rows: rows[pos[t * k + slot]] = t * k + slot
   MlpActs expert;                // (N * k, I) rows in grouped order
   float* expert_y = nullptr;     // (N * k, D) expert outputs in grouped order
   MlpActs shared;                // (N, I_shared)

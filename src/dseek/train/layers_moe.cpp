@@ -95,6 +95,7 @@ void plan_moe_acts(MoeActs& a, FloatArena& arena, IntArena& ints, const MoeDims&
   a.weights = arena.take(N * k);
   a.expert_start = ints.take(E + 1);
   a.rows = ints.take(N * k);
+  a.pos = ints.take(N * k);
   plan_mlp_acts(a.expert, arena, N * k, I);
   a.expert_y = arena.take(N * k * d.D);
   if (I_shared > 0) plan_mlp_acts(a.shared, arena, N, I_shared);
@@ -146,26 +147,35 @@ double moe_forward(float* out, const MoeActs& a, const float* x, const MoeTensor
     std::vector<int32_t> cursor(start, start + E);  // E ints, once per layer call
     for (int64_t i = 0; i < N * k; ++i) a.rows[cursor[size_t(a.ids[i])]++] = int32_t(i);
   }
+  for (int64_t i = 0; i < N * k; ++i) a.pos[a.rows[i]] = int32_t(i);
 
-  std::memset(out, 0, size_t(N * D) * sizeof(float));
   float* xg = scratch.take(N * k * D);  // (N * k, D) tokens gathered by expert
-  for (int64_t i = 0; i < N * k; ++i) std::memcpy(xg + i * D, x + (a.rows[i] / k) * D, size_t(D) * sizeof(float));
+  parallel_rows(pool, N * k, D, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) std::memcpy(xg + i * D, x + (a.rows[i] / k) * D, size_t(D) * sizeof(float));
+  });
   for_each_expert(start, E, pool, [&](int64_t e, ThreadPool* p) {
     const int64_t s0 = start[e], n = start[e + 1] - start[e];
     const MlpTensors& we = w.experts[size_t(e)];
     mlp_forward(a.expert_y + s0 * D, expert_rows(a.expert, s0, we.inter), xg + s0 * D, we, n, D, p);
   });
-  for (int64_t i = 0; i < N * k; ++i) {
-    const int32_t r = a.rows[i];
-    const float g = a.weights[r];
-    float* o = out + (r / k) * D;
-    const float* y = a.expert_y + i * D;
-    for (int64_t c = 0; c < D; ++c) o[c] += g * y[c];
-  }
+  // Combine per token (slots in order), so tokens can run in parallel.
+  parallel_rows(pool, N, k * D, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      float* o = out + t * D;
+      std::memset(o, 0, size_t(D) * sizeof(float));
+      for (int64_t j = 0; j < k; ++j) {
+        const float g = a.weights[t * k + j];
+        const float* y = a.expert_y + int64_t(a.pos[t * k + j]) * D;
+        for (int64_t c = 0; c < D; ++c) o[c] += g * y[c];
+      }
+    }
+  });
   if (w.shared_experts.inter > 0) {
     float* ys = xg;  // (N, D) reuse
     mlp_forward(ys, a.shared, x, w.shared_experts, N, D, pool);
-    for (int64_t i = 0; i < N * D; ++i) out[i] += ys[i];
+    parallel_rows(pool, N, D, [&](int64_t t0, int64_t t1) {
+      for (int64_t i = t0 * D; i < t1 * D; ++i) out[i] += ys[i];
+    });
   }
 
   double balance = 0.0;
@@ -201,20 +211,22 @@ void moe_backward(float* dx, const MoeTensors& dw, const float* dout, const floa
   float* xg = scratch.take(N * k * D);    // (N * k, D) gathered inputs
   float* dyg = scratch.take(N * k * D);   // (N * k, D) gathered output gradients
   float* dxg = scratch.take(N * k * D);   // (N * k, D) gathered input gradients
-  for (int64_t i = 0; i < N * k; ++i) {
-    const int32_t r = a.rows[i];
-    const float* g_out = dout + (r / k) * D;
-    const float* y = a.expert_y + i * D;
-    const float g = a.weights[r];
-    std::memcpy(xg + i * D, x + (r / k) * D, size_t(D) * sizeof(float));
-    float dg = 0.f;
-    for (int64_t c = 0; c < D; ++c) {
-      dyg[i * D + c] = g * g_out[c];
-      dg += g_out[c] * y[c];
+  parallel_rows(pool, N * k, 3 * D, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int32_t r = a.rows[i];
+      const float* g_out = dout + (r / k) * D;
+      const float* y = a.expert_y + i * D;
+      const float g = a.weights[r];
+      std::memcpy(xg + i * D, x + (r / k) * D, size_t(D) * sizeof(float));
+      float dg = 0.f;
+      for (int64_t c = 0; c < D; ++c) {
+        dyg[i * D + c] = g * g_out[c];
+        dg += g_out[c] * y[c];
+      }
+      dweights[r] = dg;
+      std::memset(dxg + i * D, 0, size_t(D) * sizeof(float));
     }
-    dweights[r] = dg;
-  }
-  std::memset(dxg, 0, size_t(N * k * D) * sizeof(float));
+  });
   {
     // Each expert's temporaries are its own rows of (N * k, I) buffers, so experts can run at once.
     const int64_t I = w.experts.empty() ? 0 : w.experts[0].inter;
@@ -227,11 +239,15 @@ void moe_backward(float* dx, const MoeTensors& dw, const float* dout, const floa
                         expert_rows(a.expert, s0, we.inter), we, n, D, dact + s0 * I, dup + s0 * I, p);
     });
   }
-  for (int64_t i = 0; i < N * k; ++i) {
-    float* o = dx + (a.rows[i] / k) * D;
-    const float* g = dxg + i * D;
-    for (int64_t c = 0; c < D; ++c) o[c] += g[c];
-  }
+  parallel_rows(pool, N, k * D, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      float* o = dx + t * D;
+      for (int64_t j = 0; j < k; ++j) {
+        const float* g = dxg + int64_t(a.pos[t * k + j]) * D;
+        for (int64_t c = 0; c < D; ++c) o[c] += g[c];
+      }
+    }
+  });
 
   // Router: weights → scores → logits. The selection (top-k on scores + bias) is piecewise constant.
   float* dlogits = scratch.take(N * E);  // (N, E), dscores first
