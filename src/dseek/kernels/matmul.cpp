@@ -9,6 +9,7 @@
 #include "dseek/kernels/cpu_features.h"
 #include "dseek/kernels/matmul_kernels.h"
 #include "dseek/kernels/matmul_quant.h"
+#include "dseek/kernels/vec.h"
 
 namespace dseek {
 
@@ -388,20 +389,21 @@ void matmul(float* y, const float* x, const MatView& w, int64_t B, ThreadPool* p
 }
 
 void matmul_transposed(float* y, const float* x, const MatView& w, int64_t B) {
+  // y[b] = sum_n x[b, n] * W[n, :]: SIMD row updates (vec_axpy). Batch rows go in tiles so the
+  // tile's outputs stay in cache while every weight row is decoded once per tile.
   const int64_t N = w.rows, K = w.cols;
   for (int64_t i = 0; i < B * K; ++i) y[i] = 0.f;
   constexpr int64_t kChunk = 256;  // decode a row piecewise into a fixed stack buffer
-  float buf[kChunk];
-  for (int64_t n = 0; n < N; ++n) {
-    for (int64_t k0 = 0; k0 < K; k0 += kChunk) {
-      const int64_t kn = std::min(kChunk, K - k0);
-      dequantize_row_range(buf, w, n, k0, kn);
-      for (int64_t b = 0; b < B; ++b) {
-        const float xv = x[b * N + n];
-        float* yb = y + b * K + k0;
-        for (int64_t k = 0; k < kn; ++k) yb[k] += xv * buf[k];
+  constexpr int64_t kTile = 16;
+  alignas(64) float buf[kChunk];
+  for (int64_t b0 = 0; b0 < B; b0 += kTile) {
+    const int64_t b1 = std::min(B, b0 + kTile);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k0 = 0; k0 < K; k0 += kChunk) {
+        const int64_t kn = std::min(kChunk, K - k0);
+        dequantize_row_range(buf, w, n, k0, kn);
+        for (int64_t b = b0; b < b1; ++b) vec_axpy(y + b * K + k0, x[b * N + n], buf, kn);
       }
-    }
   }
 }
 
