@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "dseek/core/error.h"
+#include "dseek/kernels/gemm.h"
 #include "dseek/kernels/matmul.h"
 #include "dseek/kernels/rmsnorm.h"
 #include "dseek/kernels/rope.h"
@@ -50,6 +51,9 @@ MlaParams MlaParams::from_config(const ModelConfig& c) {
 }
 
 namespace {
+
+// Sequences with at least this many tokens in a call attend through GEMMs (attend_prefill_gemm).
+constexpr int64_t kPrefillGemmTokens = 8;
 
 float dot(const float* a, const float* b, int64_t n) {
   float s = 0.f;
@@ -124,6 +128,42 @@ void for_each_run(const LayerRows& rows, int64_t n, const Fn& fn) {
 
 }  // namespace
 
+namespace {
+
+// Prefill attention of sequence sq as GEMMs (absorbed MLA): its cache rows [0, end) are gathered
+// contiguous, then per tile of query rows (t, h): scores = q_lat · c_kvᵀ + q_pe · k_peᵀ, causal
+// (and V3.2-sparse) softmax, o_lat = P · c_kv. Scores above a row's position are computed and
+// discarded: cheaper than splitting the tile.
+void attend_prefill_gemm(int64_t sq, const TokenBatch& b, const MlaParams& p, const LayerRows& rows, Workspace& ws,
+                         const uint8_t* const* allowed) {
+  const int64_t H = p.n_heads, nope = p.qk_nope_head_dim, rope = p.qk_rope_head_dim;
+  const int64_t R = p.kv_lora_rank, L = p.latent_dim(), qkd = p.qk_head_dim();
+  const int64_t t0 = b.seq_first[sq], t1 = b.seq_first[sq + 1];
+  const int64_t end = b.pos[t1 - 1] + 1;
+  float* kv = ws.prefill_kv.data();
+  for_each_run(rows, end, [&](int64_t j0, const float* row, int64_t m) {
+    std::memcpy(kv + j0 * L, row, size_t(m * L) * sizeof(float));
+  });
+  const float* q = ws.q.data();
+  for (int64_t r0 = t0 * H; r0 < t1 * H; r0 += Workspace::kPrefillTile) {
+    const int64_t mt = std::min(Workspace::kPrefillTile, t1 * H - r0);
+    const int64_t n_keys = b.pos[(r0 + mt - 1) / H] + 1;
+    float* S = ws.prefill_scores.data();  // (mt, n_keys)
+    gemm_f32(GemmLayout::kNT, S, n_keys, ws.q_lat.data() + r0 * R, R, kv, L, mt, R, n_keys, false, ws.pool);
+    gemm_f32(GemmLayout::kNT, S, n_keys, q + r0 * qkd + nope, qkd, kv + R, L, mt, rope, n_keys, true, ws.pool);
+    for (int64_t i = 0; i < mt; ++i) {
+      const int64_t t = (r0 + i) / H, n = b.pos[t] + 1;
+      float* s = S + i * n_keys;
+      for (int64_t j = 0; j < n; ++j) s[j] *= p.softmax_scale;
+      masked_softmax(s, n, allowed ? allowed[t] : nullptr);
+      std::fill(s + n, s + n_keys, 0.f);
+    }
+    gemm_f32(GemmLayout::kNN, ws.o_lat.data() + r0 * R, R, S, n_keys, kv, L, mt, n_keys, R, false, ws.pool);
+  }
+}
+
+}  // namespace
+
 void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaParams& p, const LayerRows* rows,
                 AttnImpl impl, Workspace& ws, const uint8_t* const* allowed) {
   const int64_t H = p.n_heads, nope = p.qk_nope_head_dim, rope = p.qk_rope_head_dim, vd = p.v_head_dim;
@@ -144,11 +184,17 @@ void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaP
       for (int64_t t = 0; t < T; ++t) std::memcpy(ws.q_lat.data() + (t * H + h) * R, lat + t * R, size_t(R) * sizeof(float));
     });
     // 2. Attention of every (query, head) against its sequence's latent cache rows [0, pos].
+    //    A sequence with many tokens in this call (prefill) runs as GEMMs over its gathered rows;
+    //    decode rows (and short chunks) run row by row.
+    auto use_gemm = [&](int64_t sq) {
+      return !ws.prefill_kv.empty() && b.seq_first[sq + 1] - b.seq_first[sq] >= kPrefillGemmTokens;
+    };
     const int64_t score_off = T * std::max(nope, R) + T * std::max(R, vd);
     auto attend = [&](int tid, int64_t r0, int64_t r1) {
       float* s = ws.thread_scratch(tid) + score_off;
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t t = r / H, n = b.pos[t] + 1;  // r = t * H + h
+        if (use_gemm(b.seq[t])) continue;
         const LayerRows& kv = rows[b.seq[t]];
         const float* ql = ws.q_lat.data() + r * R;
         const float* q_pe = q + r * qkd + nope;
@@ -169,6 +215,8 @@ void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaP
       pool->parallel_for_tid(T * H, attend);
     else
       attend(0, 0, T * H);
+    for (int64_t sq = 0; sq < b.n_seqs; ++sq)
+      if (use_gemm(sq)) attend_prefill_gemm(sq, b, p, rows[sq], ws, allowed);
     // 3. attn[t, h] = W_UV[h] · o_lat[t, h].
     run_heads(ws, H, [&](float* scratch, int64_t h) {
       const MatView w_uv = w.kv_b_proj.slice_rows(h * (nope + vd) + nope, vd);

@@ -30,6 +30,10 @@ Workspace::Workspace(const ModelConfig& c, int64_t T, int64_t ctx, ThreadPool* p
   thread_stride = (thread_stride + 15) / 16 * 16;  // keep each thread's slice on its own cache lines
   attn_scratch.resize(sz(n_threads * thread_stride));
   attn.resize(sz(T * H * c.v_head_dim));
+  if (T > 1) {
+    prefill_kv.resize(sz(ctx * c.kv_latent_dim()));
+    prefill_scores.resize(sz(kPrefillTile * ctx));
+  }
   scores.resize(sz(ctx));
   rope_cs.resize(sz(std::max(c.qk_rope_head_dim, c.index_head_dim)));
   if (naive_attention) {

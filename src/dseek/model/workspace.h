@@ -48,6 +48,11 @@ struct Workspace {
   int n_threads = 1;
   float* thread_scratch(int tid) { return attn_scratch.data() + tid * thread_stride; }
   std::vector<float> attn;       // (T, H * v_head_dim)
+  // Prefill attention as GEMMs (mla_attend): one sequence's cache rows gathered contiguous
+  // (max_context, latent_dim) and the scores of a tile of query rows (kPrefillTile, max_context).
+  static constexpr int64_t kPrefillTile = 64;
+  std::vector<float> prefill_kv;
+  std::vector<float> prefill_scores;
   std::vector<float> scores;     // (max_context) indexer scores of one query
   std::vector<float> rope_cs;    // (qk_rope_head_dim): cos | sin
   std::vector<float> ctx_ckv;    // naive path: (max_context, kv_lora_rank) gathered c_kv
