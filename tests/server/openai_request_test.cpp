@@ -177,6 +177,12 @@ TEST(OpenAIRequest, MalformedJsonNamesTheByte) {
   EXPECT_NE(e.message.find("at byte offset 14"), std::string::npos) << e.message;
   e = chat_error("");
   EXPECT_NE(e.message.find("at byte offset 0"), std::string::npos) << e.message;
+  // A number beyond double's range is nlohmann's out_of_range, not a parse_error (found by fuzzing).
+  e = chat_error(R"({"s": "1e999", "temperature": 1e999})");
+  EXPECT_EQ(e.code, "invalid_json");
+  EXPECT_NE(e.message.find("at byte offset 30"), std::string::npos) << e.message;
+  e = completion_error("1110e1110e2");
+  EXPECT_EQ(e.code, "invalid_json");
   e = chat_error("[1, 2]");
   EXPECT_NE(e.message.find("must be a JSON object"), std::string::npos) << e.message;
   e = chat_error("{\"messages\": \"\xFF\"}");  // invalid UTF-8 in a string

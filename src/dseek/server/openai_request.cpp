@@ -46,6 +46,28 @@ void check_depth(std::string_view body) {
   }
 }
 
+// Offset of the first occurrence of `token` in `body` that does not start inside a string literal.
+size_t find_outside_strings(std::string_view body, std::string_view token) {
+  bool in_string = false, escaped = false;
+  for (size_t i = 0; i < body.size(); ++i) {
+    const char c = body[i];
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (body.substr(i, token.size()) == token) {
+      return i;
+    }
+  }
+  return std::string_view::npos;
+}
+
 Json parse_body(std::string_view body) {
   check_depth(body);
   Json j;
@@ -60,6 +82,21 @@ Json parse_body(std::string_view body) {
     const size_t offset = e.byte > 0 ? e.byte - 1 : 0;
     fail("could not parse the JSON body at byte offset " + std::to_string(offset) + ": " + detail, "",
          "invalid_json");
+  } catch (const Json::out_of_range& e) {
+    // A number literal beyond double's range ("1e999") is out_of_range 406, which carries no
+    // offset; the message quotes the literal, so find it outside strings.
+    std::string detail = e.what();
+    if (const size_t tag = detail.find("] "); tag != std::string::npos) detail.erase(0, tag + 2);
+    std::string where;
+    const size_t q = detail.find('\'');
+    const size_t q2 = q == std::string::npos ? q : detail.find('\'', q + 1);
+    if (q2 != std::string::npos && q2 > q + 1) {
+      if (const size_t at = find_outside_strings(body, std::string_view(detail).substr(q + 1, q2 - q - 1));
+          at != std::string_view::npos) {
+        where = " at byte offset " + std::to_string(at);
+      }
+    }
+    fail("could not parse the JSON body" + where + ": " + detail, "", "invalid_json");
   }
   if (!j.is_object()) fail("the request body must be a JSON object", "", "invalid_type");
   return j;
