@@ -94,8 +94,7 @@ void mla_forward(float* out, const MlaActs& a, const float* x, const MlaTensors&
       }
       for (int64_t t = 0; t < T; ++t) {
         float* p = P + t * T;
-        for (int64_t j = 0; j <= t; ++j) p[j] *= d.softmax_scale;
-        softmax_inplace(p, t + 1);
+        softmax_scaled_inplace(p, t + 1, d.softmax_scale);
         for (int64_t j = t + 1; j < T; ++j) p[j] = 0.f;
       }
       for (int64_t r0 = 0; r0 < T; r0 += kCausalBlock) {

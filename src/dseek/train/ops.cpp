@@ -44,13 +44,28 @@ namespace {
 // in block order) is the same for every thread count.
 constexpr int64_t kNormRowBlock = 32;
 
+// Σ a[i] b[i] c[i] (c null: Σ a[i] b[i]) in double over 8 partial sums, which the compiler vectorizes
+// (a single double accumulator is a serial chain).
+[[gnu::always_inline]] inline double dot_double(const float* a, const float* b, const float* c, int64_t n) {
+  constexpr int kLanes = 8;
+  double acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) acc[j] += double(a[i + j]) * b[i + j] * (c ? c[i + j] : 1.f);
+  double s = 0.0;
+  for (int j = 0; j < kLanes; ++j) s += acc[j];
+  for (; i < n; ++i) s += double(a[i]) * b[i] * (c ? c[i] : 1.f);
+  return s;
+}
+
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("O3")))
 void rmsnorm_forward_rows(float* out, float* rstd, const float* x, const float* weight, int64_t n0, int64_t n1,
                           int64_t C, float eps) {
   for (int64_t n = n0; n < n1; ++n) {
     const float* xn = x + n * C;
     float* on = out + n * C;
-    double ss = 0.0;  // as kernels/rmsnorm.cpp: double sum of squares, float scale
-    for (int64_t i = 0; i < C; ++i) ss += double(xn[i]) * xn[i];
+    // As kernels/rmsnorm.cpp: double sum of squares (here in 8 partial sums), float scale.
+    const double ss = dot_double(xn, xn, nullptr, C);
     const float r = float(1.0 / std::sqrt(ss / double(C) + double(eps)));
     rstd[n] = r;
     for (int64_t i = 0; i < C; ++i) on[i] = (xn[i] * r) * weight[i];
@@ -58,6 +73,7 @@ void rmsnorm_forward_rows(float* out, float* rstd, const float* x, const float* 
 }
 
 // Rows [n0, n1); dweight contributions go to dw_part (C), which the caller sums.
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("O3")))
 void rmsnorm_backward_rows(float* dx, float* dw_part, const float* dout, const float* x, const float* weight,
                            const float* rstd, int64_t n0, int64_t n1, int64_t C) {
   // y_i = x_i r w_i, r = (mean(x²) + eps)^(-1/2), dr/dx_j = -r³ x_j / C:
@@ -67,8 +83,7 @@ void rmsnorm_backward_rows(float* dx, float* dw_part, const float* dout, const f
     const float* g = dout + n * C;
     float* dxn = dx + n * C;
     const float r = rstd[n];
-    double dot = 0.0;
-    for (int64_t i = 0; i < C; ++i) dot += double(g[i]) * weight[i] * xn[i];
+    const double dot = dot_double(g, weight, xn, C);
     const float k = float(dot * double(r) * double(r) * double(r) / double(C));
     for (int64_t i = 0; i < C; ++i) {
       dxn[i] += r * weight[i] * g[i] - k * xn[i];
@@ -162,7 +177,42 @@ void swiglu_backward_overwrite_range(float* dact, float* dup, const float* gate,
   }
 }
 
+// Causal attention rows (the loop of mla_forward): x (n) <- softmax(scale · x). exp_vec and 16 partial
+// maxima / sums so the loops vectorize; scores are finite (no -inf masking in training).
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("O3")))
+void softmax_scaled_range(float* x, int64_t n, float scale) {
+  constexpr int kLanes = 16;
+  float mx[kLanes];
+  for (int j = 0; j < kLanes; ++j) mx[j] = x[0];
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) mx[j] = std::max(mx[j], x[i + j]);
+  float m = mx[0];
+  for (int j = 1; j < kLanes; ++j) m = std::max(m, mx[j]);
+  for (; i < n; ++i) m = std::max(m, x[i]);
+  float sums[kLanes] = {};
+  i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) {
+      const float e = exp_vec((x[i + j] - m) * scale);
+      x[i + j] = e;
+      sums[j] += e;
+    }
+  double sum = 0.0;
+  for (int j = 0; j < kLanes; ++j) sum += sums[j];
+  for (; i < n; ++i) {
+    x[i] = exp_vec((x[i] - m) * scale);
+    sum += x[i];
+  }
+  const float inv = float(1.0 / sum);
+  for (i = 0; i < n; ++i) x[i] *= inv;
+}
+
 }  // namespace
+
+void softmax_scaled_inplace(float* x, int64_t n, float scale) {
+  if (n > 0) softmax_scaled_range(x, n, scale);
+}
 
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t n, ThreadPool* pool) {
   parallel_rows(pool, n, 8, [&](int64_t i0, int64_t i1) { swiglu_forward_range(out, gate, up, i0, i1); });

@@ -46,6 +46,9 @@ void swiglu_backward(float* dgate, float* dup, const float* dout, const float* g
 void swiglu_backward_overwrite(float* dact, float* dup, const float* gate, const float* up, int64_t n,
                                ThreadPool* pool = nullptr);
 
+// x (n) <- softmax(scale · x) for finite x (scale > 0), exp as SwiGLU's; the attention rows.
+void softmax_scaled_inplace(float* x, int64_t n, float scale);
+
 // Interleaved RoPE of one vector x (2 * half) in place: pairs (x[2i], x[2i+1]) rotated by the angle
 // whose (scaled) cos/sin are given, as kernels/rope.h rope_apply_interleaved.
 void rope_forward(float* x, const float* cos, const float* sin, int64_t half);
