@@ -2,8 +2,10 @@
 // _backward needs; gradients d<x> are accumulated with += unless a comment says "overwrites".
 //
 // N = rows (tokens, B*T flattened), C = channels of the op, V = vocab_size.
-// Arithmetic of the forwards matches the inference kernels (kernels/rmsnorm, softmax, rope), so the
-// training forward and `dseek run` agree on the same checkpoint (tests/train/loss_equality_test.cpp).
+// The forwards compute what the inference kernels (kernels/rmsnorm, softmax, rope) compute, but not
+// bit for bit: products run on the training GEMM (FMA, blocked sums), exp is a vectorized polynomial
+// in SwiGLU and the attention softmax, RMSNorm sums in 8 partial double sums. The loss-equality tests
+// (tests/train/train_model_test.cpp) bound training vs `dseek run` on the same checkpoint (≤ 1e-4).
 #pragma once
 
 #include <cstdint>
