@@ -1,9 +1,10 @@
-// Helpers shared by test files: scratch directories and assertions on dseek::Error messages.
+// Helpers shared by test files: scratch directories, small files, assertions on dseek::Error messages.
 #pragma once
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <fstream>
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -18,6 +19,12 @@ inline std::string make_temp_dir(const std::string& tag = "dseek") {
   std::string tmpl = ::testing::TempDir() + "/" + tag + "_XXXXXX";
   if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + tmpl);
   return tmpl;
+}
+
+// Writes text to path (truncating), as tests set up config and data files.
+inline void write_text(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
 }
 
 // The message of the dseek::Error fn throws, or "<no error>".

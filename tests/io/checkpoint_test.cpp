@@ -19,12 +19,8 @@ namespace dseek {
 namespace {
 
 using test::make_temp_dir;
+using test::write_text;
 using test::expect_error;
-
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-}
 
 // Test tensors whose contents identify them: element i of tensor k is k * 1000 + i.
 struct Fixture {

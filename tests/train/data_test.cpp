@@ -19,13 +19,9 @@ namespace {
 
 using test::make_temp_dir;
 using test::error_of;
+using test::write_text;
 
 namespace fs = std::filesystem;
-
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-}
 
 class DataTest : public ::testing::Test {
  protected:

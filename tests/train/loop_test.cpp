@@ -26,13 +26,9 @@ namespace {
 
 using test::make_temp_dir;
 using test::error_of;
+using test::write_text;
 
 namespace fs = std::filesystem;
-
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-}
 
 // Six small documents of English-like text (a learnable byte stream).
 void write_corpus(const std::string& dir) {
@@ -177,7 +173,6 @@ TEST_F(LoopTest, KillAndResumeIsBitIdentical) {
   empty.train.out_dir = dir_ + "/empty";
   EXPECT_NE(error_of([&] { run_fake(empty, true, -1); }).find("no checkpoint"), std::string::npos);
 }
-
 
 // ---- The real TrainModel on a tiny DeepSeek-V3 config (1 dense + 1 MoE layer, MTP depth 1). ----
 

@@ -44,10 +44,6 @@ struct Channel {
   }
 };
 
-ApiError api_error(int status, std::string type, std::string message, std::string param = {}, std::string code = {}) {
-  return ApiError(status, std::move(type), std::move(message), std::move(param), std::move(code));
-}
-
 std::string random_id(const char* prefix) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   char buf[32];
@@ -72,12 +68,12 @@ struct Job {
 
 void fill_common(Job& job, const RequestCommon& rc, const std::vector<int32_t>& prompt, int64_t ctx) {
   if (rc.logprobs || rc.top_logprobs > 0)
-    throw api_error(400, "invalid_request_error", "logprobs are not supported by this server yet", "logprobs",
+    throw ApiError(400, "invalid_request_error", "logprobs are not supported by this server yet", "logprobs",
                     "unsupported_parameter");
   const int64_t n = int64_t(prompt.size());
-  if (n == 0) throw api_error(400, "invalid_request_error", "the prompt is empty", "prompt", "invalid_value");
+  if (n == 0) throw ApiError(400, "invalid_request_error", "the prompt is empty", "prompt", "invalid_value");
   if (n >= ctx)
-    throw api_error(400, "invalid_request_error",
+    throw ApiError(400, "invalid_request_error",
                     "This model's maximum context length is " + std::to_string(ctx) + " tokens. However, your prompt has " +
                         std::to_string(n) + " tokens, leaving no room for the completion.",
                     "messages", "context_length_exceeded");
@@ -145,11 +141,11 @@ void HttpServer::routes() {
   // Counts every response and gives errors that no handler wrote (404, 413, ...) an OpenAI body.
   s.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (res.body.empty()) {
-      ApiError e = res.status == 404   ? api_error(404, "not_found_error", "no such endpoint: " + req.method + " " + req.path)
-                   : res.status == 413 ? api_error(413, "invalid_request_error",
+      ApiError e = res.status == 404   ? ApiError(404, "not_found_error", "no such endpoint: " + req.method + " " + req.path)
+                   : res.status == 413 ? ApiError(413, "invalid_request_error",
                                                    "the request body exceeds " + std::to_string(opts_.max_body_bytes) +
                                                        " bytes", {}, "request_too_large")
-                                       : api_error(res.status, "invalid_request_error", "HTTP error " +
+                                       : ApiError(res.status, "invalid_request_error", "HTTP error " +
                                                                                            std::to_string(res.status));
       res.set_content(error_body(e), "application/json");
     }
@@ -168,14 +164,14 @@ void HttpServer::routes() {
       what = e.what();
     } catch (...) {
     }
-    set_json(res, 500, error_body(api_error(500, "server_error", what)));
+    set_json(res, 500, error_body(ApiError(500, "server_error", what)));
   });
   s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (opts_.api_key.empty() || req.path.rfind("/v1/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
     if (req.get_header_value("Authorization") == "Bearer " + opts_.api_key)
       return httplib::Server::HandlerResponse::Unhandled;
     set_json(res, 401,
-             error_body(api_error(401, "invalid_request_error", "invalid or missing API key (Authorization: Bearer ...)",
+             error_body(ApiError(401, "invalid_request_error", "invalid or missing API key (Authorization: Bearer ...)",
                                   {}, "invalid_api_key")));
     return httplib::Server::HandlerResponse::Handled;
   });
@@ -195,7 +191,7 @@ void HttpServer::routes() {
   });
   s.Get("/v1/models/(.+)", [this](const httplib::Request& req, httplib::Response& res) {
     if (req.matches[1] != opts_.model_id)
-      set_json(res, 404, error_body(api_error(404, "invalid_request_error",
+      set_json(res, 404, error_body(ApiError(404, "invalid_request_error",
                                               "The model '" + std::string(req.matches[1]) + "' does not exist", "model",
                                               "model_not_found")));
     else
@@ -204,7 +200,7 @@ void HttpServer::routes() {
 
   auto check_model = [this](const std::string& model) {
     if (!model.empty() && model != opts_.model_id)
-      throw api_error(404, "invalid_request_error",
+      throw ApiError(404, "invalid_request_error",
                       "The model '" + model + "' does not exist; this server serves '" + opts_.model_id + "'", "model",
                       "model_not_found");
   };
@@ -218,10 +214,10 @@ void HttpServer::routes() {
     try {
       id = engine_.submit(job.req);
     } catch (const EngineBusy& e) {
-      if (e.stopping) throw api_error(503, "server_error", e.what(), {}, "server_shutting_down");
-      throw api_error(429, "rate_limit_error", e.what(), {}, "queue_full");
+      if (e.stopping) throw ApiError(503, "server_error", e.what(), {}, "server_shutting_down");
+      throw ApiError(429, "rate_limit_error", e.what(), {}, "queue_full");
     } catch (const Error& e) {
-      throw api_error(400, "invalid_request_error", e.what());
+      throw ApiError(400, "invalid_request_error", e.what());
     }
     const std::string rid = random_id(job.chat ? "chatcmpl-" : "cmpl-");
     const int64_t created = now_seconds();
@@ -240,8 +236,8 @@ void HttpServer::routes() {
           text += e->text;
         if (!e->done) continue;
         if (e->finish_reason == "error")
-          throw api_error(500, "server_error", "generation failed: " + e->error);
-        if (e->finish_reason == "cancelled") throw api_error(503, "server_error", "the request was cancelled", {}, "cancelled");
+          throw ApiError(500, "server_error", "generation failed: " + e->error);
+        if (e->finish_reason == "cancelled") throw ApiError(503, "server_error", "the request was cancelled", {}, "cancelled");
         const Usage u{e->prompt_tokens, e->completion_tokens, e->cached_prompt_tokens};
         if (job.chat) {
           message.append(parser->finish());
@@ -289,7 +285,7 @@ void HttpServer::routes() {
           if (!e->done) return true;
           st->finished = true;
           if (e->finish_reason == "error" || e->finish_reason == "cancelled") {
-            json err = json::parse(error_body(api_error(500, "server_error", "generation failed: " +
+            json err = json::parse(error_body(ApiError(500, "server_error", "generation failed: " +
                                                                             (e->error.empty() ? e->finish_reason : e->error))));
             send(err);
           } else {
@@ -318,7 +314,7 @@ void HttpServer::routes() {
   auto guarded = [this](auto&& body) {
     return [this, body](const httplib::Request& req, httplib::Response& res) {
       try {
-        if (stopping_) throw api_error(503, "server_error", "the server is shutting down", {}, "server_shutting_down");
+        if (stopping_) throw ApiError(503, "server_error", "the server is shutting down", {}, "server_shutting_down");
         body(req, res);
       } catch (const ApiError& e) {
         set_json(res, e.status, error_body(e));
@@ -330,7 +326,7 @@ void HttpServer::routes() {
     ChatRequest cr = parse_chat_request(req.body);
     check_model(cr.model);
     if (!template_)
-      throw api_error(400, "invalid_request_error",
+      throw ApiError(400, "invalid_request_error",
                       "this model has no chat template (tokenizer_config.json); use /v1/completions", "messages",
                       "no_chat_template");
     json messages = cr.messages;
@@ -352,7 +348,7 @@ void HttpServer::routes() {
     try {
       text = template_->render(messages, cr.add_generation_prompt, tools);
     } catch (const Error& e) {
-      throw api_error(400, "invalid_request_error", std::string("the chat template rejected the messages: ") + e.what(),
+      throw ApiError(400, "invalid_request_error", std::string("the chat template rejected the messages: ") + e.what(),
                       "messages");
     }
     Job job;
@@ -372,7 +368,7 @@ void HttpServer::routes() {
     } else {
       for (size_t i = 0; i < prompt.size(); ++i)
         if (prompt[i] < 0 || size_t(prompt[i]) >= tokenizer_.vocab_size())
-          throw api_error(400, "invalid_request_error",
+          throw ApiError(400, "invalid_request_error",
                           "prompt token " + std::to_string(prompt[i]) + " at index " + std::to_string(i) +
                               " is outside the vocabulary",
                           "prompt", "invalid_value");

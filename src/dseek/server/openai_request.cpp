@@ -17,10 +17,10 @@ using Json = nlohmann::ordered_json;
 
 std::string quoted(const std::string& param) { return "'" + param + "'"; }
 
-// Refuses nesting deeper than kMaxJsonDepth before nlohmann builds (and later recursively walks)
-// the tree. Brackets inside strings do not count.
-void check_depth(std::string_view body) {
-  int depth = 0;
+// Calls fn(i) for every byte offset of `body` outside JSON string literals (the quotes
+// themselves included); stops early when fn returns false.
+template <class Fn>
+void for_each_outside_strings(std::string_view body, const Fn& fn) {
   bool in_string = false, escaped = false;
   for (size_t i = 0; i < body.size(); ++i) {
     const char c = body[i];
@@ -34,7 +34,19 @@ void check_depth(std::string_view body) {
       }
     } else if (c == '"') {
       in_string = true;
-    } else if (c == '[' || c == '{') {
+    } else if (!fn(i)) {
+      return;
+    }
+  }
+}
+
+// Refuses nesting deeper than kMaxJsonDepth before nlohmann builds (and later recursively walks)
+// the tree. Brackets inside strings do not count.
+void check_depth(std::string_view body) {
+  int depth = 0;
+  for_each_outside_strings(body, [&](size_t i) {
+    const char c = body[i];
+    if (c == '[' || c == '{') {
       if (++depth > kMaxJsonDepth) {
         fail("JSON body nests deeper than " + std::to_string(kMaxJsonDepth) + " levels at byte " +
                  std::to_string(i),
@@ -43,29 +55,19 @@ void check_depth(std::string_view body) {
     } else if (c == ']' || c == '}') {
       --depth;
     }
-  }
+    return true;
+  });
 }
 
 // Offset of the first occurrence of `token` in `body` that does not start inside a string literal.
 size_t find_outside_strings(std::string_view body, std::string_view token) {
-  bool in_string = false, escaped = false;
-  for (size_t i = 0; i < body.size(); ++i) {
-    const char c = body[i];
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (body.substr(i, token.size()) == token) {
-      return i;
-    }
-  }
-  return std::string_view::npos;
+  size_t found = std::string_view::npos;
+  for_each_outside_strings(body, [&](size_t i) {
+    if (body.substr(i, token.size()) != token) return true;
+    found = i;
+    return false;
+  });
+  return found;
 }
 
 Json parse_body(std::string_view body) {

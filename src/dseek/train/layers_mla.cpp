@@ -23,6 +23,19 @@ namespace {
 // less efficient).
 constexpr int64_t kCausalBlock = 64;
 
+// Sequence b, head h's attention operands, gathered contiguous for the GEMMs: q_h (T, qkd),
+// k_h = [k_nope_h | k_pe] (T, qkd) and v_h (T, vd).
+void gather_head(float* qh, float* kh, float* vh, const MlaActs& a, const MlaDims& d, int64_t b, int64_t h, int64_t T) {
+  const int64_t H = d.H, nope = d.nope, rope = d.rope, vd = d.vd, qkd = d.qk_head_dim(), kvd = nope + vd;
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t n = b * T + t;
+    std::memcpy(qh + t * qkd, a.q + (n * H + h) * qkd, size_t(qkd) * sizeof(float));
+    std::memcpy(kh + t * qkd, a.kv + (n * H + h) * kvd, size_t(nope) * sizeof(float));
+    std::memcpy(kh + t * qkd + nope, a.k_pe + n * rope, size_t(rope) * sizeof(float));
+    std::memcpy(vh + t * vd, a.kv + (n * H + h) * kvd + nope, size_t(vd) * sizeof(float));
+  }
+}
+
 }  // namespace
 
 void plan_mla_acts(MlaActs& a, FloatArena& arena, const MlaDims& d, int64_t B, int64_t T) {
@@ -80,13 +93,7 @@ void mla_forward(float* out, const MlaActs& a, const float* x, const MlaTensors&
     float* oh = vh + T * vd;   // (T, vd)
     for (int64_t bh = i0; bh < i1; ++bh) {
       const int64_t b = bh / H, h = bh % H;
-      for (int64_t t = 0; t < T; ++t) {
-        const int64_t n = b * T + t;
-        std::memcpy(qh + t * qkd, a.q + (n * H + h) * qkd, size_t(qkd) * sizeof(float));
-        std::memcpy(kh + t * qkd, a.kv + (n * H + h) * kvd, size_t(nope) * sizeof(float));
-        std::memcpy(kh + t * qkd + nope, a.k_pe + n * rope, size_t(rope) * sizeof(float));
-        std::memcpy(vh + t * vd, a.kv + (n * H + h) * kvd + nope, size_t(vd) * sizeof(float));
-      }
+      gather_head(qh, kh, vh, a, d, b, h, T);
       float* P = a.probs + bh * T * T;  // (T, T)
       for (int64_t r0 = 0; r0 < T; r0 += kCausalBlock) {  // rows [r0, r1) see keys [0, r1)
         const int64_t r1 = std::min(T, r0 + kCausalBlock);
@@ -140,14 +147,9 @@ void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const floa
     float* dS = dvh + T * vd;   // (T, T): dP, then the score gradient
     for (int64_t b = b0; b < b1; ++b)
       for (int64_t h = 0; h < H; ++h) {
-        for (int64_t t = 0; t < T; ++t) {
-          const int64_t n = b * T + t;
-          std::memcpy(qh + t * qkd, a.q + (n * H + h) * qkd, size_t(qkd) * sizeof(float));
-          std::memcpy(kh + t * qkd, a.kv + (n * H + h) * kvd, size_t(nope) * sizeof(float));
-          std::memcpy(kh + t * qkd + nope, a.k_pe + n * rope, size_t(rope) * sizeof(float));
-          std::memcpy(vh + t * vd, a.kv + (n * H + h) * kvd + nope, size_t(vd) * sizeof(float));
-          std::memcpy(doh + t * vd, d_o + (n * H + h) * vd, size_t(vd) * sizeof(float));
-        }
+        gather_head(qh, kh, vh, a, d, b, h, T);
+        for (int64_t t = 0; t < T; ++t)
+          std::memcpy(doh + t * vd, d_o + ((b * T + t) * H + h) * vd, size_t(vd) * sizeof(float));
         const float* P = a.probs + (b * H + h) * T * T;  // (T, T), zero above the diagonal
         for (int64_t r0 = 0; r0 < T; r0 += kCausalBlock) {
           const int64_t r1 = std::min(T, r0 + kCausalBlock);
