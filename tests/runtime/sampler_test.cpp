@@ -575,5 +575,74 @@ TEST(Sampler, ParamValidationNamesTheField) {
   EXPECT_THROW(s.reset(std::vector<int32_t>{0, 9}), Error);
 }
 
+// token_logprobs: log_softmax in double, against a direct computation; top list against a full
+// stable sort (logit descending, lowest id first among ties).
+constexpr double kLogprobTol = 1e-5;  // float result of a double log-sum-exp over V terms
+
+std::vector<double> log_softmax_ref(const std::vector<float>& l) {
+  double m = -kInf;
+  for (float x : l) m = std::max(m, double(x));
+  double z = 0;
+  for (float x : l) z += std::exp(double(x) - m);
+  std::vector<double> out;
+  for (float x : l) out.push_back(double(x) - m - std::log(z));
+  return out;
+}
+
+TEST(TokenLogprobs, MatchLogSoftmaxAndSortedTopList) {
+  for (const int64_t V : {1, 2, 7, 129280}) {
+    std::vector<float> l = random_logits(V, uint32_t(V), 4.0f);
+    if (V >= 7) l[3] = l[5] = *std::max_element(l.begin(), l.end()) + 1.0f;  // a tie at the top
+    const std::vector<double> ref = log_softmax_ref(l);
+    std::vector<int32_t> order(static_cast<size_t>(V));
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return l[size_t(a)] > l[size_t(b)]; });
+    for (const int top_n : {0, 1, 5, 20}) {
+      for (const int32_t tok : {int32_t(0), int32_t(V - 1), order[0]}) {
+        const TokenLogprobs lp = token_logprobs(l, tok, top_n);
+        EXPECT_EQ(lp.token, tok);
+        EXPECT_NEAR(lp.logprob, ref[size_t(tok)], kLogprobTol) << "V " << V << " token " << tok;
+        ASSERT_EQ(lp.n_top, std::min<int64_t>(top_n, V)) << "V " << V;
+        for (int32_t j = 0; j < lp.n_top; ++j) {
+          EXPECT_EQ(lp.top[size_t(j)].token, order[size_t(j)]) << "V " << V << " rank " << j;
+          EXPECT_NEAR(lp.top[size_t(j)].logprob, ref[size_t(order[size_t(j)])], kLogprobTol);
+          if (j > 0) {
+            EXPECT_GE(lp.top[size_t(j - 1)].logprob, lp.top[size_t(j)].logprob);
+          }
+        }
+      }
+    }
+    if (V >= 7) {
+      const TokenLogprobs lp = token_logprobs(l, 5, 2);
+      EXPECT_EQ(lp.top[0].token, 3);  // tied logits: the lower id first, as greedy picks it
+      EXPECT_EQ(lp.top[1].token, 5);
+    }
+  }
+  // A peaked row: the argmax has logprob ~0 and the sum of probabilities is 1.
+  std::vector<float> peaked = {0.0f, 30.0f, 1.0f, -2.0f};
+  EXPECT_NEAR(token_logprobs(peaked, 1, 0).logprob, 0.0, 1e-6);
+  double total = 0;
+  for (int32_t t = 0; t < 4; ++t) total += std::exp(double(token_logprobs(peaked, t, 0).logprob));
+  EXPECT_NEAR(total, 1.0, 1e-6);
+}
+
+TEST(TokenLogprobs, MaskedTokensAndBadInputs) {
+  std::vector<float> l = {1.0f, -kInf, 2.0f, -kInf};
+  const TokenLogprobs lp = token_logprobs(l, 1, 20);
+  EXPECT_EQ(lp.logprob, -kInf);
+  ASSERT_EQ(lp.n_top, 2);  // -inf logits are never among the alternatives
+  EXPECT_EQ(lp.top[0].token, 2);
+  EXPECT_EQ(lp.top[1].token, 0);
+  EXPECT_NEAR(lp.top[0].logprob, -std::log1p(std::exp(-1.0)), 1e-6);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THROW(token_logprobs(std::vector<float>{0, nan}, 0, 1), Error);
+  EXPECT_THROW(token_logprobs(std::vector<float>{0, kInf}, 0, 1), Error);
+  EXPECT_THROW(token_logprobs(std::vector<float>{-kInf, -kInf}, 0, 1), Error);
+  EXPECT_THROW(token_logprobs(l, 4, 1), Error);
+  EXPECT_THROW(token_logprobs(l, -1, 1), Error);
+  EXPECT_THROW(token_logprobs(l, 0, 21), Error);
+  EXPECT_THROW(token_logprobs(l, 0, -1), Error);
+}
+
 }  // namespace
 }  // namespace dseek

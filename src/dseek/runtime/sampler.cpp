@@ -277,4 +277,46 @@ void Sampler::distribution(std::span<const float> logits, std::span<float> probs
     probs[size_t(scratch_[size_t(j)].id)] = float(double(scratch_[size_t(j)].w) / kept.z);
 }
 
+TokenLogprobs token_logprobs(std::span<const float> logits, int32_t token, int top_n) {
+  const int64_t V = int64_t(logits.size());
+  if (token < 0 || token >= V)
+    throw Error("token_logprobs: token " + std::to_string(token) + " outside the vocabulary [0, " +
+                std::to_string(V) + ")");
+  if (top_n < 0 || top_n > kMaxTopLogprobs)
+    throw Error("token_logprobs: top_n must be in [0, " + std::to_string(kMaxTopLogprobs) + "], got " +
+                std::to_string(top_n));
+  TokenLogprobs out;
+  out.token = token;
+  // The top list stays sorted (logit descending, then id ascending) by insertion: top_n <= 20, and
+  // after the first few hundred ids almost every logit fails the comparison with the last entry.
+  const auto better = [](float a, int32_t ia, const TopLogprob& b) {
+    return a > b.logprob || (a == b.logprob && ia < b.token);
+  };
+  float max_logit = kNegInf;
+  for (int64_t i = 0; i < V; ++i) {
+    const float l = logits[size_t(i)];
+    if (std::isnan(l) || l == kPosInf)
+      throw Error("token_logprobs: logit " + std::to_string(i) + " is " + std::to_string(l));
+    max_logit = std::max(max_logit, l);
+    if (top_n == 0 || l == kNegInf) continue;
+    int32_t n = out.n_top;
+    if (n == top_n && !better(l, int32_t(i), out.top[size_t(n - 1)])) continue;
+    if (n < top_n) ++out.n_top;
+    else --n;  // the last entry drops out
+    while (n > 0 && better(l, int32_t(i), out.top[size_t(n - 1)])) {
+      out.top[size_t(n)] = out.top[size_t(n - 1)];
+      --n;
+    }
+    out.top[size_t(n)] = {int32_t(i), l};  // the raw logit for now
+  }
+  if (max_logit == kNegInf) throw Error("token_logprobs: every logit is -inf");
+  double sum = 0.0;
+  for (int64_t i = 0; i < V; ++i) sum += std::exp(double(logits[size_t(i)]) - double(max_logit));
+  const double lse = double(max_logit) + std::log(sum);  // sum >= 1: the maximum contributes exp(0)
+  out.logprob = float(double(logits[size_t(token)]) - lse);
+  for (int32_t j = 0; j < out.n_top; ++j)
+    out.top[size_t(j)].logprob = float(double(out.top[size_t(j)].logprob) - lse);
+  return out;
+}
+
 }  // namespace dseek

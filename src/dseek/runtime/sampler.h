@@ -8,6 +8,7 @@
 // V = vocab_size throughout.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -108,5 +109,31 @@ class Sampler {
 
   mutable std::vector<Candidate> scratch_;  // (V) candidates of select()
 };
+
+// Log-probabilities of generated tokens, as the OpenAI API reports them (`logprobs`,
+// `top_logprobs`). They are taken from the raw model distribution, log_softmax(logits) before
+// penalties, temperature and truncation (vLLM's default, "raw_logprobs"): it is defined for greedy
+// decoding too, and it is the same whichever sampler settings chose the token.
+
+// OpenAI's limit on top_logprobs (chat: 0..20; the legacy completions' 0..5 fits under it).
+inline constexpr int kMaxTopLogprobs = 20;
+
+struct TopLogprob {
+  int32_t token = -1;
+  float logprob = 0.0f;
+};
+
+struct TokenLogprobs {
+  int32_t token = -1;    // the generated token
+  float logprob = 0.0f;  // log_softmax(logits)[token]; -inf when its logit is -inf
+  int32_t n_top = 0;     // top[0, n_top) are the most likely tokens, most likely first, ties lowest id first
+  std::array<TopLogprob, kMaxTopLogprobs> top{};
+};
+
+// logits (V), unmodified model output. Returns log_softmax(logits)[token] and the top_n most
+// likely tokens (top_n in [0, kMaxTopLogprobs]; -inf logits never count, so fewer when fewer than
+// top_n are finite). The log-sum-exp is summed in double. Throws dseek::Error on a NaN or +inf
+// logit, every logit -inf, a token outside [0, V) or top_n out of range. Does not allocate.
+TokenLogprobs token_logprobs(std::span<const float> logits, int32_t token, int top_n);
 
 }  // namespace dseek
