@@ -5,12 +5,16 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <mutex>
+#include <numeric>
 
 #include "common/shared_dir.h"
 #include "dseek/runtime/generator.h"
+#include "dseek/runtime/kv_cache.h"
 
 namespace dseek {
 namespace {
@@ -23,6 +27,8 @@ struct Collector {
   std::condition_variable cv;
   std::string text;
   std::vector<int32_t> tokens;
+  std::vector<TokenLogprobs> logprobs;
+  int unaligned_logprob_events = 0;  // events whose logprobs are neither empty nor one per token
   EngineEvent last;
   int events = 0;
   bool done = false;
@@ -32,6 +38,8 @@ struct Collector {
       std::lock_guard lk(mu);
       text += e.text;
       tokens.insert(tokens.end(), e.tokens.begin(), e.tokens.end());
+      logprobs.insert(logprobs.end(), e.logprobs.begin(), e.logprobs.end());
+      if (!e.logprobs.empty() && e.logprobs.size() != e.tokens.size()) ++unaligned_logprob_events;
       ++events;
       if (e.done) {
         last = e;
@@ -91,6 +99,65 @@ class EngineTest : public ::testing::Test {
 };
 Model* EngineTest::model_ = nullptr;
 Tokenizer* EngineTest::tokenizer_ = nullptr;
+
+// Logprobs are log_softmax of the logits the token was drawn from, before penalties and temperature.
+// The reference runs Model::forward once over prompt + generated tokens (contiguous cache, one
+// sequence): row j of the result is the distribution generated[j] came from. The engine's batched,
+// chunked, paged forward differs from it by float rounding only (batch_forward_test: 1e-5 on logits).
+constexpr double kLogprobTol = 1e-4;
+
+std::vector<std::vector<double>> reference_log_softmax(const Model& m, const std::vector<int32_t>& prompt,
+                                                       const std::vector<int32_t>& generated) {
+  std::vector<int32_t> all = prompt;
+  all.insert(all.end(), generated.begin(), generated.end());
+  const int64_t T = int64_t(all.size()), V = m.config().vocab_size, from = int64_t(prompt.size()) - 1;
+  KVCache cache(m.config(), m.n_cache_layers(), T);
+  Workspace ws(m.config(), T, T, nullptr, /*naive_attention=*/false);
+  std::vector<float> logits(size_t((T - from) * V));  // (T - from, V)
+  m.forward(all.data(), T, 0, cache.view(), AttnImpl::kAbsorb, ws, logits.data(), from);
+  std::vector<std::vector<double>> out;
+  for (size_t j = 0; j < generated.size(); ++j) {
+    const float* l = logits.data() + j * size_t(V);
+    double mx = -INFINITY, z = 0;
+    for (int64_t i = 0; i < V; ++i) mx = std::max(mx, double(l[i]));
+    for (int64_t i = 0; i < V; ++i) z += std::exp(double(l[i]) - mx);
+    std::vector<double> row(static_cast<size_t>(V));
+    for (int64_t i = 0; i < V; ++i) row[size_t(i)] = double(l[i]) - mx - std::log(z);
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+// Every generated token has one entry with its raw logprob and the top_n most likely tokens of the
+// reference distribution, in order; under greedy decoding the chosen token is the first of them.
+void expect_logprobs_match(const Model& m, const std::vector<int32_t>& prompt, const Collector& c, int top_n,
+                           bool greedy, const std::string& what) {
+  ASSERT_EQ(c.logprobs.size(), c.tokens.size()) << what;
+  EXPECT_EQ(c.unaligned_logprob_events, 0) << what;
+  const auto ref = reference_log_softmax(m, prompt, c.tokens);
+  for (size_t j = 0; j < c.tokens.size(); ++j) {
+    const TokenLogprobs& lp = c.logprobs[j];
+    const std::vector<double>& r = ref[j];
+    ASSERT_EQ(lp.token, c.tokens[j]) << what << " token " << j;
+    EXPECT_NEAR(lp.logprob, r[size_t(lp.token)], kLogprobTol) << what << " token " << j;
+    ASSERT_EQ(lp.n_top, top_n) << what;
+    std::vector<int32_t> order(r.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return r[size_t(a)] > r[size_t(b)]; });
+    for (int32_t k = 0; k < lp.n_top; ++k) {
+      const TopLogprob& t = lp.top[size_t(k)];
+      EXPECT_NEAR(t.logprob, r[size_t(t.token)], kLogprobTol) << what << " token " << j << " rank " << k;
+      if (k > 0) {
+        EXPECT_GE(lp.top[size_t(k - 1)].logprob, t.logprob) << what << " token " << j;
+      }
+      // The rank's probability is the reference's (ids may swap only between near-ties).
+      EXPECT_NEAR(t.logprob, r[size_t(order[size_t(k)])], kLogprobTol) << what << " token " << j << " rank " << k;
+    }
+    if (greedy && lp.n_top > 0) {
+      EXPECT_EQ(lp.top[0].token, lp.token) << what << " token " << j;
+    }
+  }
+}
 
 const std::vector<std::string> kPrompts = {
     "The jury said", "The jury said that the city", "In the morning the", "She looked at him and said",
@@ -256,6 +323,55 @@ TEST_F(EngineTest, BudgetBelowOneContextIsAClearError) {
   }
 }
 
+TEST_F(EngineTest, LogprobsAreTheRawModelDistribution) {
+  ThreadPool pool(2);
+  Engine engine(*model_, *tokenizer_, &pool, options());
+  SamplingParams greedy;
+  // Temperature, truncation and penalties change which token is drawn, not the reported logprobs.
+  SamplingParams sampled;
+  sampled.temperature = 1.3f;
+  sampled.top_k = 20;
+  sampled.repetition_penalty = 1.3f;
+  sampled.frequency_penalty = 0.5f;
+  sampled.seed = 9;
+  struct Case {
+    std::string prompt;
+    SamplingParams sp;
+    int top_n;
+  };
+  const std::vector<Case> cases = {{kPrompts[0], greedy, 5},  {kPrompts[1], greedy, 0}, {kPrompts[4], greedy, 20},
+                                   {kPrompts[2], sampled, 3}, {kPrompts[5], sampled, 1}};
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (const Case& k : cases) {  // submitted together: batched decodes beside chunked prefills
+    cs.push_back(std::make_unique<Collector>());
+    EngineRequest r = request(encode(k.prompt), k.sp, 24, *cs.back());
+    r.logprobs = true;
+    r.top_logprobs = k.top_n;
+    engine.submit(std::move(r));
+  }
+  Collector plain;
+  engine.submit(request(encode(kPrompts[0]), greedy, 24, plain));
+  for (size_t i = 0; i < cases.size(); ++i) {
+    ASSERT_TRUE(cs[i]->wait());
+    ASSERT_EQ(cs[i]->tokens.size(), 24u);
+    expect_logprobs_match(*model_, encode(cases[i].prompt), *cs[i], cases[i].top_n, cases[i].sp.temperature == 0.0f,
+                          "case " + std::to_string(i));
+  }
+  ASSERT_TRUE(plain.wait());
+  EXPECT_TRUE(plain.logprobs.empty()) << "logprobs only when asked for";
+  EXPECT_EQ(plain.tokens, cs[0]->tokens) << "asking for logprobs does not change the output";
+  // A sampled token is not always the most likely one: the check above covered non-top tokens.
+  bool some_not_top = false;
+  for (size_t i = 3; i < cases.size(); ++i)
+    for (const TokenLogprobs& lp : cs[i]->logprobs) some_not_top |= lp.top[0].token != lp.token;
+  EXPECT_TRUE(some_not_top);
+  Collector bad;
+  EngineRequest r = request(encode("The"), greedy, 2, bad);
+  r.logprobs = true;
+  r.top_logprobs = kMaxTopLogprobs + 1;
+  EXPECT_THROW(engine.submit(std::move(r)), Error);
+}
+
 }  // namespace
 }  // namespace dseek
 
@@ -347,6 +463,50 @@ TEST(EngineSpeculative, SampledRunsAreReproducibleAndComplete) {
   EXPECT_EQ(a, run_all(m, tok, o, prompts, sp, 40));
   for (const auto& t : a) EXPECT_EQ(t.size(), 40u);
   EXPECT_GT(st.mtp_accepted, 0);
+}
+
+// With MTP speculative decoding a step may emit the verified draft's token and a bonus token; both
+// logprobs come from the main model's verification rows, so they equal the plain forward's.
+TEST(EngineSpeculative, LogprobsAreTheVerifiedTargetDistribution) {
+  LoadOptions lo;
+  lo.load_mtp = true;
+  const Model m = Model::load(kDemo, lo);
+  const Tokenizer tok = Tokenizer::load(kDemo);
+  EngineOptions o;
+  o.max_batch = 4;
+  o.max_batch_tokens = 32;
+  o.context_length = 128;
+  o.block_size = 8;
+  o.kv_cache_bytes = 32 << 20;
+  o.speculative_mtp = true;
+  Engine engine(m, tok, nullptr, o);
+  SamplingParams greedy, sampled;
+  sampled.temperature = 0.8f;
+  sampled.presence_penalty = 0.7f;
+  sampled.seed = 3;
+  const std::vector<std::pair<std::string, SamplingParams>> cases = {
+      {"The jury said", greedy}, {"She looked at him and said", greedy}, {"In the morning the", sampled},
+      {"He", sampled}};
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (const auto& [prompt, sp] : cases) {
+    cs.push_back(std::make_unique<Collector>());
+    EngineRequest r;
+    r.prompt = tok.encode(prompt, false);
+    r.sampling = sp;
+    r.max_new_tokens = 40;
+    r.logprobs = true;
+    r.top_logprobs = 4;
+    r.on_event = cs.back()->callback();
+    engine.submit(std::move(r));
+  }
+  for (size_t i = 0; i < cases.size(); ++i) {
+    ASSERT_TRUE(cs[i]->wait());
+    expect_logprobs_match(m, tok.encode(cases[i].first, false), *cs[i], 4, cases[i].second.temperature == 0.0f,
+                          "speculative case " + std::to_string(i));
+  }
+  const EngineStats st = engine.stats();
+  EXPECT_GT(st.mtp_accepted, 0) << "accepted drafts (two tokens in one step) were exercised";
+  EXPECT_LT(st.mtp_accepted, st.mtp_drafts) << "rejected drafts were exercised";
 }
 
 TEST(EngineSpeculative, ModelWithoutMtpIsAClearError) {

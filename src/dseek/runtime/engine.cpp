@@ -19,6 +19,7 @@ struct Engine::Sequence {
   int64_t cached_prompt = -1;   // prompt tokens served by the prefix cache at first admission
   int64_t generated = 0;
   std::vector<int32_t> new_tokens;  // generated since the last event
+  std::vector<TokenLogprobs> new_logprobs;  // theirs, when the request wants logprobs
   Sampler sampler;
   TextStream stream;
   bool finished = false;
@@ -62,7 +63,8 @@ Engine::Engine(const Model& model, const Tokenizer& tokenizer, ThreadPool* pool,
       cache_(model.config(), model.n_cache_layers(), n_blocks_, opts.block_size),
       ws_(model.config(), std::max(opts.max_batch_tokens, 2 * opts.max_batch), opts.context_length, pool,
           /*naive_attention=*/false),
-      logits_(size_t(2 * opts.max_batch * model.config().vocab_size)) {
+      logits_(size_t(2 * opts.max_batch * model.config().vocab_size)),
+      raw_logits_(size_t(model.config().vocab_size)) {
   opts_.max_batch_tokens = std::max(opts.max_batch_tokens, opts.max_batch);
   if (opts_.speculative_mtp) {
     if (model.n_cache_layers() <= model.config().num_hidden_layers)
@@ -98,6 +100,9 @@ uint64_t Engine::submit(EngineRequest r) {
   for (int32_t t : r.prompt)
     if (t < 0 || t >= V) throw Error("prompt token id " + std::to_string(t) + " is outside the vocabulary");
   if (r.max_new_tokens < 1) throw Error("max_new_tokens must be at least 1");
+  if (r.top_logprobs < 0 || r.top_logprobs > kMaxTopLogprobs)
+    throw Error("top_logprobs must be in [0, " + std::to_string(kMaxTopLogprobs) + "], got " +
+                std::to_string(r.top_logprobs));
   auto s = std::make_unique<Sequence>(std::move(r), V, tokenizer_);  // validates the sampling params
   s->tokens = s->req.prompt;
   s->n_prompt = int64_t(s->tokens.size());
@@ -144,6 +149,7 @@ void Engine::emit(Sequence& s, std::string text) {
   EngineEvent e;
   e.text = std::move(text);
   e.tokens.swap(s.new_tokens);
+  e.logprobs.swap(s.new_logprobs);
   s.req.on_event(e);
 }
 
@@ -153,6 +159,7 @@ void Engine::finish(Sequence& s, const std::string& reason, const std::string& e
   EngineEvent e;
   e.text = (reason == "stop" || reason == "length") ? s.stream.finish() : std::string();
   e.tokens.swap(s.new_tokens);
+  e.logprobs.swap(s.new_logprobs);
   e.done = true;
   e.finish_reason = reason;
   e.error = error;
@@ -227,13 +234,23 @@ void Engine::admit() {
   }
 }
 
+void Engine::keep_raw(const Sequence& s, const float* logits) {
+  if (s.req.logprobs) std::memcpy(raw_logits_.data(), logits, raw_logits_.size() * sizeof(float));
+}
+
+int32_t Engine::sample(Sequence& s, float* logits) {
+  keep_raw(s, logits);
+  return s.sampler.sample(std::span(logits, raw_logits_.size()));
+}
+
 bool Engine::accept_token(Sequence& s, int32_t tok) {
   if (s.req.stop_at_eos && tok == eos_) {
-    finish(s, "stop");
+    finish(s, "stop");  // EOS is not part of the output, nor of its logprobs
     return false;
   }
   s.tokens.push_back(tok);
   s.new_tokens.push_back(tok);
+  if (s.req.logprobs) s.new_logprobs.push_back(token_logprobs(raw_logits_, tok, s.req.top_logprobs));
   ++s.generated;
   std::string text = s.stream.feed(tok);
   if (s.stream.stopped()) {
@@ -328,9 +345,10 @@ bool Engine::step() {
       int32_t x0;
       bool ok;
       if (s.req.sampling.temperature == 0.0f) {
-        x0 = s.sampler.sample(std::span(l0, size_t(V)));
+        x0 = sample(s, l0);
         ok = x0 == draft;
       } else {
+        keep_raw(s, l0);  // the verified target row: x0's logprobs come from it, accepted or not
         s.sampler.apply_penalties(std::span(l0, size_t(V)));
         s.sampler.distribution(std::span(l0, size_t(V)), probs_);
         const DraftVerdict v = verify_draft(probs_, s.draft_q, draft, s.spec_rng.uniform(), s.spec_rng.uniform());
@@ -342,12 +360,12 @@ bool Engine::step() {
       accepted += ok;
       s.computed += ok ? 2 : 1;  // a rejected draft's row is overwritten when x0 is fed
       if (!accept_token(s, x0) || !ok) continue;
-      accept_token(s, s.sampler.sample(std::span(l1, size_t(V))));
+      accept_token(s, sample(s, l1));
       continue;
     }
     s.computed += n;
     if (in[i].logits_from == in[i].n_tokens) continue;
-    const int32_t tok = s.sampler.sample(std::span(logits_.data() + row * V, size_t(V)));
+    const int32_t tok = sample(s, logits_.data() + row * V);
     ++row;
     accept_token(s, tok);
   }

@@ -51,6 +51,9 @@ struct EngineOptions {
 struct EngineEvent {
   std::string text;              // streamable text since the previous event (may be empty)
   std::vector<int32_t> tokens;   // tokens generated since the previous event
+  // With EngineRequest::logprobs: one entry per entry of `tokens` (the raw model distribution each
+  // was drawn from, see token_logprobs in sampler.h); else empty.
+  std::vector<TokenLogprobs> logprobs;
   bool done = false;
   std::string finish_reason;     // done: "stop", "length", "cancelled" or "error"
   std::string error;             // finish_reason "error": why
@@ -66,6 +69,11 @@ struct EngineRequest {
   std::vector<std::string> stop;
   bool stop_at_eos = true;
   bool skip_special_tokens = false;
+  // Report each generated token's log-probability and the top_logprobs (0..kMaxTopLogprobs) most
+  // likely tokens at its position. With speculative decoding they come from the main model's
+  // verification rows, so they do not depend on the drafts.
+  bool logprobs = false;
+  int top_logprobs = 0;
   std::function<void(const EngineEvent&)> on_event;
 };
 
@@ -112,7 +120,13 @@ class Engine {
   void admit();
   bool step();
   bool ensure_blocks(Sequence& s, int64_t positions);
-  // Appends a generated token and applies the stop rules; false when the sequence finished.
+  // When s wants logprobs, copies a logits row (V) as the model wrote it into raw_logits_, before
+  // the sampler applies its penalties in place.
+  void keep_raw(const Sequence& s, const float* logits);
+  // keep_raw, then the sampler's draw from the row (changed in place).
+  int32_t sample(Sequence& s, float* logits);
+  // Appends a generated token and applies the stop rules; false when the sequence finished. When s
+  // wants logprobs, raw_logits_ holds the row tok was drawn from (keep_raw).
   bool accept_token(Sequence& s, int32_t tok);
   // Speculative decoding: runs the MTP module over the new positions of the sequences in ran and
   // draws the next draft of each decoding one. hidden: the main pass's final-norm rows.
@@ -130,6 +144,7 @@ class Engine {
   PagedKVCache cache_;
   Workspace ws_;
   std::vector<float> logits_;  // (2 * max_batch, vocab): one row per sampled position
+  std::vector<float> raw_logits_;  // (vocab) a row before the sampler's penalties, for logprobs
   // Speculative decoding only.
   std::vector<float> hidden_;      // (max tokens per step, hidden) final-norm output of the main pass
   std::vector<float> mtp_hidden_;  // (max tokens per step, hidden) gathered MTP inputs
