@@ -156,6 +156,11 @@ TEST(OpenAIRequest, InvalidFieldsNameTheField) {
       {R"("logprobs": 1)", "logprobs", "'logprobs' must be a boolean"},
       {R"("logprobs": true, "top_logprobs": 21)", "top_logprobs", "between 0 and 20"},
       {R"("top_logprobs": 2)", "top_logprobs", "needs 'logprobs'"},
+      {R"("logprobs": "true")", "logprobs", "'logprobs' must be a boolean"},
+      {R"("logprobs": false, "top_logprobs": 3)", "top_logprobs", "needs 'logprobs'"},
+      {R"("logprobs": true, "top_logprobs": -1)", "top_logprobs", "between 0 and 20"},
+      {R"("logprobs": true, "top_logprobs": 2.5)", "top_logprobs", "'top_logprobs' must be an integer"},
+      {R"("logprobs": true, "top_logprobs": "3")", "top_logprobs", "'top_logprobs' must be an integer"},
       {R"("user": 5)", "user", "'user' must be a string"},
       {R"("model": 5)", "model", "'model' must be a string"},
       {R"("logit_bias": {"50256": -100})", "logit_bias", "not supported"},
@@ -344,6 +349,11 @@ TEST(OpenAIRequest, CompletionPrompts) {
   EXPECT_EQ(r.prompt_tokens, (std::vector<int32_t>{0, 7}));
   EXPECT_TRUE(r.logprobs);
   EXPECT_EQ(r.top_logprobs, 3);
+  r = parse_completion_request(R"({"prompt": "x", "logprobs": 0, "echo": false})");
+  EXPECT_TRUE(r.logprobs);  // 0: only the chosen token's logprob
+  EXPECT_EQ(r.top_logprobs, 0);
+  EXPECT_FALSE(parse_completion_request(R"({"prompt": "x", "logprobs": null, "echo": true})").logprobs);
+  EXPECT_EQ(completion_error(R"({"prompt": "x", "logprobs": 1, "echo": true})").code, "unsupported_value");
 }
 
 TEST(OpenAIRequest, InvalidCompletions) {
@@ -361,6 +371,9 @@ TEST(OpenAIRequest, InvalidCompletions) {
       {R"({"prompt": [{}]})", "prompt"},
       {R"({"prompt": "x", "logprobs": 6})", "logprobs"},
       {R"({"prompt": "x", "logprobs": true})", "logprobs"},
+      {R"({"prompt": "x", "logprobs": -1})", "logprobs"},
+      {R"({"prompt": "x", "logprobs": "2"})", "logprobs"},
+      {R"({"prompt": "x", "logprobs": 0, "echo": true})", "logprobs"},
       {R"({"prompt": "x", "best_of": 2})", "best_of"},
       {R"({"prompt": "x", "suffix": "end"})", "suffix"},
       {R"({"prompt": "x", "echo": "no"})", "echo"},

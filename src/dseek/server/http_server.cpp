@@ -10,6 +10,7 @@
 #include <random>
 
 #include "dseek/server/api_error.h"
+#include "dseek/server/logprobs.h"
 #include "dseek/server/metrics.h"
 #include "dseek/server/openai_request.h"
 #include "dseek/server/openai_response.h"
@@ -67,9 +68,6 @@ struct Job {
 };
 
 void fill_common(Job& job, const RequestCommon& rc, const std::vector<int32_t>& prompt, int64_t ctx) {
-  if (rc.logprobs || rc.top_logprobs > 0)
-    throw ApiError(400, "invalid_request_error", "logprobs are not supported by this server yet", "logprobs",
-                    "unsupported_parameter");
   const int64_t n = int64_t(prompt.size());
   if (n == 0) throw ApiError(400, "invalid_request_error", "the prompt is empty", "prompt", "invalid_value");
   if (n >= ctx)
@@ -84,6 +82,8 @@ void fill_common(Job& job, const RequestCommon& rc, const std::vector<int32_t>& 
   if (!rc.has_seed) job.req.sampling.seed = std::random_device{}() * 0x9E3779B97F4A7C15ull + uint64_t(now_seconds());
   job.req.max_new_tokens = std::min(rc.max_tokens.value_or(ctx - n), ctx - n);
   job.req.stop = rc.stop;
+  job.req.logprobs = rc.logprobs;
+  job.req.top_logprobs = rc.top_logprobs;
 }
 
 bool ends_inside_think(const std::string& prompt) {
@@ -223,6 +223,15 @@ void HttpServer::routes() {
     const int64_t created = now_seconds();
     const std::string model = opts_.model_id;
     auto parser = std::make_shared<OutputParser>(job.in_reasoning, job.parse_tools);
+    // Every generated token's logprobs, in order: all in the response, or each streamed chunk with
+    // those of the tokens that came before it and were not sent yet (docs/server.md, "Logprobs").
+    auto lps = std::make_shared<LogprobCollector>(tokenizer_, job.req.skip_special_tokens);
+    const bool chat = job.chat, want_logprobs = job.req.logprobs;
+    auto take_logprobs = [lps, chat, want_logprobs]() -> json {
+      if (!want_logprobs || lps->empty()) return nullptr;
+      const std::vector<LogprobEntry> entries = lps->take();
+      return chat ? chat_logprobs(entries) : completion_logprobs(entries);
+    };
 
     if (!job.stream) {
       OutputDelta message;
@@ -230,6 +239,7 @@ void HttpServer::routes() {
       for (;;) {
         std::optional<EngineEvent> e = ch->pop(std::chrono::milliseconds(1000));
         if (!e) continue;
+        lps->add(e->logprobs);
         if (job.chat)
           message.append(parser->push(e->text));
         else
@@ -239,11 +249,16 @@ void HttpServer::routes() {
           throw ApiError(500, "server_error", "generation failed: " + e->error);
         if (e->finish_reason == "cancelled") throw ApiError(503, "server_error", "the request was cancelled", {}, "cancelled");
         const Usage u{e->prompt_tokens, e->completion_tokens, e->cached_prompt_tokens};
+        // Requested but nothing generated (EOS first): an empty list, not null.
+        json logprobs = take_logprobs();
+        if (want_logprobs && logprobs.is_null()) logprobs = chat ? chat_logprobs({}) : completion_logprobs({});
         if (job.chat) {
           message.append(parser->finish());
-          set_json(res, 200, dump_json(chat_completion(rid, created, model, message, finish_reason_of(*e, parser.get()), u)));
+          set_json(res, 200, dump_json(chat_completion(rid, created, model, message, finish_reason_of(*e, parser.get()), u,
+                                                       logprobs)));
         } else {
-          set_json(res, 200, dump_json(text_completion(rid, created, model, text, finish_reason_of(*e, nullptr), u)));
+          set_json(res, 200, dump_json(text_completion(rid, created, model, text, finish_reason_of(*e, nullptr), u,
+                                                       logprobs)));
         }
         return;
       }
@@ -260,7 +275,7 @@ void HttpServer::routes() {
     res.set_header("X-Accel-Buffering", "no");
     res.set_chunked_content_provider(
         "text/event-stream",
-        [this, ch, st, parser, job, rid, created, model, id](size_t, httplib::DataSink& sink) {
+        [this, ch, st, parser, lps, take_logprobs, job, rid, created, model, id](size_t, httplib::DataSink& sink) {
           auto send = [&](const json& j) {
             const std::string ev = sse_event(j);
             return sink.write(ev.data(), ev.size());
@@ -275,12 +290,15 @@ void HttpServer::routes() {
           st->first = false;
           std::optional<EngineEvent> e = ch->pop(std::chrono::milliseconds(200));
           if (!e) return sink.is_writable();  // nothing yet; keep the connection unless it is gone
+          lps->add(e->logprobs);
           if (job.chat) {
             const OutputDelta d = parser->push(e->text);
-            if (!d.empty() && !send(chat_chunk(rid, created, model, d, std::nullopt, false, job.include_usage)))
+            if (!d.empty() &&
+                !send(chat_chunk(rid, created, model, d, std::nullopt, false, job.include_usage, take_logprobs())))
               return false;
           } else if (!e->text.empty()) {
-            if (!send(text_chunk(rid, created, model, e->text, std::nullopt, job.include_usage))) return false;
+            if (!send(text_chunk(rid, created, model, e->text, std::nullopt, job.include_usage, take_logprobs())))
+              return false;
           }
           if (!e->done) return true;
           st->finished = true;
@@ -290,13 +308,16 @@ void HttpServer::routes() {
             send(err);
           } else {
             const Usage u{e->prompt_tokens, e->completion_tokens, e->cached_prompt_tokens};
+            // Tokens whose text never reached a delta (markers, a stop string) ride on the last chunk.
             if (job.chat) {
               const OutputDelta d = parser->finish();
-              if (!d.empty()) send(chat_chunk(rid, created, model, d, std::nullopt, false, job.include_usage));
+              if (!d.empty())
+                send(chat_chunk(rid, created, model, d, std::nullopt, false, job.include_usage, take_logprobs()));
               send(chat_chunk(rid, created, model, OutputDelta{}, finish_reason_of(*e, parser.get()), false,
-                              job.include_usage));
+                              job.include_usage, take_logprobs()));
             } else {
-              send(text_chunk(rid, created, model, "", finish_reason_of(*e, nullptr), job.include_usage));
+              send(text_chunk(rid, created, model, "", finish_reason_of(*e, nullptr), job.include_usage,
+                              take_logprobs()));
             }
             if (job.include_usage)
               send(usage_chunk(rid, created, model, u, job.chat ? Endpoint::kChat : Endpoint::kCompletion));

@@ -525,6 +525,10 @@ CompletionRequest parse_completion_request(std::string_view body_text) {
   parse_common(body, r, /*chat=*/false);
   parse_prompt(body, r);
   if (const Json* v = get(body, "echo")) r.echo = as_bool(*v, "echo");
+  if (r.echo && r.logprobs) {
+    // OpenAI then also returns the prompt tokens' logprobs, which the engine does not compute.
+    fail("'logprobs' together with 'echo' is not supported (no prompt logprobs)", "logprobs", "unsupported_value");
+  }
   if (const Json* v = get(body, "best_of")) {
     if (as_integer(*v, "best_of") != 1) fail("only best_of=1 is supported", "best_of", "unsupported_value");
   }

@@ -5,7 +5,8 @@
 // ("'temperature' must be a number between 0 and 2", param "temperature"); malformed JSON names the
 // byte offset. Unknown fields are ignored, like OpenAI; null means "not given" for every optional
 // field. Fields OpenAI has and dseek cannot honour are errors, never silently dropped: n != 1,
-// best_of != 1, a non-empty logit_bias or suffix, several prompts, image/audio content parts.
+// best_of != 1, a non-empty logit_bias or suffix, several prompts, image/audio content parts,
+// completion logprobs with echo (prompt logprobs).
 #pragma once
 
 #include <cstdint>

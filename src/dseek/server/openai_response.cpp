@@ -53,7 +53,7 @@ Json usage_json(const Usage& u) {
 }
 
 Json chat_completion(const std::string& id, int64_t created, const std::string& model, const OutputDelta& message,
-                     const std::string& finish_reason, const Usage& usage) {
+                     const std::string& finish_reason, const Usage& usage, const Json& logprobs) {
   Json msg = Json::object();
   msg["role"] = "assistant";
   msg["content"] = message.content.empty() && !message.tool_calls.empty() ? Json(nullptr) : Json(message.content);
@@ -62,7 +62,7 @@ Json chat_completion(const std::string& id, int64_t created, const std::string& 
   Json choice = Json::object();
   choice["index"] = 0;
   choice["message"] = std::move(msg);
-  choice["logprobs"] = nullptr;
+  choice["logprobs"] = logprobs;
   choice["finish_reason"] = finish_reason;
   Json j = head(id, "chat.completion", created, model);
   j["choices"] = Json::array({std::move(choice)});
@@ -71,7 +71,8 @@ Json chat_completion(const std::string& id, int64_t created, const std::string& 
 }
 
 Json chat_chunk(const std::string& id, int64_t created, const std::string& model, const OutputDelta& delta,
-                const std::optional<std::string>& finish_reason, bool first, bool include_usage) {
+                const std::optional<std::string>& finish_reason, bool first, bool include_usage,
+                const Json& logprobs) {
   Json d = Json::object();
   if (first) d["role"] = "assistant";
   if (!delta.content.empty()) {
@@ -84,7 +85,7 @@ Json chat_chunk(const std::string& id, int64_t created, const std::string& model
   Json choice = Json::object();
   choice["index"] = 0;
   choice["delta"] = std::move(d);
-  choice["logprobs"] = nullptr;
+  choice["logprobs"] = logprobs;
   choice["finish_reason"] = finish_json(finish_reason);
   Json j = head(id, "chat.completion.chunk", created, model);
   j["choices"] = Json::array({std::move(choice)});
@@ -101,11 +102,11 @@ Json usage_chunk(const std::string& id, int64_t created, const std::string& mode
 }
 
 Json text_completion(const std::string& id, int64_t created, const std::string& model, const std::string& text,
-                     const std::string& finish_reason, const Usage& usage) {
+                     const std::string& finish_reason, const Usage& usage, const Json& logprobs) {
   Json choice = Json::object();
   choice["text"] = text;
   choice["index"] = 0;
-  choice["logprobs"] = nullptr;
+  choice["logprobs"] = logprobs;
   choice["finish_reason"] = finish_reason;
   Json j = head(id, "text_completion", created, model);
   j["choices"] = Json::array({std::move(choice)});
@@ -114,11 +115,11 @@ Json text_completion(const std::string& id, int64_t created, const std::string& 
 }
 
 Json text_chunk(const std::string& id, int64_t created, const std::string& model, const std::string& text,
-                const std::optional<std::string>& finish_reason, bool include_usage) {
+                const std::optional<std::string>& finish_reason, bool include_usage, const Json& logprobs) {
   Json choice = Json::object();
   choice["text"] = text;
   choice["index"] = 0;
-  choice["logprobs"] = nullptr;
+  choice["logprobs"] = logprobs;
   choice["finish_reason"] = finish_json(finish_reason);
   Json j = head(id, "text_completion", created, model);
   j["choices"] = Json::array({std::move(choice)});

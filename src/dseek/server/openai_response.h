@@ -28,18 +28,21 @@ nlohmann::ordered_json usage_json(const Usage& u);
 
 // A whole chat completion. `message` is the accumulation of the parser's deltas
 // (OutputDelta::append); content is null when it is empty and there are tool calls.
-// finish_reason: "stop", "length", "tool_calls" or "content_filter".
+// finish_reason: "stop", "length", "tool_calls" or "content_filter". logprobs: the choice's
+// `logprobs` (chat_logprobs() in logprobs.h), null when not requested.
 nlohmann::ordered_json chat_completion(const std::string& id, int64_t created, const std::string& model,
                                        const OutputDelta& message, const std::string& finish_reason,
-                                       const Usage& usage);
+                                       const Usage& usage, const nlohmann::ordered_json& logprobs = nullptr);
 
 // One streamed chat chunk. first: the chunk opens the message (delta.role = "assistant", and
 // content "" when there is no text yet, as OpenAI's first chunk has). finish_reason: set on the
 // last chunk (whose delta is usually empty). include_usage: add "usage": null, as OpenAI does on
-// every chunk but the final usage chunk when stream_options.include_usage is set.
+// every chunk but the final usage chunk when stream_options.include_usage is set. logprobs: those
+// of the tokens this chunk carries, or null.
 nlohmann::ordered_json chat_chunk(const std::string& id, int64_t created, const std::string& model,
                                   const OutputDelta& delta, const std::optional<std::string>& finish_reason,
-                                  bool first, bool include_usage = false);
+                                  bool first, bool include_usage = false,
+                                  const nlohmann::ordered_json& logprobs = nullptr);
 
 enum class Endpoint { kChat, kCompletion };
 
@@ -48,14 +51,15 @@ nlohmann::ordered_json usage_chunk(const std::string& id, int64_t created, const
                                    const Usage& usage, Endpoint endpoint = Endpoint::kChat);
 
 // A whole legacy text completion (POST /v1/completions); `text` includes the prompt when echo is set.
+// logprobs: completion_logprobs() (logprobs.h), or null.
 nlohmann::ordered_json text_completion(const std::string& id, int64_t created, const std::string& model,
                                        const std::string& text, const std::string& finish_reason,
-                                       const Usage& usage);
+                                       const Usage& usage, const nlohmann::ordered_json& logprobs = nullptr);
 
 // One streamed text-completion chunk (object "text_completion", as OpenAI streams them).
 nlohmann::ordered_json text_chunk(const std::string& id, int64_t created, const std::string& model,
                                   const std::string& text, const std::optional<std::string>& finish_reason,
-                                  bool include_usage = false);
+                                  bool include_usage = false, const nlohmann::ordered_json& logprobs = nullptr);
 
 // GET /v1/models and GET /v1/models/{id}.
 nlohmann::ordered_json model_object(const std::string& model_id, int64_t created);
