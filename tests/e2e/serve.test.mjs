@@ -264,6 +264,110 @@ test('tools are described to the model and the response stays well-formed', asyn
                        (e) => e.status === 400);
 });
 
+// What a logprobs `token` string must be for its bytes: the text when valid UTF-8, else "bytes:" and
+// the bytes as Python's repr writes them (OpenAI's convention).
+function tokenText(bytes) {
+  const buf = Buffer.from(bytes);
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(buf);
+  } catch {
+    let s = 'bytes:';
+    for (const b of buf) {
+      if (b === 0x5c) s += '\\\\';
+      else if (b === 0x09) s += '\\t';
+      else if (b === 0x0a) s += '\\n';
+      else if (b === 0x0d) s += '\\r';
+      else if (b >= 0x20 && b < 0x7f) s += String.fromCharCode(b);
+      else s += '\\x' + b.toString(16).padStart(2, '0');
+    }
+    return s;
+  }
+}
+
+test('chat logprobs: per-token entries with sorted top_logprobs, the same when streamed', async () => {
+  const client = new OpenAI({ baseURL: tiny.url + '/v1', apiKey: 'none', maxRetries: 0 });
+  const body = { model: tiny.model, messages: [{ role: 'user', content: 'Hello!' }], max_tokens: 16, temperature: 0,
+                 logprobs: true, top_logprobs: 4 };
+  const r = await client.chat.completions.create(body);
+  const content = r.choices[0].logprobs.content;
+  assert.equal(content.length, r.usage.completion_tokens, 'one entry per generated token');
+  for (const e of content) {
+    assert.equal(e.token, tokenText(e.bytes));
+    assert.ok(e.logprob <= 0 && e.logprob > -1000, String(e.logprob));
+    assert.equal(e.top_logprobs.length, 4);
+    for (let k = 1; k < 4; k++) assert.ok(e.top_logprobs[k - 1].logprob >= e.top_logprobs[k].logprob, 'sorted');
+    for (const t of e.top_logprobs) assert.equal(t.token, tokenText(t.bytes));
+    // Greedy: the chosen token is the most likely one.
+    assert.deepEqual(e.top_logprobs[0].bytes, e.bytes);
+    assert.equal(e.top_logprobs[0].logprob, e.logprob);
+  }
+  // The tokens' bytes spell the message (a random model: whatever it says, special tokens kept).
+  assert.equal(Buffer.concat(content.map((e) => Buffer.from(e.bytes))).toString('utf8'), r.choices[0].message.content);
+
+  const stream = await client.chat.completions.create({ ...body, stream: true });
+  const streamed = [];
+  for await (const c of stream) {
+    if (c.choices.length && c.choices[0].logprobs) streamed.push(...c.choices[0].logprobs.content);
+  }
+  assert.equal(streamed.length, content.length);
+  streamed.forEach((e, j) => {
+    assert.equal(e.token, content[j].token);
+    assert.ok(Math.abs(e.logprob - content[j].logprob) < 1e-4);  // another run: float rounding of the batch
+    assert.deepEqual(e.top_logprobs.map((t) => t.token), content[j].top_logprobs.map((t) => t.token));
+  });
+  // Without logprobs the field is null; bad values are 400s naming the field.
+  assert.equal((await client.chat.completions.create({ ...body, logprobs: false, top_logprobs: undefined })).choices[0].logprobs, null);
+  await assert.rejects(client.chat.completions.create({ ...body, top_logprobs: 21 }), (e) => e.status === 400 && e.param === 'top_logprobs');
+  await assert.rejects(client.chat.completions.create({ ...body, logprobs: 'yes' }), (e) => e.status === 400 && e.param === 'logprobs');
+});
+
+test('completion logprobs: legacy layout, streamed per chunk, identical under MTP speculative decoding', async () => {
+  const base = { model: 'brown-demo', prompt: 'The jury said', max_tokens: 32, temperature: 0, logprobs: 2 };
+  const r = await demoClient.completions.create(base);
+  const text = r.choices[0].text;
+  const lp = r.choices[0].logprobs;
+  assert.equal(lp.tokens.length, 32);
+  assert.equal(lp.tokens.join(''), text, 'the demo writes ASCII: the tokens spell the text');
+  let offset = 0;
+  lp.tokens.forEach((t, j) => {
+    assert.equal(lp.text_offset[j], offset);
+    offset += t.length;
+    const top = lp.top_logprobs[j];
+    assert.equal(Object.keys(top).length, 2, 'greedy: the chosen token is one of the top 2');
+    assert.equal(top[t], lp.token_logprobs[j]);
+    assert.equal(Math.max(...Object.values(top)), lp.token_logprobs[j]);
+    assert.ok(lp.token_logprobs[j] <= 0);
+  });
+
+  const stream = await demoClient.completions.create({ ...base, stream: true });
+  const tokens = [], logprobs = [], offsets = [];
+  for await (const c of stream) {
+    const l = c.choices[0].logprobs;
+    if (!l) continue;
+    assert.equal(l.tokens.join(''), c.choices[0].text, 'each chunk carries its own tokens');
+    tokens.push(...l.tokens);
+    logprobs.push(...l.token_logprobs);
+    offsets.push(...l.text_offset);
+  }
+  assert.deepEqual(tokens, lp.tokens);
+  assert.deepEqual(offsets, lp.text_offset);
+  logprobs.forEach((x, j) => assert.ok(Math.abs(x - lp.token_logprobs[j]) < 1e-4));
+
+  // --speculative mtp: the logprobs are the main model's verified rows, so they do not change.
+  const spec = await serve(DEMO, ['--speculative', 'mtp']);
+  const client = new OpenAI({ baseURL: spec.url + '/v1', apiKey: 'none', maxRetries: 0 });
+  const rs = await client.completions.create(base);
+  assert.equal(rs.choices[0].text, text);
+  assert.deepEqual(rs.choices[0].logprobs.tokens, lp.tokens);
+  rs.choices[0].logprobs.token_logprobs.forEach((x, j) => assert.ok(Math.abs(x - lp.token_logprobs[j]) < 1e-4, `${j}: ${x}`));
+  assert.ok((await metrics(spec))['dseek_mtp_draft_tokens_total{position="1",state="accepted"}'] > 0, 'drafts were accepted');
+  spec.proc.kill('SIGTERM');
+  assert.equal((await spec.exited).code, 0);
+
+  await assert.rejects(demoClient.completions.create({ ...base, logprobs: 6 }), (e) => e.status === 400 && e.param === 'logprobs');
+  await assert.rejects(demoClient.completions.create({ ...base, echo: true }), (e) => e.status === 400 && e.param === 'logprobs');
+});
+
 test('a full queue answers 429 at once; SIGTERM drains in-flight requests and exits cleanly', async () => {
   const s = await serve(DEMO, ['--max-batch', '1', '--max-queue', '1']);
   const post = (n) => fetch(s.url + '/v1/completions', { method: 'POST', headers: { 'Content-Type': 'application/json' },
