@@ -404,6 +404,43 @@ TEST(MatmulFast, QuantizedRowLayout) {
   EXPECT_EQ(back[31], 0.875f);
 }
 
+// dequantize_row_range on Q8_0 / Q4_0 (absorbed MLA decodes kv_b_proj rows with it): every value of
+// ranges that start and end inside blocks equals the documented byte layout decoded here.
+TEST(MatmulFast, QuantizedRowRangesDecodeTheLayout) {
+  std::mt19937 rng(kSeed + 7);
+  const int64_t rows = 3, cols = 160;
+  std::vector<float> x(size_t(rows * cols));
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (float& v : x) v = nd(rng);
+  for (DType t : {DType::kQ8_0, DType::kQ4_0}) {
+    std::vector<uint8_t> q(size_t(rows * quant_row_bytes(t, cols)));
+    quantize_rows(t, q.data(), x.data(), rows, cols);
+    MatView w;
+    w.data = q.data();
+    w.dtype = t;
+    w.rows = rows;
+    w.cols = cols;
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint8_t* row = mat_row_ptr(w, r);
+      auto expected = [&](int64_t k) {
+        const int64_t j = k / 32, i = k % 32;
+        uint16_t dh;
+        std::memcpy(&dh, row + (t == DType::kQ8_0 ? cols : cols / 2) + 2 * j, 2);
+        const float d = f16_to_f32(dh);
+        if (t == DType::kQ8_0) return float(int8_t(row[k])) * d;
+        const uint8_t b = row[16 * j + (i & 15)];
+        return float((i < 16 ? b & 15 : b >> 4) - 8) * d;
+      };
+      for (auto [k0, n] : {std::pair<int64_t, int64_t>{0, cols}, {17, 50}, {40, 8}, {31, 2}, {100, 60}}) {
+        std::vector<float> out(size_t(n), NAN);
+        dequantize_row_range(out.data(), w, r, k0, n);
+        for (int64_t k = 0; k < n; ++k)
+          ASSERT_EQ(out[size_t(k)], expected(k0 + k)) << dtype_name(t) << " row " << r << " k " << k0 + k;
+      }
+    }
+  }
+}
+
 // Round trip: |x - dequantize(quantize(x))| within the bound of each value's rounding (half a step,
 // or the distance to the end of the code range where a value is clamped).
 TEST(MatmulFast, QuantizeRoundTripBounds) {

@@ -109,11 +109,27 @@ void dequantize_row_range(float* out, const MatView& w, int64_t r, int64_t k0, i
       return;
     }
     case DType::kQ8_0:
-      for (int64_t k = 0; k < n; ++k) out[k] = q8_0_value(base, w.cols, k0 + k);
+    case DType::kQ4_0: {
+      // Block by block: one scale conversion per 32 values (absorbed MLA dequantizes kv_b_proj
+      // rows this way at every decode step).
+      const bool q8 = w.dtype == DType::kQ8_0;
+      const uint8_t* scales = base + (q8 ? w.cols : w.cols / 2);
+      for (int64_t k = k0; k < k0 + n;) {
+        const int64_t j = k / kQuantBlock, k_end = std::min(k0 + n, (j + 1) * kQuantBlock);
+        const float d = load_f16(scales + 2 * j);
+        float* o = out + (k - k0);
+        if (q8) {
+          const int8_t* q = reinterpret_cast<const int8_t*>(base) + k;
+          for (int64_t i = 0; i < k_end - k; ++i) o[i] = float(q[i]) * d;
+        } else {
+          const uint8_t* p = base + 16 * j;
+          for (int64_t i = k - j * kQuantBlock; i < k_end - j * kQuantBlock; ++i, ++o)
+            *o = float((i < 16 ? p[i] & 15 : p[i - 16] >> 4) - 8) * d;
+        }
+        k = k_end;
+      }
       return;
-    case DType::kQ4_0:
-      for (int64_t k = 0; k < n; ++k) out[k] = q4_0_value(base, w.cols, k0 + k);
-      return;
+    }
     default:
       DSEEK_CHECK(false, std::string("dequantize_row: unsupported dtype ") + std::string(dtype_name(w.dtype)));
   }
