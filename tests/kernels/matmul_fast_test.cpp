@@ -431,7 +431,8 @@ TEST(MatmulFast, QuantizedRowRangesDecodeTheLayout) {
         const uint8_t b = row[16 * j + (i & 15)];
         return float((i < 16 ? b & 15 : b >> 4) - 8) * d;
       };
-      for (auto [k0, n] : {std::pair<int64_t, int64_t>{0, cols}, {17, 50}, {40, 8}, {31, 2}, {100, 60}}) {
+      // Whole blocks take the SIMD path where the CPU has one, the others the scalar one.
+      for (auto [k0, n] : {std::pair<int64_t, int64_t>{0, cols}, {32, 96}, {64, 32}, {17, 50}, {40, 8}, {31, 2}, {100, 60}}) {
         std::vector<float> out(size_t(n), NAN);
         dequantize_row_range(out.data(), w, r, k0, n);
         for (int64_t k = 0; k < n; ++k)

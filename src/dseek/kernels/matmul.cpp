@@ -81,10 +81,21 @@ float dot_row(const MatView& w, int64_t r, const float* x) {
   return acc;
 }
 
+const mm::KernelSet* fast_kernels();  // the AVX-512 set where the CPU has it, else null
+
 }  // namespace
 
 void dequantize_row_range(float* out, const MatView& w, int64_t r, int64_t k0, int64_t n) {
   const uint8_t* base = row_ptr(w, r);
+  if (const mm::KernelSet* ks = fast_kernels()) {
+    const bool whole_blocks = k0 % kQuantBlock == 0 && n % kQuantBlock == 0;
+    if (w.dtype == DType::kBF16 && ks->dequant_bf16)
+      return ks->dequant_bf16(out, reinterpret_cast<const uint16_t*>(base) + k0, n);
+    if (w.dtype == DType::kQ8_0 && whole_blocks && ks->dequant_q8_0)
+      return ks->dequant_q8_0(out, base + k0, base + w.cols + 2 * (k0 / kQuantBlock), n / kQuantBlock);
+    if (w.dtype == DType::kQ4_0 && whole_blocks && ks->dequant_q4_0)
+      return ks->dequant_q4_0(out, base + k0 / 2, base + w.cols / 2 + 2 * (k0 / kQuantBlock), n / kQuantBlock);
+  }
   switch (w.dtype) {
     case DType::kF32: {
       auto* p = reinterpret_cast<const float*>(base) + k0;
@@ -235,6 +246,8 @@ const mm::KernelSet& avx512_set() {
   static const mm::KernelSet k = mm::avx512_kernels();
   return k;
 }
+
+const mm::KernelSet* fast_kernels() { return has_avx512() ? &avx512_set() : nullptr; }
 
 void check_weight(const MatView& w) {
   switch (w.dtype) {

@@ -44,14 +44,6 @@ constexpr int64_t kStreamPrefetchBytes = 2048;
 inline void prefetch_stream(const void* p) {
   _mm_prefetch(static_cast<const char*>(p) + kStreamPrefetchBytes, _MM_HINT_T0);
 }
-template <int T, int U>
-inline void store_stream(const Job& j, int64_t r, __m512 (&acc)[T][U]) {
-  for (int t = 0; t < T; ++t) {
-    __m512 s = acc[t][0];
-    for (int u = 1; u < U; ++u) s = _mm512_add_ps(s, acc[t][u]);
-    j.y[t * j.N + r] = _mm512_reduce_add_ps(s);
-  }
-}
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 inline __mmask16 mask16(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1); }
@@ -59,6 +51,51 @@ inline __mmask32 mask32(int64_t n) { return n >= 32 ? __mmask32(0xffffffffu) : _
 inline __mmask64 mask64(int64_t n) { return n >= 64 ? __mmask64(~0ull) : __mmask64((1ull << n) - 1); }
 
 inline const uint8_t* row_of(const Job& j, int64_t r) { return j.w + r * j.w_row_bytes; }
+
+// Sum of the U accumulators of each token: the row's 16 partial sums (lanes) per token.
+template <int T, int U>
+inline void sum_unrolled(__m512 (&out)[T], __m512 (&acc)[T][U]) {
+  for (int t = 0; t < T; ++t) {
+    out[t] = acc[t][0];
+    for (int u = 1; u < U; ++u) out[t] = _mm512_add_ps(out[t], acc[t][u]);
+  }
+}
+
+// Lane i of the result = the sum of the 16 lanes of v[i]: a tree of in-lane and cross-lane shuffles,
+// ~3 instructions per row instead of a full horizontal reduction (~8, one long chain) each.
+inline __m512 reduce16(const __m512 (&v)[16]) {
+  __m512 a[8], b[4], c[2];
+  for (int i = 0; i < 8; ++i)  // per 128-bit lane: (v0+v2, w0+w2, v1+v3, w1+w3) of v = v[2i], w = v[2i + 1]
+    a[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+  for (int i = 0; i < 4; ++i) {  // per 128-bit lane: one partial sum of rows 4i .. 4i + 3
+    const __m512d x = _mm512_castps_pd(a[2 * i]), y = _mm512_castps_pd(a[2 * i + 1]);
+    b[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+  }
+  for (int i = 0; i < 2; ++i)  // add 128-bit lanes pairwise
+    c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xdd));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], 0x88), _mm512_shuffle_f32x4(c[0], c[1], 0xdd));
+}
+
+// Rows [n0, n1) one at a time (F::row gives each token's 16 partial sums), reduced 16 rows at once.
+template <class F, int T>
+void stream_rows(const Job& j, int64_t n0, int64_t n1) {
+  typename F::template Stream<T> st(j);
+  for (int64_t r0 = n0; r0 < n1; r0 += 16) {
+    const int nr = int(min64(16, n1 - r0));
+    __m512 part[T][16];
+    for (int i = 0; i < 16; ++i) {
+      __m512 out[T];
+      if (i < nr) {
+        st.row(j, r0 + i, out);
+      } else {
+        for (int t = 0; t < T; ++t) out[t] = _mm512_setzero_ps();
+      }
+      for (int t = 0; t < T; ++t) part[t][i] = out[t];
+    }
+    for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(j.y + t * j.N + r0, mask16(nr), reduce16(part[t]));
+  }
+}
 
 template <int R, int T>
 inline void store_tile(const Job& j, int64_t r0, int64_t b0, __m512 (&acc)[R][T]) {
@@ -210,12 +247,14 @@ struct Bf16Dot {
     store_tile(j, r0, b0, acc);
   }
   template <int T>
-  static void stream(const Job& j, int64_t n0, int64_t n1) {
-    constexpr int U = T >= 4 ? 1 : 4 / T;  // independent accumulators per token
+  struct Stream {
+    static constexpr int U = T >= 4 ? 1 : 4 / T;  // independent accumulators per token
     const uint16_t* x[T];
-    for (int t = 0; t < T; ++t) x[t] = reinterpret_cast<const uint16_t*>(j.act + t * j.act_stride);
-    const int64_t k_full = j.K / (32 * U) * (32 * U);
-    for (int64_t r = n0; r < n1; ++r) {
+    int64_t k_full;
+    explicit Stream(const Job& j) : k_full(j.K / (32 * U) * (32 * U)) {
+      for (int t = 0; t < T; ++t) x[t] = reinterpret_cast<const uint16_t*>(j.act + t * j.act_stride);
+    }
+    void row(const Job& j, int64_t r, __m512 (&out)[T]) const {
       const uint16_t* w = reinterpret_cast<const uint16_t*>(row_of(j, r));
       __m512 acc[T][U];
       for (int t = 0; t < T; ++t)
@@ -234,9 +273,9 @@ struct Bf16Dot {
         for (int t = 0; t < T; ++t)
           acc[t][0] = _mm512_dpbf16_ps(acc[t][0], wv, (__m512bh)_mm512_load_si512(x[t] + k));
       }
-      store_stream(j, r, acc);
+      sum_unrolled(out, acc);
     }
-  }
+  };
 };
 
 // ---- FP8-E4M3 with float32 block scales ----
@@ -350,14 +389,16 @@ struct Q8 {
     store_tile(j, r0, b0, acc);
   }
   template <int T>
-  static void stream(const Job& j, int64_t n0, int64_t n1) {
-    constexpr int U = T >= 4 ? 1 : 4 / T;
-    const int64_t nb = j.K / 32, n_full = nb / (2 * U) * U;  // chunks of 2 blocks, whole unrolled steps
+  struct Stream {
+    static constexpr int U = T >= 4 ? 1 : 4 / T;
+    int64_t nb, n_full;  // chunks of 2 blocks, whole unrolled steps
     const uint8_t* a[T];
-    for (int t = 0; t < T; ++t) a[t] = j.act + t * j.act_stride;
-    const __m512i flip = _mm512_set1_epi8(int8_t(0x80));
-    const __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    for (int64_t r = n0; r < n1; ++r) {
+    explicit Stream(const Job& j) : nb(j.K / 32), n_full(nb / (2 * U) * U) {
+      for (int t = 0; t < T; ++t) a[t] = j.act + t * j.act_stride;
+    }
+    void row(const Job& j, int64_t r, __m512 (&out)[T]) const {
+      const __m512i flip = _mm512_set1_epi8(int8_t(0x80));
+      const __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
       const uint8_t* w = row_of(j, r);
       const uint16_t* d = scales_of(j, w);
       __m512 acc[T][U];
@@ -387,9 +428,9 @@ struct Q8 {
             _mm512_permutexvar_ps(idx, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(left >= 2 ? 3 : 1, d + 2 * c)));
         chunk(c, 0, wu, dw);
       }
-      store_stream(j, r, acc);
+      sum_unrolled(out, acc);
     }
-  }
+  };
 };
 
 struct Q4 {
@@ -437,14 +478,16 @@ struct Q4 {
     store_tile(j, r0, b0, acc);
   }
   template <int T>
-  static void stream(const Job& j, int64_t n0, int64_t n1) {
-    constexpr int U = T >= 3 ? 1 : 2;
-    const int64_t nb = j.K / 32, n_full = nb / (4 * U) * U;  // chunks of 4 blocks, whole unrolled steps
+  struct Stream {
+    static constexpr int U = T >= 3 ? 1 : 2;
+    int64_t nb, n_full;  // chunks of 4 blocks, whole unrolled steps
     const uint8_t* a[T];
-    for (int t = 0; t < T; ++t) a[t] = j.act + t * j.act_stride;
-    const __m512i low4 = _mm512_set1_epi8(0x0f);
-    const __m512i idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-    for (int64_t r = n0; r < n1; ++r) {
+    explicit Stream(const Job& j) : nb(j.K / 32), n_full(nb / (4 * U) * U) {
+      for (int t = 0; t < T; ++t) a[t] = j.act + t * j.act_stride;
+    }
+    void row(const Job& j, int64_t r, __m512 (&out)[T]) const {
+      const __m512i low4 = _mm512_set1_epi8(0x0f);
+      const __m512i idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
       const uint8_t* w = row_of(j, r);
       const uint16_t* d = scales_of(j, w);
       __m512 acc[T][U];
@@ -473,9 +516,9 @@ struct Q4 {
         const __m512 dw = _mm512_permutexvar_ps(idx, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask16(left), d + 4 * c)));
         chunk(c, 0, _mm512_maskz_loadu_epi8(mask64(16 * left), w + 64 * c), dw);
       }
-      store_stream(j, r, acc);
+      sum_unrolled(out, acc);
     }
-  }
+  };
 };
 
 // ---- activation conversions (the scalar versions: matmul.cpp, quantize_activations) ----
@@ -554,6 +597,45 @@ void prep_q4_0(uint8_t* out, const float* x, int64_t K, int64_t stride, int64_t 
   }
 }
 
+// ---- dequantization (dequantize_row_range's fast path, e.g. absorbed MLA's W_UK at decode) ----
+
+void dequant_bf16(float* out, const uint16_t* p, int64_t n) {
+  for (int64_t k = 0; k < n; k += 16) {
+    const __mmask16 m = mask16(n - k);
+    const __m256i h = _mm256_maskz_loadu_epi16(m, p + k);
+    _mm512_mask_storeu_ps(out + k, m, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+  }
+}
+
+inline __m512 block_scale(const uint8_t* scales, int64_t b) {
+  uint16_t h;
+  __builtin_memcpy(&h, scales + 2 * b, 2);
+  return _mm512_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h))));
+}
+
+void dequant_q8_0(float* out, const uint8_t* codes, const uint8_t* scales, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m512 d = block_scale(scales, b);
+    for (int h = 0; h < 2; ++h) {
+      const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + 32 * b + 16 * h));
+      _mm512_storeu_ps(out + 32 * b + 16 * h, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), d));
+    }
+  }
+}
+
+void dequant_q4_0(float* out, const uint8_t* codes, const uint8_t* scales, int64_t nb) {
+  const __m128i low4 = _mm_set1_epi8(0x0f);
+  const __m512i eight = _mm512_set1_epi32(8);
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m512 d = block_scale(scales, b);
+    const __m128i p = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + 16 * b));
+    const __m128i lo = _mm_and_si128(p, low4), hi = _mm_and_si128(_mm_srli_epi16(p, 4), low4);
+    _mm512_storeu_ps(out + 32 * b, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(lo), eight)), d));
+    _mm512_storeu_ps(out + 32 * b + 16,
+                     _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(hi), eight)), d));
+  }
+}
+
 // ---- tiling over rows and tokens ----
 
 // Tokens [b, b1) of rows [r0, r0 + R): whole T-token tiles, then one tile of the remainder.
@@ -581,12 +663,12 @@ void rest_rows(const Job& j, int64_t r, int64_t n1, int64_t bb, int64_t be) {
 template <class F>
 void drive(const Job& j, int64_t n0, int64_t n1) {
   constexpr int R = F::kRows;
-  if constexpr (requires { &F::template stream<1>; }) {
+  if constexpr (requires { typename F::template Stream<1>; }) {
     switch (j.B) {
-      case 1: return F::template stream<1>(j, n0, n1);
-      case 2: return F::template stream<2>(j, n0, n1);
-      case 3: return F::template stream<3>(j, n0, n1);
-      case 4: return F::template stream<4>(j, n0, n1);
+      case 1: return stream_rows<F, 1>(j, n0, n1);
+      case 2: return stream_rows<F, 2>(j, n0, n1);
+      case 3: return stream_rows<F, 3>(j, n0, n1);
+      case 4: return stream_rows<F, 4>(j, n0, n1);
       default: break;
     }
   }
@@ -612,6 +694,9 @@ KernelSet avx512_kernels() {
   k.prep_bf16 = &prep_bf16;
   k.prep_q8_0 = &prep_q8_0;
   k.prep_q4_0 = &prep_q4_0;
+  k.dequant_bf16 = &dequant_bf16;
+  k.dequant_q8_0 = &dequant_q8_0;
+  k.dequant_q4_0 = &dequant_q4_0;
   return k;
 }
 

@@ -56,6 +56,11 @@ struct KernelSet {
                     int64_t scale_offset) = nullptr;
   void (*prep_q4_0)(uint8_t* out, const float* x, int64_t K, int64_t stride, int64_t corr_offset,
                     int64_t scale_offset) = nullptr;
+  // Optional vectorised dequantization of whole 32-value blocks (dequantize_row_range's fast path):
+  // out (32 * nb) from codes and f16 scales laid out as in matmul_quant.h; bf16: n values.
+  void (*dequant_bf16)(float* out, const uint16_t* p, int64_t n) = nullptr;
+  void (*dequant_q8_0)(float* out, const uint8_t* codes, const uint8_t* scales, int64_t nb) = nullptr;
+  void (*dequant_q4_0)(float* out, const uint8_t* codes, const uint8_t* scales, int64_t nb) = nullptr;
 };
 
 KernelSet avx2_kernels();    // matmul_avx2.cpp: AVX2 + FMA + F16C
