@@ -391,9 +391,9 @@ struct Q8 {
   template <int T>
   struct Stream {
     static constexpr int U = T >= 4 ? 1 : 4 / T;
-    int64_t nb, n_full;  // chunks of 2 blocks, whole unrolled steps
+    int64_t nb, n_full;  // chunks of 2 blocks; n_full: those in whole groups of 8 chunks (16 blocks)
     const uint8_t* a[T];
-    explicit Stream(const Job& j) : nb(j.K / 32), n_full(nb / (2 * U) * U) {
+    explicit Stream(const Job& j) : nb(j.K / 32), n_full(nb / 16 * 8) {
       for (int t = 0; t < T; ++t) a[t] = j.act + t * j.act_stride;
     }
     void row(const Job& j, int64_t r, __m512 (&out)[T]) const {
@@ -413,13 +413,16 @@ struct Q8 {
         }
       };
       int64_t c = 0;
-      for (; c < n_full; c += U)
-        for (int u = 0; u < U; ++u) {
-          prefetch_stream(w + 64 * (c + u));
-          const __m512i wu = _mm512_xor_si512(_mm512_loadu_si512(w + 64 * (c + u)), flip);
-          const __m512 dw = _mm512_permutexvar_ps(idx, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(3, d + 2 * (c + u))));
-          chunk(c + u, u, wu, dw);
+      // Groups of 8 chunks: their 16 block scales are widened once and spread per chunk.
+      for (; c < n_full; c += 8) {
+        const __m512 s16 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(d + 2 * c)));
+        for (int g = 0; g < 8; ++g) {
+          prefetch_stream(w + 64 * (c + g));
+          const __m512i wu = _mm512_xor_si512(_mm512_loadu_si512(w + 64 * (c + g)), flip);
+          const __m512 dw = _mm512_permutexvar_ps(_mm512_add_epi32(idx, _mm512_set1_epi32(2 * g)), s16);
+          chunk(c + g, g % U, wu, dw);
         }
+      }
       for (; 2 * c < nb; ++c) {
         const int64_t left = nb - 2 * c;
         prefetch_stream(w + 64 * c);
@@ -480,9 +483,9 @@ struct Q4 {
   template <int T>
   struct Stream {
     static constexpr int U = T >= 3 ? 1 : 2;
-    int64_t nb, n_full;  // chunks of 4 blocks, whole unrolled steps
+    int64_t nb, n_full;  // chunks of 4 blocks; n_full: those in whole groups of 4 chunks (16 blocks)
     const uint8_t* a[T];
-    explicit Stream(const Job& j) : nb(j.K / 32), n_full(nb / (4 * U) * U) {
+    explicit Stream(const Job& j) : nb(j.K / 32), n_full(nb / 16 * 4) {
       for (int t = 0; t < T; ++t) a[t] = j.act + t * j.act_stride;
     }
     void row(const Job& j, int64_t r, __m512 (&out)[T]) const {
@@ -504,12 +507,15 @@ struct Q4 {
         }
       };
       int64_t c = 0;
-      for (; c < n_full; c += U)
-        for (int u = 0; u < U; ++u) {
-          prefetch_stream(w + 64 * (c + u));
-          const __m512 dw = _mm512_permutexvar_ps(idx, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(0xf, d + 4 * (c + u))));
-          chunk(c + u, u, _mm512_loadu_si512(w + 64 * (c + u)), dw);
+      // Groups of 4 chunks: their 16 block scales are widened once and spread per chunk.
+      for (; c < n_full; c += 4) {
+        const __m512 s16 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(d + 4 * c)));
+        for (int g = 0; g < 4; ++g) {
+          prefetch_stream(w + 64 * (c + g));
+          const __m512 dw = _mm512_permutexvar_ps(_mm512_add_epi32(idx, _mm512_set1_epi32(4 * g)), s16);
+          chunk(c + g, g % U, _mm512_loadu_si512(w + 64 * (c + g)), dw);
         }
+      }
       for (; 4 * c < nb; ++c) {
         const int64_t left = nb - 4 * c;
         prefetch_stream(w + 64 * c);
