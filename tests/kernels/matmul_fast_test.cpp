@@ -273,7 +273,7 @@ TEST(MatmulFast, FloatFormatsAwkwardSizes) {
   for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kF8E4M3})
     for (int64_t N : {1, 3, 17, 130})
       for (int64_t K : {1, 15, 33, 130, 257})
-        for (int64_t B : {1, 2, 3, 4, 5, 33}) check_case(t, N, K, B, rng, pool);
+        for (int64_t B : {1, 2, 3, 4, 5, 7, 8, 9, 33}) check_case(t, N, K, B, rng, pool);
 }
 
 TEST(MatmulFast, LargeKAndManyTokens) {
@@ -293,7 +293,7 @@ TEST(MatmulFast, QuantFormatsAwkwardSizes) {
   for (DType t : {DType::kQ8_0, DType::kQ4_0})
     for (int64_t N : {1, 3, 17, 130})
       for (int64_t K : {32, 96, 160, 416, 544, 1056})
-        for (int64_t B : {1, 2, 3, 4, 5, 33}) check_case(t, N, K, B, rng, pool);
+        for (int64_t B : {1, 2, 3, 4, 5, 7, 8, 9, 33}) check_case(t, N, K, B, rng, pool);
 }
 
 TEST(MatmulFast, Fp8PartialBlocksAndRowSlices) {

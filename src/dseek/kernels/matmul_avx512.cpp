@@ -33,8 +33,9 @@ constexpr int64_t kTokenBlock = 64;
 constexpr int64_t kPrefetchBytes = 1024;
 inline void prefetch(const uint8_t* p) { _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0); }
 
-// Decode (B <= 4) walks the weights one row at a time with several accumulators per token. Rows lie
-// back to back, so a task's rows [n0, n1) are one sequential stream, and the prefetch runs
+// Decode (B <= 8: one sequence, or a server's batch) walks the weights one row at a time with
+// several accumulators per token. Rows lie back to back, so a task's rows [n0, n1) are one
+// sequential stream, and the prefetch runs
 // kStreamPrefetchBytes ahead along it, across row and 4 KiB page ends (where the hardware
 // prefetchers stop). The R x T tiles below instead read R rows at once: R short streams, each
 // restarting the prefetchers at every row, which left decode at ~60 % of the bandwidth.
@@ -675,6 +676,10 @@ void drive(const Job& j, int64_t n0, int64_t n1) {
       case 2: return stream_rows<F, 2>(j, n0, n1);
       case 3: return stream_rows<F, 3>(j, n0, n1);
       case 4: return stream_rows<F, 4>(j, n0, n1);
+      case 5: return stream_rows<F, 5>(j, n0, n1);
+      case 6: return stream_rows<F, 6>(j, n0, n1);
+      case 7: return stream_rows<F, 7>(j, n0, n1);
+      case 8: return stream_rows<F, 8>(j, n0, n1);
       default: break;
     }
   }
