@@ -572,5 +572,42 @@ TEST(MatmulFast, AutoIsTheBestKernel) {
   }
 }
 
+// matmul_many (MoE: all expert products of a layer in one dispatch) gives every task exactly what
+// matmul gives it alone, for mixed dtypes, shapes and token counts (stream and tile kernels), with
+// and without a pool; empty tasks are skipped.
+TEST(MatmulFast, ManyEqualsOneByOne) {
+  std::mt19937 rng(kSeed + 8);
+  ThreadPool pool(2);
+  struct Case {
+    DType t;
+    int64_t N, K, B;
+  };
+  const Case cases[] = {{DType::kBF16, 300, 160, 1}, {DType::kQ8_0, 130, 96, 3}, {DType::kQ4_0, 70, 544, 8},
+                        {DType::kBF16, 1, 33, 9},    {DType::kF8E4M3, 200, 256, 2}, {DType::kQ8_0, 0, 64, 2},
+                        {DType::kF32, 40, 17, 5},    {DType::kQ4_0, 520, 1056, 1}};
+  std::vector<Mat> mats;
+  std::vector<Act> acts;
+  for (const Case& c : cases) {
+    mats.push_back(random_mat(c.t, c.N, c.K, rng));
+    acts.push_back(random_act(c.B, c.K, rng));
+  }
+  for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+    std::vector<std::vector<float>> one(std::size(cases)), many(std::size(cases));
+    std::vector<MatmulTask> tasks;
+    for (size_t i = 0; i < std::size(cases); ++i) {
+      const Case& c = cases[i];
+      one[i].assign(size_t(c.B * c.N), NAN);
+      many[i].assign(size_t(c.B * c.N), NAN);
+      matmul(one[i].data(), acts[i].data(), mats[i].view(), c.B, p);
+      tasks.push_back({many[i].data(), acts[i].data(), mats[i].view(), c.B});
+    }
+    matmul_many(tasks, p);
+    for (size_t i = 0; i < std::size(cases); ++i)
+      for (size_t j = 0; j < one[i].size(); ++j)
+        ASSERT_EQ(one[i][j], many[i][j]) << "task " << i << " (" << dtype_name(cases[i].t) << ") value " << j
+                                         << (p ? " with pool" : " without pool");
+  }
+}
+
 }  // namespace
 }  // namespace dseek

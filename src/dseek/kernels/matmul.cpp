@@ -4,6 +4,7 @@
 #include <atomic>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "dseek/core/error.h"
 #include "dseek/kernels/cpu_features.h"
@@ -326,26 +327,43 @@ void matmul(float* y, const float* x, const MatView& w, int64_t B, ThreadPool* p
   matmul(y, x, w, B, pool, MatmulKernel::kAuto);
 }
 
-void matmul(float* y, const float* x, const MatView& w, int64_t B, ThreadPool* pool, MatmulKernel kernel) {
-  const int64_t N = w.rows, K = w.cols;
-  if (N <= 0 || B <= 0) return;
+namespace {
+
+// One product made ready for the SIMD kernels: the job (activations converted into `act`) and the
+// kernel that computes output rows [n0, n1) of it. fn is null when the scalar path must run.
+struct Prepared {
+  mm::Job job;
+  mm::KernelFn fn = nullptr;
+};
+
+// Bytes of converted activations a product of B tokens needs (0 when the kernel reads x directly).
+int64_t act_bytes(const MatView& w, int64_t B, MatmulKernel kernel) {
+  if (w.dtype == DType::kBF16 && kernel == MatmulKernel::kAvx512Bf16) return B * ((w.cols + 31) & ~int64_t(31)) * 2;
+  if (w.dtype == DType::kQ8_0 || w.dtype == DType::kQ4_0) return B * qact_layout(w.dtype, w.cols).stride;
+  return 0;
+}
+
+bool simd_path(const MatView& w, MatmulKernel kernel) {
+  // The SIMD FP8 kernels step 32 (AVX2: 16) columns inside one scale block.
+  return kernel != MatmulKernel::kScalar && (w.dtype != DType::kF8E4M3 || w.block % 32 == 0) && w.cols > 0;
+}
+
+MatmulKernel checked_kernel(const MatView& w, MatmulKernel kernel) {
   check_weight(w);
   kernel = resolve(kernel);
   if (!matmul_kernel_supported(kernel))
     throw Error("matmul: kernel " + std::string(matmul_kernel_family_name(kernel)) + " is not supported by this CPU");
-  // The SIMD FP8 kernels step 32 (AVX2: 16) columns inside one scale block.
-  const bool fp8_simd_ok = w.dtype != DType::kF8E4M3 || w.block % 32 == 0;
-  if (kernel == MatmulKernel::kScalar || !fp8_simd_ok || K == 0) {
-    auto run = [&](int64_t n0, int64_t n1) {
-      for (int64_t n = n0; n < n1; ++n)
-        for (int64_t b = 0; b < B; ++b) y[b * N + n] = dot_row(w, n, x + b * K);
-    };
-    for_row_tasks(pool, N, N * K * B, run);
-    return;
-  }
+  return kernel;
+}
 
+// Fills p for y = x · Wᵀ on the SIMD path, converting x into act (act_bytes(w, B, kernel) bytes,
+// 64-byte aligned), across the pool when there are many tokens.
+void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B, MatmulKernel kernel, uint8_t* act,
+             ThreadPool* pool) {
+  const int64_t N = w.rows, K = w.cols;
   const mm::KernelSet& ks = kernel == MatmulKernel::kAvx2 ? avx2_set() : avx512_set();
-  mm::Job job;
+  mm::Job& job = p.job;
+  job = mm::Job{};
   job.y = y;
   job.N = N;
   job.B = B;
@@ -368,7 +386,6 @@ void matmul(float* y, const float* x, const MatView& w, int64_t B, ThreadPool* p
         // Activations rounded to bf16 (nearest even), zero-padded to whole 32-column steps.
         const int64_t Kp = (K + 31) & ~int64_t(31);
         job.act_stride = Kp * 2;
-        uint8_t* act = t_scratch.get(size_t(B * job.act_stride));
         const int64_t stride = job.act_stride;
         for_tokens(pool, B, K, [&](int64_t b0, int64_t b1) {
           for (int64_t b = b0; b < b1; ++b) {
@@ -394,13 +411,12 @@ void matmul(float* y, const float* x, const MatView& w, int64_t B, ThreadPool* p
       job.act_corr_offset = l.corr_offset;
       job.act_scale_offset = l.scale_offset;
       job.w_scales_offset = w.dtype == DType::kQ8_0 ? K : K / 2;
-      uint8_t* act = t_scratch.get(size_t(B * l.stride));
-      auto prep = w.dtype == DType::kQ8_0 ? ks.prep_q8_0 : ks.prep_q4_0;
+      auto prep_fn = w.dtype == DType::kQ8_0 ? ks.prep_q8_0 : ks.prep_q4_0;
       const DType wt = w.dtype;
       for_tokens(pool, B, K, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
-          if (prep)
-            prep(act + b * l.stride, x + b * K, K, l.stride, l.corr_offset, l.scale_offset);
+          if (prep_fn)
+            prep_fn(act + b * l.stride, x + b * K, K, l.stride, l.corr_offset, l.scale_offset);
           else
             quantize_activations(act + b * l.stride, x + b * K, wt, K);
         }
@@ -412,9 +428,87 @@ void matmul(float* y, const float* x, const MatView& w, int64_t B, ThreadPool* p
     default: break;
   }
   DSEEK_CHECK(fn != nullptr, "matmul: no kernel for " + std::string(dtype_name(w.dtype)));
-  const mm::Job* jp = &job;
-  auto run = [jp, fn](int64_t n0, int64_t n1) { fn(*jp, n0, n1); };
+  p.fn = fn;
+}
+
+void matmul_scalar(float* y, const float* x, const MatView& w, int64_t B, ThreadPool* pool) {
+  const int64_t N = w.rows, K = w.cols;
+  auto run = [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n)
+      for (int64_t b = 0; b < B; ++b) y[b * N + n] = dot_row(w, n, x + b * K);
+  };
   for_row_tasks(pool, N, N * K * B, run);
+}
+
+constexpr size_t align64(int64_t n) { return size_t((n + 63) & ~int64_t(63)); }
+
+}  // namespace
+
+void matmul(float* y, const float* x, const MatView& w, int64_t B, ThreadPool* pool, MatmulKernel kernel) {
+  const int64_t N = w.rows, K = w.cols;
+  if (N <= 0 || B <= 0) return;
+  kernel = checked_kernel(w, kernel);
+  if (!simd_path(w, kernel)) return matmul_scalar(y, x, w, B, pool);
+  Prepared p;
+  prepare(p, y, x, w, B, kernel, t_scratch.get(align64(act_bytes(w, B, kernel))), pool);
+  const Prepared* pp = &p;
+  auto run = [pp](int64_t n0, int64_t n1) { pp->fn(pp->job, n0, n1); };
+  for_row_tasks(pool, N, N * K * B, run);
+}
+
+void matmul_many(std::span<const MatmulTask> tasks, ThreadPool* pool) {
+  thread_local std::vector<Prepared> prepared;  // grow only: decode allocates nothing
+  thread_local std::vector<int64_t> first_chunk;
+  prepared.clear();
+  first_chunk.clear();
+  const MatmulKernel kernel = resolve(MatmulKernel::kAuto);
+  size_t scratch = 0;
+  bool simd = true;
+  for (const MatmulTask& t : tasks) {
+    if (t.w.rows <= 0 || t.B <= 0) continue;
+    checked_kernel(t.w, kernel);
+    simd = simd && simd_path(t.w, kernel);
+    scratch += align64(act_bytes(t.w, t.B, kernel));
+  }
+  if (!simd) {  // the scalar kernel (FP8 with odd blocks, no SIMD): one product after another
+    for (const MatmulTask& t : tasks) matmul(t.y, t.x, t.w, t.B, pool);
+    return;
+  }
+  uint8_t* act = t_scratch.get(scratch);
+  int64_t chunks = 0, work = 0;
+  const int threads = pool ? pool->size() : 1;
+  for (const MatmulTask& t : tasks) {
+    if (t.w.rows <= 0 || t.B <= 0) continue;
+    prepared.emplace_back();
+    prepare(prepared.back(), t.y, t.x, t.w, t.B, kernel, act, nullptr);
+    act += align64(act_bytes(t.w, t.B, kernel));
+    first_chunk.push_back(chunks);
+    chunks += (t.w.rows + rows_per_task(t.w.rows, threads) - 1) / rows_per_task(t.w.rows, threads);
+    work += t.w.rows * t.w.cols * t.B;
+  }
+  first_chunk.push_back(chunks);
+  const Prepared* p = prepared.data();
+  const int64_t* fc = first_chunk.data();
+  const int64_t n_jobs = int64_t(prepared.size());
+  // Chunk c of the concatenated row tasks: job i with fc[i] <= c < fc[i + 1].
+  auto run = [p, fc, n_jobs, threads](int64_t c0, int64_t c1) {
+    int64_t i = 0;
+    for (int64_t c = c0; c < c1; ++c) {
+      while (i + 1 < n_jobs && fc[i + 1] <= c) ++i;
+      const int64_t rows = rows_per_task(p[i].job.N, threads), n0 = (c - fc[i]) * rows;
+      p[i].fn(p[i].job, n0, std::min(p[i].job.N, n0 + rows));
+    }
+  };
+  if (!pool || threads <= 1 || work < (1 << 16)) return run(0, chunks);
+  // One dispatch; chunks are taken one at a time from a shared counter (balance under noise).
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t>* np = &next;
+  pool->parallel_for(
+      threads,
+      [np, chunks, &run](int64_t, int64_t) {
+        for (int64_t c; (c = np->fetch_add(1, std::memory_order_relaxed)) < chunks;) run(c, c + 1);
+      },
+      1);
 }
 
 void matmul_transposed(float* y, const float* x, const MatView& w, int64_t B) {

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string_view>
 
 #include "dseek/core/tensor.h"
@@ -48,6 +49,17 @@ void matmul(float* y, const float* x, const MatView& w, int64_t B, ThreadPool* p
 // The same with an explicit kernel family (tests, benchmarks). Throws dseek::Error when the CPU
 // cannot run `kernel`.
 void matmul(float* y, const float* x, const MatView& w, int64_t B, ThreadPool* pool, MatmulKernel kernel);
+// Independent products y_i (B_i, N_i) = x_i · W_iᵀ as one pool dispatch: the row tasks of all of them
+// are taken from one counter. MoE layers run tens of small expert products per token, whose separate
+// dispatches (and the wait for the slower thread after each) cost more than their work at decode.
+// Results equal matmul's for each task (kAuto kernels).
+struct MatmulTask {
+  float* y;
+  const float* x;
+  MatView w;
+  int64_t B;
+};
+void matmul_many(std::span<const MatmulTask> tasks, ThreadPool* pool);
 // Scalar reference of matmul: one output at a time, float32 accumulation in index order.
 void matmul_ref(float* y, const float* x, const MatView& w, int64_t B);
 

@@ -40,10 +40,12 @@ Workspace::Workspace(const ModelConfig& c, int64_t T, int64_t ctx, ThreadPool* p
     ctx_ckv.resize(sz(ctx * c.kv_lora_rank));
     ctx_kv.resize(sz(ctx * H * (c.qk_nope_head_dim + c.v_head_dim)));
   }
-  const int64_t inter = std::max({c.intermediate_size, c.moe_intermediate_size * std::max<int64_t>(1, c.n_shared_experts)});
+  const int64_t E = c.n_routed_experts, k = c.num_experts_per_tok;
+  const int64_t moe_inter = c.moe_intermediate_size * (k + std::max<int64_t>(1, c.n_shared_experts));
+  const int64_t inter = std::max(c.intermediate_size, moe_inter);
   ffn_gate.resize(sz(T * inter));
   ffn_up.resize(sz(T * inter));
-  const int64_t E = c.n_routed_experts, k = c.num_experts_per_tok;
+  moe_tasks.reserve(sz(2 * (E + 1)));
   router_logits.resize(sz(T * E));
   RouterParams rp = RouterParams::from_config(c, nullptr);
   router_scratch.resize(sz(route_scratch_size(rp)));
@@ -52,8 +54,8 @@ Workspace::Workspace(const ModelConfig& c, int64_t T, int64_t ctx, ThreadPool* p
   expert_rows.resize(sz(T * k));
   expert_count.resize(sz(E + 1));
   expert_cursor.resize(sz(E));
-  expert_x.resize(sz(T * D));
-  expert_y.resize(sz(T * D));
+  expert_x.resize(sz(T * k * D));
+  expert_y.resize(sz(T * (k + 1) * D));
   if (c.has_indexer()) {
     idx_q.resize(sz(T * c.index_n_heads * c.index_head_dim));
     idx_w.resize(sz(T * c.index_n_heads));

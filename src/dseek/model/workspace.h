@@ -7,6 +7,7 @@
 
 #include "dseek/core/thread_pool.h"
 #include "dseek/io/config.h"
+#include "dseek/kernels/matmul.h"
 #include "dseek/model/kv_view.h"
 
 namespace dseek {
@@ -58,7 +59,7 @@ struct Workspace {
   std::vector<float> ctx_ckv;    // naive path: (max_context, kv_lora_rank) gathered c_kv
   std::vector<float> ctx_kv;     // naive path: (max_context, H * (qk_nope_head_dim + v_head_dim))
   // FFN / MoE.
-  std::vector<float> ffn_gate;   // (T, max intermediate)
+  std::vector<float> ffn_gate;   // (T, max intermediate); MoE: every routed row's and the shared experts'
   std::vector<float> ffn_up;     // (T, max intermediate)
   std::vector<float> router_logits;  // (T, n_routed_experts)
   std::vector<float> router_scratch;
@@ -67,8 +68,9 @@ struct Workspace {
   std::vector<int32_t> expert_rows;  // (T * num_experts_per_tok) token-slot lists grouped by expert
   std::vector<int32_t> expert_count; // (n_routed_experts + 1) prefix sums
   std::vector<int32_t> expert_cursor;  // (n_routed_experts)
-  std::vector<float> expert_x;       // (T, hidden) tokens gathered for one expert
-  std::vector<float> expert_y;       // (T, hidden)
+  std::vector<float> expert_x;       // (T * num_experts_per_tok, hidden) routed rows grouped by expert
+  std::vector<float> expert_y;       // (T * (num_experts_per_tok + 1), hidden): their outputs, then the shared experts'
+  std::vector<MatmulTask> moe_tasks; // the expert products of one MoE layer (one pool dispatch)
   // V3.2 lightning indexer.
   std::vector<float> idx_q;        // (T, index_n_heads * index_head_dim)
   std::vector<float> idx_w;        // (T, index_n_heads)
