@@ -21,6 +21,7 @@
 #include "dseek/kernels/cpu_features.h"
 #include "dseek/kernels/matmul.h"
 #include "dseek/kernels/matmul_quant.h"
+#include "dseek/runtime/bench.h"
 
 namespace {
 
@@ -64,33 +65,6 @@ struct Stats {
 Stats stats(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return {v[v.size() / 2], v.front(), v.back()};
-}
-
-// Multi-threaded streaming sum over 1 GiB: the read bandwidth the matmuls are compared with.
-Stats read_bandwidth(ThreadPool& pool, int reps) {
-  const size_t n = (size_t(1) << 30) / 8;
-  std::vector<uint64_t> buf(n);
-  pool.parallel_for(int64_t(n), [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) buf[size_t(i)] = uint64_t(i) * 0x9E3779B97F4A7C15ull;
-  }, 1 << 16);
-  std::vector<uint64_t> part(size_t(pool.size()) * 8);
-  std::vector<double> gbs;
-  volatile uint64_t sink = 0;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = Clock::now();
-    pool.parallel_for(pool.size(), [&](int64_t t, int64_t) {
-      const int64_t chunk = int64_t(n) / pool.size();
-      const uint64_t* p = buf.data() + t * chunk;
-      uint64_t a[8] = {};
-      for (int64_t i = 0; i + 8 <= chunk; i += 8)
-        for (int k = 0; k < 8; ++k) a[k] += p[i + k];
-      part[size_t(t) * 8] = a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
-    });
-    const double s = seconds_since(t0);
-    for (size_t t = 0; t < size_t(pool.size()); ++t) sink = sink + part[t * 8];
-    gbs.push_back(double(n * 8) / s / 1e9);
-  }
-  return stats(gbs);
 }
 
 // Fast deterministic pseudo-random numbers (filling GBs with mt19937 would dominate the run).
@@ -207,14 +181,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   ThreadPool pool(threads);
-  const Stats bw = read_bandwidth(pool, 9);
+  const ReadBandwidth rb = measure_read_bandwidth(pool);  // the same probe as `dseek bench`
+  const Stats bw{rb.median_gbs, rb.min_gbs, rb.best_gbs};
   const MatmulKernel resolved = kernel == MatmulKernel::kAuto ? matmul_best_kernel() : kernel;
 
   std::printf("# matmul_bench  commit %s  cpu \"%s\"  threads %d\n", commit().c_str(), cpu_model().c_str(), threads);
   std::printf("# cpu features: %s\n", cpu_features_str(cpu_features()).c_str());
   std::printf("# compiler: %s, kernel family: %s\n", __VERSION__, std::string(matmul_kernel_family_name(resolved)).c_str());
-  std::printf("# read bandwidth (1 GiB streaming sum, %d threads): median %.1f GB/s [%.1f-%.1f]\n", threads, bw.median,
-              bw.min, bw.max);
+  std::printf("# read bandwidth (%s over %.1f GiB, %.0f %% huge pages, %d threads): median %.1f GB/s [%.1f-%.1f]\n",
+              rb.kernel, double(rb.bytes) / (1 << 30), 100.0 * double(rb.huge_page_bytes) / double(rb.bytes), threads,
+              bw.median, bw.min, bw.max);
   std::printf("# times: median [min-max] over %d calls; GB/s = weight bytes / median; %% bw = of the median read bandwidth\n",
               reps);
   std::printf("\n| shape (N x K) | dtype | B | kernel | ms | GB/s | GFLOP/s | %% bw |\n");

@@ -45,8 +45,8 @@ int cmd_bench(int argc, char** argv) {
   const ModelConfig& c = model.config();
   ThreadPool pool(int(a.get_int("threads", 0)));
 
-  double bw_median, bw_best;
-  measure_read_bandwidth(pool, int64_t(a.get_double("bandwidth-gb", 1.0) * (1 << 30)), 5, &bw_median, &bw_best);
+  const ReadBandwidth bw = measure_read_bandwidth(
+      pool, int64_t(a.get_double("bandwidth-gb", double(kReadBandwidthBytes) / (1 << 30)) * (1 << 30)), 9);
 
   std::mt19937 rng(1234);
   std::vector<int32_t> ids(static_cast<size_t>(P + N));
@@ -77,8 +77,10 @@ int cmd_bench(int argc, char** argv) {
   const double gbs = bytes * stg.median / 1e9;
   const DType wt = model.weights().layers.back().self_attn.o_proj.dtype;
 
-  std::printf("dseek bench | %s | %s | %d threads | read bandwidth %.1f GB/s median (best %.1f)\n", dir.c_str(),
-              cpu_name().c_str(), pool.size(), bw_median, bw_best);
+  std::printf("dseek bench | %s | %s | %d threads | read bandwidth %.1f GB/s median (best %.1f; %s over %.1f GiB, "
+              "%.0f %% huge pages)\n",
+              dir.c_str(), cpu_name().c_str(), pool.size(), bw.median_gbs, bw.best_gbs, bw.kernel,
+              double(bw.bytes) / (1 << 30), 100.0 * double(bw.huge_page_bytes) / double(bw.bytes));
   std::printf("| model | weights | test | tokens/s median [min-max] | GB/token | GB/s | %% of roofline |\n");
   std::printf("|---|---|---|---|---|---|---|\n");
   std::printf("| %s %lldL | %s | pp%lld | %.1f [%.1f-%.1f] | | | |\n", std::string(model_type_name(c.model_type)).c_str(),
@@ -87,7 +89,7 @@ int cmd_bench(int argc, char** argv) {
   std::printf("| %s %lldL | %s | tg%lld | %.2f [%.2f-%.2f] | %.3f | %.1f | %.0f %% |\n",
               std::string(model_type_name(c.model_type)).c_str(), (long long)c.num_hidden_layers,
               std::string(dtype_name(wt)).c_str(), (long long)N, stg.median, stg.min, stg.max, bytes / 1e9, gbs,
-              100.0 * gbs / bw_median);
+              100.0 * gbs / bw.median_gbs);
   return 0;
 }
 

@@ -1,35 +1,135 @@
 #include "dseek/runtime/bench.h"
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#endif
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <new>
+#include <string>
 #include <vector>
 
+#include "dseek/core/error.h"
 #include "dseek/kernels/matmul.h"
 #include "dseek/kernels/matmul_quant.h"
-#include "dseek/kernels/vec.h"
+#include "dseek/kernels/stream_read.h"
 
 namespace dseek {
 
-void measure_read_bandwidth(ThreadPool& pool, int64_t bytes, int reps, double* median_gbs, double* best_gbs) {
-  const int64_t n = bytes / int64_t(sizeof(float));
-  std::vector<float> buf(static_cast<size_t>(n));
-  // Touch in parallel so pages land near the threads that read them (first-touch NUMA placement).
-  pool.parallel_for(n, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) buf[size_t(i)] = float(i & 7);
-  }, 1 << 16);
+namespace {
+
+constexpr int64_t kHugePage = int64_t(2) << 20;
+constexpr uint64_t kFillStep = 0x9E3779B97F4A7C15ull;
+
+// An anonymous mapping that starts on a 2 MiB boundary, so each 2 MiB of it can be one
+// transparent huge page (one TLB entry instead of 512; in A/B runs here the same loop read up to
+// ~7 % more than on 4 KiB pages, within the machine's noise in some runs). Elsewhere than Linux,
+// plain aligned memory.
+class ProbeBuffer {
+ public:
+  explicit ProbeBuffer(int64_t bytes) : size_(size_t((bytes + kHugePage - 1) / kHugePage * kHugePage)) {
+#if defined(__unix__) || defined(__APPLE__)
+    // Over-allocate by one huge page and unmap the unaligned head and the rest of the tail.
+    void* raw = ::mmap(nullptr, size_ + size_t(kHugePage), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+      throw Error("read bandwidth probe: mmap of " + std::to_string(size_) + " bytes failed: " + std::strerror(errno));
+    const uintptr_t r = reinterpret_cast<uintptr_t>(raw);
+    const uintptr_t a = (r + uintptr_t(kHugePage) - 1) & ~uintptr_t(kHugePage - 1);
+    if (a > r) ::munmap(raw, a - r);
+    if (const uintptr_t tail = r + size_ + uintptr_t(kHugePage) - (a + size_); tail > 0)
+      ::munmap(reinterpret_cast<void*>(a + size_), tail);
+    data_ = reinterpret_cast<uint8_t*>(a);
+#ifdef MADV_HUGEPAGE
+    ::madvise(data_, size_, MADV_HUGEPAGE);  // a hint: THP "never" or fragmentation leave 4 KiB pages
+#endif
+#else
+    data_ = static_cast<uint8_t*>(::operator new(size_, std::align_val_t(kHugePage)));
+#endif
+  }
+  ~ProbeBuffer() {
+#if defined(__unix__) || defined(__APPLE__)
+    ::munmap(data_, size_);
+#else
+    ::operator delete(data_, std::align_val_t(kHugePage));
+#endif
+  }
+  ProbeBuffer(const ProbeBuffer&) = delete;
+  ProbeBuffer& operator=(const ProbeBuffer&) = delete;
+
+  uint8_t* data() const { return data_; }
+
+ private:
+  size_t size_;
+  uint8_t* data_ = nullptr;
+};
+
+// Bytes of [p, p + size) backed by transparent huge pages: AnonHugePages of the mappings that
+// overlap it in /proc/self/smaps, at most `size` (0 where the file does not exist).
+int64_t huge_page_bytes(const void* p, int64_t size) {
+  std::ifstream f("/proc/self/smaps");
+  const uintptr_t b = reinterpret_cast<uintptr_t>(p), e = b + uintptr_t(size);
+  std::string line;
+  bool inside = false;
+  int64_t kb = 0;
+  while (std::getline(f, line)) {
+    unsigned long long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%llx-%llx ", &lo, &hi) == 2)  // a mapping's header line
+      inside = lo < e && hi > b;
+    else if (inside && line.rfind("AnonHugePages:", 0) == 0)
+      kb += std::atoll(line.c_str() + 14);
+  }
+  return std::min(kb * 1024, size);
+}
+
+}  // namespace
+
+uint64_t read_bandwidth_checksum(int64_t bytes) {
+  const uint64_t w = uint64_t(bytes / 64) * 8;  // words; Σ i for i < w, mod 2^64
+  const uint64_t tri = w % 2 == 0 ? (w / 2) * (w - 1) : w * ((w - 1) / 2);
+  return tri * kFillStep;
+}
+
+ReadBandwidth measure_read_bandwidth(ThreadPool& pool, int64_t bytes, int reps) {
+  if (bytes < 64 || reps < 1) throw Error("read bandwidth probe: needs at least 64 bytes and 1 repetition");
+  const int64_t lines = bytes / 64;
+  ProbeBuffer buf(lines * 64);
+  uint8_t* const data = buf.data();
+  // Threads get whole huge pages (the last part may be shorter), split the same way for the first
+  // touch and every pass, so each thread reads the memory it placed (first-touch NUMA placement).
+  constexpr int64_t kGrain = kHugePage / 64;
+  pool.parallel_for(lines, [&](int64_t b, int64_t e) {
+    uint64_t* w = reinterpret_cast<uint64_t*>(data);
+    for (int64_t i = b * 8; i < e * 8; ++i) w[i] = uint64_t(i) * kFillStep;
+  }, kGrain);
+
+  ReadBandwidth r;
+  r.bytes = lines * 64;
+  r.huge_page_bytes = huge_page_bytes(data, r.bytes);
+  r.kernel = stream_read_kernel_name();
+  std::vector<uint64_t> part(size_t(pool.size()) * 8);  // a cache line per thread
   std::vector<double> gbs;
-  std::vector<float> sink(size_t(pool.size()) * 16);
-  for (int r = 0; r < reps; ++r) {
+  for (int rep = -1; rep < reps; ++rep) {  // rep -1 warms up (TLB, pool threads) and is not timed
+    std::fill(part.begin(), part.end(), 0);
     const auto t0 = std::chrono::steady_clock::now();
-    pool.parallel_for(n, [&](int64_t b, int64_t e) {
-      sink[size_t(b * pool.size() / n) * 16] += vec_sum(buf.data() + b, e - b);
-    }, 1 << 16);
-    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    gbs.push_back(double(bytes) / sec / 1e9);
+    pool.parallel_for_tid(lines, [&](int tid, int64_t b, int64_t e) {
+      part[size_t(tid) * 8] += stream_read(data + b * 64, (e - b) * 64);
+    }, kGrain);
+    const double sec = std::max(1e-9, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    r.checksum = 0;
+    for (size_t t = 0; t < part.size(); t += 8) r.checksum += part[t];
+    if (rep >= 0) gbs.push_back(double(r.bytes) / sec / 1e9);
   }
   std::sort(gbs.begin(), gbs.end());
-  *median_gbs = gbs[gbs.size() / 2];
-  *best_gbs = gbs.back();
+  r.median_gbs = gbs[gbs.size() / 2];
+  r.best_gbs = gbs.back();
+  r.min_gbs = gbs.front();
+  return r;
 }
 
 namespace {

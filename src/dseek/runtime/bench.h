@@ -9,9 +9,28 @@
 
 namespace dseek {
 
-// GB/s of a streaming read (sum of floats) over `bytes`, split across the pool; best of `reps`
-// and median are returned through the out-parameters.
-void measure_read_bandwidth(ThreadPool& pool, int64_t bytes, int reps, double* median_gbs, double* best_gbs);
+// The machine's sustained read bandwidth: the ceiling that `dseek bench` and bench/matmul_bench
+// state decode speed against (docs/performance.md).
+struct ReadBandwidth {
+  double median_gbs = 0, best_gbs = 0, min_gbs = 0;  // over the timed repetitions
+  int64_t bytes = 0;            // read per repetition (the request rounded down to 64 bytes)
+  int64_t huge_page_bytes = 0;  // of the buffer backed by transparent huge pages (Linux; else 0)
+  const char* kernel = "";      // stream_read_kernel_name()
+  uint64_t checksum = 0;        // stream_read's word sum of the buffer (read_bandwidth_checksum)
+};
+
+// Default probe size: large enough that no cache holds any of it between passes.
+constexpr int64_t kReadBandwidthBytes = int64_t(2) << 30;
+
+// Streams `bytes` (>= 64) from an anonymous, 2 MiB-aligned mapping with MADV_HUGEPAGE (plain
+// pages where that is unavailable) that the pool's threads first-touched, each thread reading its
+// own contiguous part with stream_read(). One untimed pass, then `reps` (>= 1) timed passes of
+// the whole buffer; GB/s = bytes / wall time of a pass.
+ReadBandwidth measure_read_bandwidth(ThreadPool& pool, int64_t bytes = kReadBandwidthBytes, int reps = 9);
+
+// The checksum a correct measure_read_bandwidth(…, bytes, …) returns: the buffer holds 64-bit
+// word i = i * 0x9E3779B97F4A7C15.
+uint64_t read_bandwidth_checksum(int64_t bytes);
 
 // Bytes one decode step reads at context length `ctx`: every dense weight, the router gates, the
 // num_experts_per_tok routed experts and the shared experts of each MoE layer, the lm_head, one
