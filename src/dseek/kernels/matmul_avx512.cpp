@@ -333,6 +333,44 @@ struct Fp8 {
         for (int t = 0; t < T; ++t) acc[i][t] = _mm512_set1_ps(__builtin_nanf(""));
     store_tile(j, r0, b0, acc);
   }
+  template <int T>
+  struct Stream {
+    static constexpr int U = 2;  // accumulators per token: columns 0-15 and 16-31 of each step
+    const float* x[T];
+    explicit Stream(const Job& j) {
+      for (int t = 0; t < T; ++t) x[t] = j.x + t * j.K;
+    }
+    void row(const Job& j, int64_t r, __m512 (&out)[T]) const {
+      const uint8_t* w = row_of(j, r);
+      const float* srow = j.scale_inv + ((j.row_offset + r) / j.block) * j.scale_cols;
+      const __m256i k7f = _mm256_set1_epi8(0x7f);
+      const __m512i keep = _mm512_set1_epi16(int16_t(0xbfff));
+      __m512 acc[T][U];
+      for (int t = 0; t < T; ++t)
+        for (int u = 0; u < U; ++u) acc[t][u] = _mm512_setzero_ps();
+      __mmask32 nan = 0;
+      for (int64_t kb = 0, sb = 0; kb < j.K; kb += j.block, ++sb) {
+        const int64_t ke = min64(j.K, kb + j.block);
+        const __m512 s = _mm512_set1_ps(srow[sb] * 256.f);
+        for (int64_t k = kb; k < ke; k += 32) {
+          const __mmask32 m = mask32(ke - k);
+          prefetch_stream(w + k);
+          const __m256i q = _mm256_maskz_loadu_epi8(m, w + k);
+          nan |= _mm256_cmpeq_epi8_mask(_mm256_and_si256(q, k7f), k7f);
+          const __m512i h = _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(q), 7), keep);
+          const __m512 w0 = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(h)), s);
+          const __m512 w1 = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)), s);
+          for (int t = 0; t < T; ++t) {
+            acc[t][0] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(__mmask16(m), x[t] + k), acc[t][0]);
+            acc[t][1] = _mm512_fmadd_ps(w1, _mm512_maskz_loadu_ps(__mmask16(m >> 16), x[t] + k + 16), acc[t][1]);
+          }
+        }
+      }
+      sum_unrolled(out, acc);
+      if (nan)
+        for (int t = 0; t < T; ++t) out[t] = _mm512_set1_ps(__builtin_nanf(""));
+    }
+  };
 };
 
 // ---- Q8_0 / Q4_0 with VNNI ----
