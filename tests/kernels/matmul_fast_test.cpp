@@ -404,6 +404,18 @@ TEST(MatmulFast, QuantizedRowLayout) {
   EXPECT_EQ(back[31], 0.875f);
 }
 
+// x (rows, cols) quantized to t into q; the view of it.
+MatView quantized_view(DType t, std::vector<uint8_t>& q, const std::vector<float>& x, int64_t rows, int64_t cols) {
+  q.assign(size_t(rows * quant_row_bytes(t, cols)), 0);
+  quantize_rows(t, q.data(), x.data(), rows, cols);
+  MatView w;
+  w.data = q.data();
+  w.dtype = t;
+  w.rows = rows;
+  w.cols = cols;
+  return w;
+}
+
 // dequantize_row_range on Q8_0 / Q4_0 (absorbed MLA decodes kv_b_proj rows with it): every value of
 // ranges that start and end inside blocks equals the documented byte layout decoded here.
 TEST(MatmulFast, QuantizedRowRangesDecodeTheLayout) {
@@ -413,13 +425,8 @@ TEST(MatmulFast, QuantizedRowRangesDecodeTheLayout) {
   std::normal_distribution<float> nd(0.f, 1.f);
   for (float& v : x) v = nd(rng);
   for (DType t : {DType::kQ8_0, DType::kQ4_0}) {
-    std::vector<uint8_t> q(size_t(rows * quant_row_bytes(t, cols)));
-    quantize_rows(t, q.data(), x.data(), rows, cols);
-    MatView w;
-    w.data = q.data();
-    w.dtype = t;
-    w.rows = rows;
-    w.cols = cols;
+    std::vector<uint8_t> q;
+    const MatView w = quantized_view(t, q, x, rows, cols);
     for (int64_t r = 0; r < rows; ++r) {
       const uint8_t* row = mat_row_ptr(w, r);
       auto expected = [&](int64_t k) {
@@ -454,13 +461,8 @@ TEST(MatmulFast, QuantizeRoundTripBounds) {
   for (int64_t r = 0; r < 4; ++r)
     for (int64_t c = 0; c < 32; ++c) x[size_t(r * cols + c)] = 0.f;  // all-zero blocks
   for (DType t : {DType::kQ8_0, DType::kQ4_0}) {
-    std::vector<uint8_t> q(size_t(rows * quant_row_bytes(t, cols)));
-    quantize_rows(t, q.data(), x.data(), rows, cols);
-    MatView w;
-    w.data = q.data();
-    w.dtype = t;
-    w.rows = rows;
-    w.cols = cols;
+    std::vector<uint8_t> q;
+    const MatView w = quantized_view(t, q, x, rows, cols);
     std::vector<float> back(static_cast<size_t>(cols));
     double err2 = 0, x2 = 0;
     for (int64_t r = 0; r < rows; ++r) {

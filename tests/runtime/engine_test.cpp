@@ -15,6 +15,7 @@
 #include "common/shared_dir.h"
 #include "dseek/runtime/generator.h"
 #include "dseek/runtime/kv_cache.h"
+#include "common/reference_logprobs.h"
 
 namespace dseek {
 namespace {
@@ -105,28 +106,6 @@ Tokenizer* EngineTest::tokenizer_ = nullptr;
 // sequence): row j of the result is the distribution generated[j] came from. The engine's batched,
 // chunked, paged forward differs from it by float rounding only (batch_forward_test: 1e-5 on logits).
 constexpr double kLogprobTol = 1e-4;
-
-std::vector<std::vector<double>> reference_log_softmax(const Model& m, const std::vector<int32_t>& prompt,
-                                                       const std::vector<int32_t>& generated) {
-  std::vector<int32_t> all = prompt;
-  all.insert(all.end(), generated.begin(), generated.end());
-  const int64_t T = int64_t(all.size()), V = m.config().vocab_size, from = int64_t(prompt.size()) - 1;
-  KVCache cache(m.config(), m.n_cache_layers(), T);
-  Workspace ws(m.config(), T, T, nullptr, /*naive_attention=*/false);
-  std::vector<float> logits(size_t((T - from) * V));  // (T - from, V)
-  m.forward(all.data(), T, 0, cache.view(), AttnImpl::kAbsorb, ws, logits.data(), from);
-  std::vector<std::vector<double>> out;
-  for (size_t j = 0; j < generated.size(); ++j) {
-    const float* l = logits.data() + j * size_t(V);
-    double mx = -INFINITY, z = 0;
-    for (int64_t i = 0; i < V; ++i) mx = std::max(mx, double(l[i]));
-    for (int64_t i = 0; i < V; ++i) z += std::exp(double(l[i]) - mx);
-    std::vector<double> row(static_cast<size_t>(V));
-    for (int64_t i = 0; i < V; ++i) row[size_t(i)] = double(l[i]) - mx - std::log(z);
-    out.push_back(std::move(row));
-  }
-  return out;
-}
 
 // Every generated token has one entry with its raw logprob and the top_n most likely tokens of the
 // reference distribution, in order; under greedy decoding the chosen token is the first of them.

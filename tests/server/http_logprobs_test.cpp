@@ -24,6 +24,7 @@
 #include "dseek/server/http_server.h"
 #include "dseek/server/logprobs.h"
 #include "dseek/tokenizer/chat_template.h"
+#include "common/reference_logprobs.h"
 
 namespace dseek::server {
 namespace {
@@ -100,29 +101,6 @@ struct LiveServer {
     return out;
   }
 };
-
-// log_softmax rows of Model::forward over prompt + generated: row j is generated[j]'s distribution.
-std::vector<std::vector<double>> reference_log_softmax(const Model& m, const std::vector<int32_t>& prompt,
-                                                       const std::vector<int32_t>& generated) {
-  std::vector<int32_t> all = prompt;
-  all.insert(all.end(), generated.begin(), generated.end());
-  const int64_t T = int64_t(all.size()), V = m.config().vocab_size, from = int64_t(prompt.size()) - 1;
-  KVCache cache(m.config(), m.n_cache_layers(), T);
-  Workspace ws(m.config(), T, T, nullptr, /*naive_attention=*/false);
-  std::vector<float> logits(size_t((T - from) * V));  // (T - from, V)
-  m.forward(all.data(), T, 0, cache.view(), AttnImpl::kAbsorb, ws, logits.data(), from);
-  std::vector<std::vector<double>> out;
-  for (size_t j = 0; j < generated.size(); ++j) {
-    const float* l = logits.data() + j * size_t(V);
-    double mx = -INFINITY, z = 0;
-    for (int64_t i = 0; i < V; ++i) mx = std::max(mx, double(l[i]));
-    for (int64_t i = 0; i < V; ++i) z += std::exp(double(l[i]) - mx);
-    std::vector<double> row(static_cast<size_t>(V));
-    for (int64_t i = 0; i < V; ++i) row[size_t(i)] = double(l[i]) - mx - std::log(z);
-    out.push_back(std::move(row));
-  }
-  return out;
-}
 
 Json bytes_json(std::string_view s) {
   Json a = Json::array();
