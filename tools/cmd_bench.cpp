@@ -77,10 +77,14 @@ int cmd_bench(int argc, char** argv) {
   const double gbs = bytes * stg.median / 1e9;
   const DType wt = model.weights().layers.back().self_attn.o_proj.dtype;
 
+  // Weights read in through a MADV_HUGEPAGE mapping come as 2 MiB pages; files that were already
+  // cached in 4 KiB pages (e.g. just written by init/quantize) keep them until evicted.
+  const double weights_gb = double(model.checkpoint().total_bytes()) / 1e9;
   std::printf("dseek bench | %s | %s | %d threads | read bandwidth %.1f GB/s median (best %.1f; %s over %.1f GiB, "
-              "%.0f %% huge pages)\n",
+              "%.0f %% huge pages) | weights %.2f of %.2f GB on 2 MiB pages\n",
               dir.c_str(), cpu_name().c_str(), pool.size(), bw.median_gbs, bw.best_gbs, bw.kernel,
-              double(bw.bytes) / (1 << 30), 100.0 * double(bw.huge_page_bytes) / double(bw.bytes));
+              double(bw.bytes) / (1 << 30), 100.0 * double(bw.huge_page_bytes) / double(bw.bytes),
+              std::min(weights_gb, double(file_huge_page_bytes()) / 1e9), weights_gb);
   std::printf("| model | weights | test | tokens/s median [min-max] | GB/token | GB/s | %% of roofline |\n");
   std::printf("|---|---|---|---|---|---|---|\n");
   std::printf("| %s %lldL | %s | pp%lld | %.1f [%.1f-%.1f] | | | |\n", std::string(model_type_name(c.model_type)).c_str(),

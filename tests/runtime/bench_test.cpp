@@ -5,10 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <cstdint>
 #include <string>
 
+#include "common/test_util.h"
 #include "dseek/core/error.h"
+#include "dseek/core/mapped_file.h"
 
 namespace dseek {
 namespace {
@@ -50,6 +54,28 @@ TEST(ReadBandwidth, ChecksumIsTheSumOfTheFilledWords) {
     for (uint64_t i = 0; i < uint64_t(bytes / 8); ++i) want += i * 0x9E3779B97F4A7C15ull;
     EXPECT_EQ(read_bandwidth_checksum(bytes), want) << bytes;
   }
+}
+
+// file_huge_page_bytes parses /proc/self/smaps_rollup: with a mapped, touched file it is a byte
+// count between 0 and the process's resident set (huge folios depend on the file system).
+TEST(FileHugePages, WithinTheResidentSet) {
+  const std::string dir = test::make_temp_dir("bench_test");
+  const std::string path = dir + "/weights.bin";
+  test::write_text(path, std::string(size_t(8) << 20, 'x'));
+  MappedFile f(path);
+  uint64_t sum = 0;
+  for (size_t i = 0; i < f.size(); i += 4096) sum += f.data()[i];
+  EXPECT_EQ(sum, uint64_t('x') * (f.size() / 4096));
+  std::ifstream st("/proc/self/status");
+  if (!st) GTEST_SKIP() << "no /proc";
+  int64_t rss_kb = -1;
+  for (std::string line; std::getline(st, line);)
+    if (line.rfind("VmRSS:", 0) == 0) rss_kb = std::atoll(line.c_str() + 6);
+  ASSERT_GT(rss_kb, 0);
+  const int64_t huge = file_huge_page_bytes();
+  EXPECT_GE(huge, 0);
+  EXPECT_LE(huge, rss_kb * 1024);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -89,6 +89,14 @@ int64_t huge_page_bytes(const void* p, int64_t size) {
 
 }  // namespace
 
+int64_t file_huge_page_bytes() {
+  std::ifstream f("/proc/self/smaps_rollup");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("FilePmdMapped:", 0) == 0) return std::atoll(line.c_str() + 14) * 1024;
+  return 0;
+}
+
 uint64_t read_bandwidth_checksum(int64_t bytes) {
   const uint64_t w = uint64_t(bytes / 64) * 8;  // words; Σ i for i < w, mod 2^64
   const uint64_t tri = w % 2 == 0 ? (w / 2) * (w - 1) : w * ((w - 1) / 2);

@@ -37,4 +37,9 @@ uint64_t read_bandwidth_checksum(int64_t bytes);
 // embedding row, and the latent cache rows (ctx x (kv_lora_rank + qk_rope_head_dim) floats per layer).
 int64_t decode_bytes_per_token(const Model& model, int64_t ctx);
 
+// Bytes of this process's file mappings (the checkpoint's weights) that are mapped with 2 MiB pages
+// (FilePmdMapped in /proc/self/smaps_rollup; 0 where unavailable). Decode streams the weights, and
+// 4 KiB pages cost it ~25 % at BF16 here (docs/performance.md).
+int64_t file_huge_page_bytes();
+
 }  // namespace dseek
