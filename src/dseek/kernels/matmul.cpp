@@ -329,11 +329,12 @@ void matmul(float* y, const float* x, const MatView& w, int64_t B, ThreadPool* p
 
 namespace {
 
-// One product made ready for the SIMD kernels: the job (activations converted into `act`) and the
-// kernel that computes output rows [n0, n1) of it. fn is null when the scalar path must run.
+// One product made ready for the SIMD kernels: the job (activations converted into `act`), the
+// kernel that computes output rows [n0, n1) of it, and (matmul_many) its rows per task.
 struct Prepared {
   mm::Job job;
   mm::KernelFn fn = nullptr;
+  int64_t task_rows = 0;
 };
 
 // Bytes of converted activations a product of B tokens needs (0 when the kernel reads x directly).
@@ -482,8 +483,10 @@ void matmul_many(std::span<const MatmulTask> tasks, ThreadPool* pool) {
     prepared.emplace_back();
     prepare(prepared.back(), t.y, t.x, t.w, t.B, kernel, act, nullptr);
     act += align64(act_bytes(t.w, t.B, kernel));
+    const int64_t rows = rows_per_task(t.w.rows, threads);
+    prepared.back().task_rows = rows;
     first_chunk.push_back(chunks);
-    chunks += (t.w.rows + rows_per_task(t.w.rows, threads) - 1) / rows_per_task(t.w.rows, threads);
+    chunks += (t.w.rows + rows - 1) / rows;
     work += t.w.rows * t.w.cols * t.B;
   }
   first_chunk.push_back(chunks);
@@ -491,12 +494,12 @@ void matmul_many(std::span<const MatmulTask> tasks, ThreadPool* pool) {
   const int64_t* fc = first_chunk.data();
   const int64_t n_jobs = int64_t(prepared.size());
   // Chunk c of the concatenated row tasks: job i with fc[i] <= c < fc[i + 1].
-  auto run = [p, fc, n_jobs, threads](int64_t c0, int64_t c1) {
+  auto run = [p, fc, n_jobs](int64_t c0, int64_t c1) {
     int64_t i = 0;
     for (int64_t c = c0; c < c1; ++c) {
       while (i + 1 < n_jobs && fc[i + 1] <= c) ++i;
-      const int64_t rows = rows_per_task(p[i].job.N, threads), n0 = (c - fc[i]) * rows;
-      p[i].fn(p[i].job, n0, std::min(p[i].job.N, n0 + rows));
+      const int64_t n0 = (c - fc[i]) * p[i].task_rows;
+      p[i].fn(p[i].job, n0, std::min(p[i].job.N, n0 + p[i].task_rows));
     }
   };
   if (!pool || threads <= 1 || work < (1 << 16)) return run(0, chunks);
