@@ -1,7 +1,8 @@
 // matmul throughput on DeepSeek-V2-Lite shapes, per weight dtype, for decode (B = 1) and a small
-// prefill batch (B = 16), against the machine's read bandwidth measured in the same run.
+// prefill batch (B = 16) by default, against the machine's read bandwidth measured in the same run.
 //
 //   matmul_bench [threads=2] [--kernel auto|scalar|avx2|avx512|avx512bf16] [--reps N] [--only DTYPE]
+//                [--batches 1,16,512]
 //
 // Weights are random and cycled through enough copies (>= 512 MiB) that every call reads them from
 // memory, as decode does with a model much larger than the caches. Times are medians over the
@@ -151,6 +152,7 @@ int main(int argc, char** argv) {
   int reps = 15;
   MatmulKernel kernel = MatmulKernel::kAuto;
   std::string only;
+  std::vector<int64_t> batches = {1, 16};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--kernel" && i + 1 < argc) {
@@ -169,10 +171,22 @@ int main(int argc, char** argv) {
       reps = std::max(3, std::atoi(argv[++i]));
     } else if (a == "--only" && i + 1 < argc) {
       only = argv[++i];
+    } else if (a == "--batches" && i + 1 < argc) {
+      batches.clear();
+      for (const char* p = argv[++i]; *p;) {
+        char* end = nullptr;
+        const long long b = std::strtoll(p, &end, 10);
+        if (end == p || b <= 0) {
+          std::fprintf(stderr, "--batches: expected positive integers separated by commas\n");
+          return 2;
+        }
+        batches.push_back(b);
+        p = *end == ',' ? end + 1 : end;
+      }
     } else if (!a.empty() && a[0] != '-') {
       threads = std::max(1, std::atoi(a.c_str()));
     } else {
-      std::fprintf(stderr, "usage: %s [threads] [--kernel K] [--reps N] [--only DTYPE]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [threads] [--kernel K] [--reps N] [--only DTYPE] [--batches 1,16,512]\n", argv[0]);
       return 2;
     }
   }
@@ -201,7 +215,6 @@ int main(int argc, char** argv) {
       {"expert up", 1408, 2048},  {"expert down", 2048, 1408}, {"lm_head", 129280, 2048},
   };
   const DType dtypes[] = {DType::kF32, DType::kBF16, DType::kF8E4M3, DType::kQ8_0, DType::kQ4_0};
-  const int64_t batches[] = {1, 16};
   for (const LayerShape& s : shapes)
     for (DType t : dtypes) {
       if (!only.empty() && only != dtype_name(t)) continue;

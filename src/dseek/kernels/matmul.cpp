@@ -195,15 +195,17 @@ thread_local Scratch t_scratch;
 
 // Rows per task: small enough that 2+ threads balance even when a neighbour steals a core (tasks are
 // taken dynamically), large enough that each task streams tens of KiB of contiguous weights.
-int64_t rows_per_task(int64_t N, int threads) {
+// The BF16 GEMM packs panels of 32 rows, so its tasks are whole panels.
+int64_t rows_per_task(int64_t N, int threads, bool gemm) {
   int64_t r = N / (int64_t(threads) * 8);
   r = std::clamp<int64_t>(r, 16, 64);
-  return (r + 15) & ~int64_t(15);  // whole 16-row tiles of the F32 kernels
+  const int64_t granule = gemm ? 32 : 16;  // F32 kernels: whole 16-row tiles
+  return (r + granule - 1) / granule * granule;
 }
 
 // Runs fn(n0, n1) over [0, N) in tasks of `chunk` rows, taken by the pool's threads in turn.
 template <class Fn>
-void for_row_tasks(ThreadPool* pool, int64_t N, int64_t work, const Fn& fn) {
+void for_row_tasks(ThreadPool* pool, int64_t N, int64_t work, bool gemm, const Fn& fn) {
   // Small layers are not worth waking the pool for.
   if (!pool || pool->size() <= 1 || work < (1 << 16)) {
     fn(0, N);
@@ -216,7 +218,7 @@ void for_row_tasks(ThreadPool* pool, int64_t N, int64_t work, const Fn& fn) {
   } sh;
   sh.fn = &fn;
   sh.N = N;
-  sh.chunk = rows_per_task(N, pool->size());
+  sh.chunk = rows_per_task(N, pool->size(), gemm);
   sh.tasks = (N + sh.chunk - 1) / sh.chunk;
   Shared* p = &sh;  // one pointer: fits std::function's small buffer (no allocation per call)
   pool->parallel_for(
@@ -334,11 +336,20 @@ namespace {
 struct Prepared {
   mm::Job job;
   mm::KernelFn fn = nullptr;
+  bool gemm = false;  // fn is the BF16 GEMM (tasks of whole 32-row panels)
   int64_t task_rows = 0;
 };
 
+// Whether BF16 weights times B tokens run as the packed GEMM (prefill) rather than streaming rows.
+bool bf16_gemm_path(const MatView& w, int64_t B, MatmulKernel kernel) {
+  return w.dtype == DType::kBF16 && kernel == MatmulKernel::kAvx512Bf16 && B > 8 && avx512_set().bf16_gemm;
+}
+
+int64_t gemm_tile_bytes(int64_t K) { return mm::gemm_pairs(K) * mm::kGemmTokens * 4; }
+
 // Bytes of converted activations a product of B tokens needs (0 when the kernel reads x directly).
 int64_t act_bytes(const MatView& w, int64_t B, MatmulKernel kernel) {
+  if (bf16_gemm_path(w, B, kernel)) return (B + mm::kGemmTokens - 1) / mm::kGemmTokens * gemm_tile_bytes(w.cols);
   if (w.dtype == DType::kBF16 && kernel == MatmulKernel::kAvx512Bf16) return B * ((w.cols + 31) & ~int64_t(31)) * 2;
   if (w.dtype == DType::kQ8_0 || w.dtype == DType::kQ4_0) return B * qact_layout(w.dtype, w.cols).stride;
   return 0;
@@ -383,7 +394,19 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
     case DType::kF16: fn = ks.f16; break;
     case DType::kF8E4M3: fn = ks.fp8; break;
     case DType::kBF16:
-      if (kernel == MatmulKernel::kAvx512Bf16) {
+      if (bf16_gemm_path(w, B, kernel)) {
+        // Activations rounded to bf16 as below, packed in tiles of kGemmTokens tokens.
+        const int64_t tiles = (B + mm::kGemmTokens - 1) / mm::kGemmTokens;
+        job.act_stride = gemm_tile_bytes(K);
+        const int64_t stride = job.act_stride;
+        for_tokens(pool, tiles, K * mm::kGemmTokens, [&](int64_t t0, int64_t t1) {
+          for (int64_t t = t0; t < t1; ++t)
+            ks.prep_bf16_tile(act + t * stride, x + t * mm::kGemmTokens * K, std::min(mm::kGemmTokens, B - t * mm::kGemmTokens), K);
+        });
+        job.act = act;
+        fn = ks.bf16_gemm;
+        p.gemm = true;
+      } else if (kernel == MatmulKernel::kAvx512Bf16) {
         // Activations rounded to bf16 (nearest even), zero-padded to whole 32-column steps.
         const int64_t Kp = (K + 31) & ~int64_t(31);
         job.act_stride = Kp * 2;
@@ -438,7 +461,7 @@ void matmul_scalar(float* y, const float* x, const MatView& w, int64_t B, Thread
     for (int64_t n = n0; n < n1; ++n)
       for (int64_t b = 0; b < B; ++b) y[b * N + n] = dot_row(w, n, x + b * K);
   };
-  for_row_tasks(pool, N, N * K * B, run);
+  for_row_tasks(pool, N, N * K * B, false, run);
 }
 
 constexpr size_t align64(int64_t n) { return size_t((n + 63) & ~int64_t(63)); }
@@ -454,7 +477,7 @@ void matmul(float* y, const float* x, const MatView& w, int64_t B, ThreadPool* p
   prepare(p, y, x, w, B, kernel, t_scratch.get(align64(act_bytes(w, B, kernel))), pool);
   const Prepared* pp = &p;
   auto run = [pp](int64_t n0, int64_t n1) { pp->fn(pp->job, n0, n1); };
-  for_row_tasks(pool, N, N * K * B, run);
+  for_row_tasks(pool, N, N * K * B, p.gemm, run);
 }
 
 void matmul_many(std::span<const MatmulTask> tasks, ThreadPool* pool) {
@@ -483,7 +506,7 @@ void matmul_many(std::span<const MatmulTask> tasks, ThreadPool* pool) {
     prepared.emplace_back();
     prepare(prepared.back(), t.y, t.x, t.w, t.B, kernel, act, nullptr);
     act += align64(act_bytes(t.w, t.B, kernel));
-    const int64_t rows = rows_per_task(t.w.rows, threads);
+    const int64_t rows = rows_per_task(t.w.rows, threads, prepared.back().gemm);
     prepared.back().task_rows = rows;
     first_chunk.push_back(chunks);
     chunks += (t.w.rows + rows - 1) / rows;

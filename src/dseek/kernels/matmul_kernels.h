@@ -38,6 +38,13 @@ struct Job {
   const float* e4m3_lut = nullptr;  // 256 decoded E4M3 values (scalar tails)
 };
 
+// The BF16 prefill GEMM (KernelSet::bf16_gemm) reads activations packed in tiles of kGemmTokens
+// tokens: tile t holds tokens [t kGemmTokens, t kGemmTokens + kGemmTokens) (zeros past B) as
+// uint32 pairs, pair p of token i (bf16 values 2p and 2p + 1, low half first) at word p * kGemmTokens + i,
+// for p < gemm_pairs(K); Job::act_stride is the bytes of one tile.
+constexpr int64_t kGemmTokens = 12;
+constexpr int64_t gemm_pairs(int64_t K) { return ((K + 1) / 2 + 15) / 16 * 16; }  // whole 16-pair steps
+
 // Computes y[b, n] for n in [n0, n1) and every b. Each kernel file defines one per weight format.
 using KernelFn = void (*)(const Job& job, int64_t n0, int64_t n1);
 
@@ -49,9 +56,12 @@ struct KernelSet {
   KernelFn fp8 = nullptr;       // E4M3 with float32 block scales, Job::block a multiple of 32
   KernelFn q8_0 = nullptr;      // Job::act holds Q8 activations in the Q8_0 lane layout
   KernelFn q4_0 = nullptr;      // Job::act holds Q8 activations in the Q4_0 lane layout
+  KernelFn bf16_gemm = nullptr; // BF16 weights, many tokens: Job::act in kGemmTokens tiles (above)
   // Optional vectorised activation conversions, bit-identical to the scalar ones in matmul.cpp /
   // quantize_activations (null: use those). out gets one token's record of `stride` bytes.
   void (*prep_bf16)(uint8_t* out, const float* x, int64_t K, int64_t stride) = nullptr;
+  // One tile of bf16_gemm's activations: `rows` (<= kGemmTokens) tokens of x (row stride K).
+  void (*prep_bf16_tile)(uint8_t* out, const float* x, int64_t rows, int64_t K) = nullptr;
   void (*prep_q8_0)(uint8_t* out, const float* x, int64_t K, int64_t stride, int64_t corr_offset,
                     int64_t scale_offset) = nullptr;
   void (*prep_q4_0)(uint8_t* out, const float* x, int64_t K, int64_t stride, int64_t corr_offset,
