@@ -365,7 +365,24 @@ test('completion logprobs: legacy layout, streamed per chunk, identical under MT
   assert.equal((await spec.exited).code, 0);
 
   await assert.rejects(demoClient.completions.create({ ...base, logprobs: 6 }), (e) => e.status === 400 && e.param === 'logprobs');
-  await assert.rejects(demoClient.completions.create({ ...base, echo: true }), (e) => e.status === 400 && e.param === 'logprobs');
+  await assert.rejects(demoClient.completions.create({ ...base, max_tokens: 0 }), (e) => e.status === 400 && e.param === 'max_tokens');
+
+  // echo + logprobs + max_tokens 0, as lm-evaluation-harness scores a text: the prompt's tokens, the
+  // first with null logprob and top_logprobs, offsets into the echoed prompt.
+  const scored = await demoClient.completions.create({ ...base, echo: true, max_tokens: 0 });
+  assert.equal(scored.choices[0].text, base.prompt);
+  assert.equal(scored.choices[0].finish_reason, 'length');
+  const sp = scored.choices[0].logprobs;
+  assert.equal(sp.tokens.join(''), base.prompt);
+  assert.equal(sp.token_logprobs[0], null);
+  assert.equal(sp.top_logprobs[0], null);
+  assert.deepEqual(sp.text_offset, sp.tokens.map((_, j) => j));
+  for (let j = 1; j < sp.tokens.length; j++) assert.ok(sp.token_logprobs[j] <= 0 && sp.token_logprobs[j] > -100);
+  // With output, the prompt's entries come first; the generated ones equal the plain request's.
+  const both = (await demoClient.completions.create({ ...base, echo: true })).choices[0];
+  assert.equal(both.text, base.prompt + text);
+  assert.deepEqual(both.logprobs.tokens, [...sp.tokens, ...lp.tokens]);
+  assert.deepEqual(both.logprobs.text_offset.slice(sp.tokens.length), lp.text_offset.map((o) => o + base.prompt.length));
 });
 
 test('a full queue answers 429 at once; SIGTERM drains in-flight requests and exits cleanly', async () => {

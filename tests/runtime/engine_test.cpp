@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <numeric>
 
@@ -30,6 +31,8 @@ struct Collector {
   std::vector<int32_t> tokens;
   std::vector<TokenLogprobs> logprobs;
   int unaligned_logprob_events = 0;  // events whose logprobs are neither empty nor one per token
+  std::vector<TokenLogprobs> prompt_logprobs;
+  int prompt_logprob_event = -1;  // the (0-based) event that carried them
   EngineEvent last;
   int events = 0;
   bool done = false;
@@ -41,6 +44,11 @@ struct Collector {
       tokens.insert(tokens.end(), e.tokens.begin(), e.tokens.end());
       logprobs.insert(logprobs.end(), e.logprobs.begin(), e.logprobs.end());
       if (!e.logprobs.empty() && e.logprobs.size() != e.tokens.size()) ++unaligned_logprob_events;
+      if (!e.prompt_logprobs.empty()) {
+        EXPECT_EQ(prompt_logprob_event, -1) << "prompt logprobs come in one event";
+        prompt_logprob_event = events;
+        prompt_logprobs = e.prompt_logprobs;
+      }
       ++events;
       if (e.done) {
         last = e;
@@ -134,6 +142,28 @@ void expect_logprobs_match(const Model& m, const std::vector<int32_t>& prompt, c
     }
     if (greedy && lp.n_top > 0) {
       EXPECT_EQ(lp.top[0].token, lp.token) << what << " token " << j;
+    }
+  }
+}
+
+// Prompt logprobs: entry j is prompt[j + 1] under the reference distribution at position j, with the
+// top_n most likely tokens of that distribution.
+void expect_prompt_logprobs_match(const Model& m, const std::vector<int32_t>& prompt,
+                                  const std::vector<TokenLogprobs>& lps, int top_n, const std::string& what) {
+  ASSERT_EQ(lps.size(), prompt.size() - 1) << what;
+  const auto ref = reference_prompt_log_softmax(m, prompt);
+  for (size_t j = 0; j < lps.size(); ++j) {
+    const TokenLogprobs& lp = lps[j];
+    const std::vector<double>& r = ref[j];
+    ASSERT_EQ(lp.token, prompt[j + 1]) << what << " position " << j;
+    EXPECT_NEAR(lp.logprob, r[size_t(lp.token)], kLogprobTol) << what << " position " << j;
+    ASSERT_EQ(lp.n_top, top_n) << what;
+    std::vector<double> sorted = r;
+    std::sort(sorted.begin(), sorted.end(), std::greater<>());
+    for (int32_t k = 0; k < lp.n_top; ++k) {
+      const TopLogprob& t = lp.top[size_t(k)];
+      EXPECT_NEAR(t.logprob, r[size_t(t.token)], kLogprobTol) << what << " position " << j << " rank " << k;
+      EXPECT_NEAR(t.logprob, sorted[size_t(k)], kLogprobTol) << what << " position " << j << " rank " << k;
     }
   }
 }
@@ -273,6 +303,7 @@ TEST_F(EngineTest, RejectsWhatCanNeverRunAndAFullQueue) {
   SamplingParams bad;
   bad.top_p = 0.f;
   EXPECT_THROW(engine.submit(request({65}, bad, 5, dummy)), Error);
+  EXPECT_THROW(engine.submit(request({65}, greedy, -1, dummy)), Error);
   // One running and at most two waiting: later submissions are refused quickly.
   std::vector<std::unique_ptr<Collector>> cs;
   int refused = 0;
@@ -349,6 +380,116 @@ TEST_F(EngineTest, LogprobsAreTheRawModelDistribution) {
   r.logprobs = true;
   r.top_logprobs = kMaxTopLogprobs + 1;
   EXPECT_THROW(engine.submit(std::move(r)), Error);
+}
+
+// Prompt logprobs (echo + logprobs) are log_softmax of the raw logits at every prompt position, as
+// Model::forward computes them over the prompt, whatever the chunking, batching and prefix cache.
+TEST_F(EngineTest, PromptLogprobsAreTheModelsLogSoftmaxAtEveryPosition) {
+  ThreadPool pool(2);
+  Engine engine(*model_, *tokenizer_, &pool, options());  // 24-token steps: prefill in chunks
+  SamplingParams greedy;
+  const std::string system = "The Fulton County Grand Jury said Friday an investigation of recent primary election. ";
+  // A plain request puts the shared prefix in the cache; the prompt-logprob one must not use it.
+  Collector warm;
+  engine.submit(request(encode(system + "It"), greedy, 4, warm));
+  ASSERT_TRUE(warm.wait());
+  auto prompt_request = [&](const std::vector<int32_t>& prompt, int64_t n, int top_n, bool logprobs, Collector& c) {
+    EngineRequest r = request(prompt, greedy, n, c);
+    r.prompt_logprobs = true;
+    r.logprobs = logprobs;
+    r.top_logprobs = top_n;
+    return r;
+  };
+  const auto long_prompt = encode(system + "The jury");
+  const auto short_prompt = encode(kPrompts[0]);
+  Collector prompt_only, with_output, one_token, plain;
+  engine.submit(prompt_request(long_prompt, 0, 3, true, prompt_only));    // max_new_tokens 0
+  engine.submit(prompt_request(short_prompt, 12, 5, true, with_output));  // and generated logprobs
+  engine.submit(prompt_request({65}, 0, 2, true, one_token));             // nothing to score
+  engine.submit(request(encode(kPrompts[3]), greedy, 12, plain));         // batched beside them
+  for (Collector* c : {&prompt_only, &with_output, &one_token, &plain}) ASSERT_TRUE(c->wait());
+
+  EXPECT_EQ(prompt_only.last.finish_reason, "length");
+  EXPECT_TRUE(prompt_only.tokens.empty());
+  EXPECT_EQ(prompt_only.last.completion_tokens, 0);
+  EXPECT_EQ(prompt_only.last.prompt_tokens, int64_t(long_prompt.size()));
+  EXPECT_EQ(prompt_only.last.cached_prompt_tokens, 0) << "prompt logprobs bypass the prefix cache";
+  EXPECT_EQ(prompt_only.events, 1);
+  expect_prompt_logprobs_match(*model_, long_prompt, prompt_only.prompt_logprobs, 3, "prompt only");
+
+  EXPECT_EQ(with_output.tokens, reference(short_prompt, greedy, 12).tokens) << "scoring the prompt changes nothing";
+  EXPECT_EQ(with_output.prompt_logprob_event, 0) << "they come with the first token";
+  expect_prompt_logprobs_match(*model_, short_prompt, with_output.prompt_logprobs, 5, "with output");
+  expect_logprobs_match(*model_, short_prompt, with_output, 5, true, "with output, generated");
+
+  EXPECT_EQ(one_token.last.finish_reason, "length");
+  EXPECT_TRUE(one_token.prompt_logprobs.empty());
+  EXPECT_TRUE(plain.prompt_logprobs.empty()) << "only when asked for";
+  EXPECT_EQ(engine.stats().kv_blocks_used, 0);
+
+  // max_new_tokens 0 without logprobs: the prompt is computed, nothing generated.
+  Collector nothing;
+  engine.submit(request(short_prompt, greedy, 0, nothing));
+  ASSERT_TRUE(nothing.wait());
+  EXPECT_EQ(nothing.last.finish_reason, "length");
+  EXPECT_TRUE(nothing.tokens.empty());
+}
+
+// More prompt rows than one step may hold (kMaxPromptLogprobRows): the chunks are shortened, and
+// two such prompts share the rows of a step.
+TEST_F(EngineTest, PromptLogprobRowsAreCappedPerStep) {
+  EngineOptions o = options();
+  o.max_batch_tokens = 256;
+  Engine engine(*model_, *tokenizer_, nullptr, o);
+  SamplingParams greedy;
+  std::string text;
+  while (text.size() < 180) text += "The jury said that the city of Atlanta deserves praise. ";
+  const auto a = encode(text.substr(0, 150)), b = encode(text.substr(0, 180));
+  ASSERT_GT(a.size(), size_t(Engine::kMaxPromptLogprobRows));
+  Collector ca, cb;
+  for (auto [prompt, c] : {std::pair{&a, &ca}, std::pair{&b, &cb}}) {
+    EngineRequest r = request(*prompt, greedy, 3, *c);
+    r.prompt_logprobs = true;
+    r.top_logprobs = 1;
+    engine.submit(std::move(r));
+  }
+  ASSERT_TRUE(ca.wait());
+  ASSERT_TRUE(cb.wait());
+  expect_prompt_logprobs_match(*model_, a, ca.prompt_logprobs, 1, "a");
+  expect_prompt_logprobs_match(*model_, b, cb.prompt_logprobs, 1, "b");
+  EXPECT_EQ(ca.tokens, reference(a, greedy, 3).tokens);
+  EXPECT_EQ(cb.tokens, reference(b, greedy, 3).tokens);
+  const int64_t rows = int64_t(a.size() + b.size()) - 2;
+  EXPECT_GE(engine.stats().steps, (rows + Engine::kMaxPromptLogprobRows - 1) / Engine::kMaxPromptLogprobRows);
+}
+
+// A sequence preempted while (or after) its prompt is scored is recomputed without the prefix
+// cache until every prompt entry is known, and no entry is reported twice.
+TEST_F(EngineTest, PromptLogprobsSurvivePreemption) {
+  EngineOptions o = options();
+  o.context_length = 64;
+  o.block_size = 4;
+  o.max_batch_tokens = 16;
+  o.kv_cache_bytes = PagedKVCache::bytes_per_block(model_->config(), model_->n_cache_layers(), 4) * 20;
+  Engine engine(*model_, *tokenizer_, nullptr, o);
+  SamplingParams greedy;
+  const std::vector<std::string> prompts = {"The jury said that the city of Atlanta", "In the morning the committee met",
+                                            "She looked at him and said nothing at all", "The state legislature voted"};
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (const std::string& p : prompts) {
+    cs.push_back(std::make_unique<Collector>());
+    EngineRequest r = request(encode(p), greedy, 20, *cs.back());
+    r.prompt_logprobs = true;
+    r.top_logprobs = 2;
+    engine.submit(std::move(r));
+  }
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    ASSERT_TRUE(cs[i]->wait());
+    EXPECT_EQ(cs[i]->tokens, reference(encode(prompts[i]), greedy, 20).tokens) << i;
+    expect_prompt_logprobs_match(*model_, encode(prompts[i]), cs[i]->prompt_logprobs, 2, prompts[i]);
+  }
+  EXPECT_GT(engine.stats().preemptions, 0);
+  EXPECT_EQ(engine.stats().kv_blocks_used, 0);
 }
 
 }  // namespace

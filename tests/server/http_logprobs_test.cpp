@@ -322,6 +322,124 @@ TEST_F(ServeLogprobs, CompletionLegacyLogprobs) {
   EXPECT_EQ(int64_t(rs["choices"][0]["logprobs"]["tokens"].size()), rs["usage"]["completion_tokens"].get<int64_t>());
 }
 
+// echo + logprobs, as lm-evaluation-harness's local-completions backend scores a text: the logprobs
+// cover the prompt tokens (the first one null), then the generated ones, with text offsets into the
+// returned text (echo + completion).
+TEST_F(ServeLogprobs, CompletionEchoReturnsPromptLogprobs) {
+  LiveServer s(*model_, *tokenizer_, kTemplate, false);
+  const std::string prompt = "The jury said that the city";
+  const std::vector<int32_t> p = tokenizer_->encode(prompt, true);  // the demo adds no BOS
+  const size_t P = p.size();
+  ASSERT_EQ(P, prompt.size()) << "byte-level demo: one token per byte";
+  const auto ref = reference_prompt_log_softmax(*model_, p);
+  // The prompt's entries of a legacy logprobs object: one per prompt token, the first null.
+  auto expect_prompt_part = [&](const Json& lp, size_t top_n, const std::string& what) {
+    ASSERT_GE(lp["tokens"].size(), P) << what;
+    EXPECT_EQ(lp["token_logprobs"][0], nullptr) << what;
+    EXPECT_EQ(lp["top_logprobs"][0], nullptr) << what;
+    for (size_t j = 0; j < P; ++j) {
+      EXPECT_EQ(lp["tokens"][j], logprob_token_text(tokenizer_->token_bytes(p[j]))) << what << " " << j;
+      EXPECT_EQ(lp["text_offset"][j].get<int64_t>(), int64_t(j)) << what << " " << j;  // ASCII, a byte a token
+      if (j == 0) continue;
+      const std::vector<double>& r = ref[j - 1];
+      EXPECT_NEAR(lp["token_logprobs"][j].get<double>(), r[size_t(p[j])], kLogprobTol) << what << " " << j;
+      const Json& top = lp["top_logprobs"][j];
+      ASSERT_TRUE(top.contains(lp["tokens"][j].get<std::string>())) << what << " " << j;
+      EXPECT_GE(top.size(), top_n) << what;
+      EXPECT_LE(top.size(), top_n + 1) << what;
+      double best = -INFINITY;
+      for (auto it = top.begin(); it != top.end(); ++it) best = std::max(best, it.value().get<double>());
+      if (top_n > 0) {
+        EXPECT_NEAR(best, *std::max_element(r.begin(), r.end()), kLogprobTol) << what << " " << j;
+      }
+    }
+  };
+
+  // max_tokens 0: the prompt alone.
+  const Json score = {{"prompt", prompt}, {"echo", true}, {"logprobs", 1}, {"max_tokens", 0}, {"temperature", 0}};
+  auto [status, text] = s.post("/v1/completions", score);
+  ASSERT_EQ(status, 200) << text;
+  Json r = Json::parse(text);
+  EXPECT_EQ(r["choices"][0]["text"], prompt);
+  EXPECT_EQ(r["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(r["usage"]["prompt_tokens"], int64_t(P));
+  EXPECT_EQ(r["usage"]["completion_tokens"], 0);
+  const Json& lp0 = r["choices"][0]["logprobs"];
+  EXPECT_EQ(lp0["tokens"].size(), P);
+  EXPECT_EQ(lp0["token_logprobs"].size(), P);
+  EXPECT_EQ(lp0["top_logprobs"].size(), P);
+  EXPECT_EQ(lp0["text_offset"].size(), P);
+  expect_prompt_part(lp0, 1, "max_tokens 0");
+  // The same prompt as token ids: the echo is its decoding.
+  Json by_ids = score;
+  by_ids["prompt"] = p;
+  by_ids["logprobs"] = 0;
+  std::tie(status, text) = s.post("/v1/completions", by_ids);
+  ASSERT_EQ(status, 200) << text;
+  r = Json::parse(text);
+  EXPECT_EQ(r["choices"][0]["text"], prompt);
+  expect_prompt_part(r["choices"][0]["logprobs"], 0, "token ids");
+
+  // With output: the prompt's entries, then the generated tokens' with offsets past the echo.
+  const int64_t n = 10;
+  const Json body = {{"prompt", prompt}, {"echo", true}, {"logprobs", 2}, {"max_tokens", n}, {"temperature", 0}};
+  std::tie(status, text) = s.post("/v1/completions", body);
+  ASSERT_EQ(status, 200) << text;
+  r = Json::parse(text);
+  const std::string out = r["choices"][0]["text"];
+  const Json& lp = r["choices"][0]["logprobs"];
+  const std::vector<int32_t> want = greedy_tokens(p, n);
+  ASSERT_EQ(lp["tokens"].size(), P + want.size());
+  expect_prompt_part(lp, 2, "with output");
+  ASSERT_EQ(out.substr(0, P), prompt);
+  const auto gref = reference_log_softmax(*model_, p, want);
+  for (size_t j = 0; j < want.size(); ++j) {
+    const std::string bytes(tokenizer_->token_bytes(want[j]));
+    EXPECT_EQ(lp["tokens"][P + j], logprob_token_text(bytes)) << j;
+    EXPECT_NEAR(lp["token_logprobs"][P + j].get<double>(), gref[j][size_t(want[j])], kLogprobTol) << j;
+    const int64_t off = lp["text_offset"][P + j].get<int64_t>();
+    EXPECT_EQ(out.substr(size_t(off), bytes.size()), bytes) << j;  // offsets index the returned text
+  }
+  EXPECT_EQ(lp["text_offset"][P].get<int64_t>(), int64_t(P));
+
+  // Streamed: the first chunk is the echo with the prompt's entries; the chunks' lists together
+  // equal the whole response's.
+  const std::vector<Json> chunks = s.stream("/v1/completions", body);
+  ASSERT_FALSE(chunks.empty());
+  EXPECT_EQ(chunks[0]["choices"][0]["text"], prompt);
+  EXPECT_EQ(chunks[0]["choices"][0]["logprobs"]["tokens"].size(), P);
+  Json tokens = Json::array(), logprobs = Json::array(), offsets = Json::array();
+  std::string streamed_text;
+  for (const Json& c : chunks) {
+    streamed_text += c["choices"][0]["text"].get<std::string>();
+    const Json& l = c["choices"][0]["logprobs"];
+    if (l.is_null()) continue;
+    for (size_t k = 0; k < l["tokens"].size(); ++k) {
+      tokens.push_back(l["tokens"][k]);
+      logprobs.push_back(l["token_logprobs"][k]);
+      offsets.push_back(l["text_offset"][k]);
+    }
+  }
+  EXPECT_EQ(streamed_text, out);
+  EXPECT_EQ(tokens, lp["tokens"]);
+  EXPECT_EQ(offsets, lp["text_offset"]);
+  ASSERT_EQ(logprobs.size(), lp["token_logprobs"].size());
+  EXPECT_EQ(logprobs[0], nullptr);
+  for (size_t j = 1; j < logprobs.size(); ++j)
+    EXPECT_NEAR(logprobs[j].get<double>(), lp["token_logprobs"][j].get<double>(), kLogprobTol) << j;
+  // Streamed with max_tokens 0: the echo chunk, then the finish.
+  const std::vector<Json> only = s.stream("/v1/completions", score);
+  ASSERT_GE(only.size(), 2u);
+  EXPECT_EQ(only[0]["choices"][0]["logprobs"]["tokens"].size(), P);
+  EXPECT_EQ(only.back()["choices"][0]["finish_reason"], "length");
+
+  // With speculative decoding the prompt's entries are the same.
+  LiveServer spec(*model_, *tokenizer_, kTemplate, true);
+  const Json rs = Json::parse(spec.post("/v1/completions", body).second);
+  expect_prompt_part(rs["choices"][0]["logprobs"], 2, "speculative");
+  EXPECT_EQ(rs["choices"][0]["logprobs"]["tokens"], lp["tokens"]);
+}
+
 TEST_F(ServeLogprobs, PartialUtf8TokensUseByteEscapes) {
   // The messages' text alone, so a chat request continues exactly what the completion prompt does.
   LiveServer s(*model_, *tokenizer_, "{% for m in messages %}{{ m.content }}{% endfor %}", false);
@@ -402,7 +520,9 @@ TEST_F(ServeLogprobs, BadValuesAnswer400NamingTheField) {
       {"/v1/chat/completions", {{"messages", messages}, {"top_logprobs", 2}}, "top_logprobs"},
       {"/v1/completions", {{"prompt", "x"}, {"logprobs", 6}}, "logprobs"},
       {"/v1/completions", {{"prompt", "x"}, {"logprobs", true}}, "logprobs"},
-      {"/v1/completions", {{"prompt", "x"}, {"logprobs", 2}, {"echo", true}}, "logprobs"},
+      {"/v1/completions", {{"prompt", "x"}, {"logprobs", 6}, {"echo", true}}, "logprobs"},
+      {"/v1/completions", {{"prompt", "x"}, {"logprobs", 2}, {"max_tokens", 0}}, "max_tokens"},  // 0 needs echo
+      {"/v1/chat/completions", {{"messages", messages}, {"max_tokens", 0}}, "max_tokens"},
   };
   for (const Case& c : cases) {
     const auto [status, text] = s.post(c.path, c.body);

@@ -96,6 +96,64 @@ TEST(Logprobs, SkippedSpecialTokensDoNotMoveTheOffset) {
   }
 }
 
+TEST(Logprobs, EchoedPromptEntriesComeFirstWithANullHead) {
+  const Tokenizer tok = Tokenizer::load(kDemo);  // byte-level, no BOS
+  const std::string prompt = "a\xC3\xA9 b";
+  const std::vector<int32_t> ids = tok.encode(prompt, false);
+  ASSERT_EQ(ids.size(), prompt.size());
+  std::vector<TokenLogprobs> plps;  // entry j: prompt token j + 1
+  for (size_t j = 1; j < ids.size(); ++j) plps.push_back(lp_of(ids[j], -float(j), {{ids[0], -0.5f}}));
+  LogprobCollector c(tok, /*skip_special_tokens=*/true);
+  c.add_prompt(ids, plps, 0, prompt);
+  const std::vector<int32_t> gen = tok.encode("\xE2\x82\xAC!", false);
+  std::vector<TokenLogprobs> glps;
+  for (int32_t id : gen) glps.push_back(lp_of(id, -9.0f));
+  c.add(glps);
+  const std::vector<LogprobEntry> e = c.take();
+  ASSERT_EQ(e.size(), ids.size() + gen.size());
+  EXPECT_FALSE(e[0].has_logprob);
+  EXPECT_TRUE(e[0].top.empty());
+  // a | é split | space | b, then the output after the echo's 4 code points: € split in three | !
+  const std::vector<int64_t> offsets = {0, 1, 1, 2, 3, 4, 4, 4, 5};
+  for (size_t i = 0; i < e.size(); ++i) {
+    EXPECT_EQ(e[i].token, i < ids.size() ? ids[i] : gen[i - ids.size()]) << i;
+    EXPECT_EQ(e[i].text_offset, offsets[i]) << i;
+    if (i > 0) {
+      EXPECT_TRUE(e[i].has_logprob) << i;
+      EXPECT_EQ(e[i].logprob, i < ids.size() ? -float(i) : -9.0f) << i;
+    }
+  }
+  EXPECT_EQ(e[1].top.size(), 1u);
+  // The legacy layout writes null for the first token's logprob and top_logprobs.
+  EXPECT_EQ(dump_json(completion_logprobs(std::span(e).first(2))),
+            R"({"tokens":["a","bytes:\\xc3"],"token_logprobs":[null,-1.0],"top_logprobs":[null,{"a":-0.5,"bytes:\\xc3":-1.0}],)"
+            R"("text_offset":[0,1]})");
+  // Fewer entries than prompt tokens (a cancelled request): only the tokens they cover.
+  LogprobCollector partial(tok, true);
+  partial.add_prompt(ids, std::span(plps).first(2), 0, prompt);
+  EXPECT_EQ(partial.take().size(), 3u);
+}
+
+TEST(Logprobs, EchoedPromptOffsetsSkipTheAddedBosOnly) {
+  const Tokenizer tok = Tokenizer::load(test::shared_dir() + "/data/tokenizers/deepseek-v3");
+  // A text prompt: encode adds BOS, which the echoed text lacks; a special token written in the
+  // text is part of it (19 code points).
+  const std::string prompt = "Hi<｜end▁of▁sentence｜> there";
+  const std::vector<int32_t> ids = tok.encode(prompt, true);
+  const int64_t lead = int64_t(ids.size() - tok.encode(prompt, false).size());
+  ASSERT_EQ(lead, 1);
+  ASSERT_EQ(ids[0], tok.bos_id());
+  ASSERT_EQ(ids.size(), 4u) << "BOS, Hi, EOS, there";
+  std::vector<TokenLogprobs> plps;
+  for (size_t j = 1; j < ids.size(); ++j) plps.push_back(lp_of(ids[j], -1.0f));
+  LogprobCollector c(tok, /*skip_special_tokens=*/true);
+  c.add_prompt(ids, plps, lead, prompt);
+  c.add(std::vector<TokenLogprobs>{lp_of(ids[1], -2.0f)});
+  std::vector<int64_t> offsets;
+  for (const LogprobEntry& e : c.take()) offsets.push_back(e.text_offset);
+  EXPECT_EQ(offsets, (std::vector<int64_t>{0, 0, 2, 21, 27}));
+}
+
 TEST(Logprobs, ChatLayout) {
   std::vector<LogprobEntry> e(2);
   e[0] = {5, "Hi", -0.5f, {{5, "Hi", -0.5f}, {6, "\xE6\x9D", -1.25f}}, 0};

@@ -353,7 +353,16 @@ TEST(OpenAIRequest, CompletionPrompts) {
   EXPECT_TRUE(r.logprobs);  // 0: only the chosen token's logprob
   EXPECT_EQ(r.top_logprobs, 0);
   EXPECT_FALSE(parse_completion_request(R"({"prompt": "x", "logprobs": null, "echo": true})").logprobs);
-  EXPECT_EQ(completion_error(R"({"prompt": "x", "logprobs": 1, "echo": true})").code, "unsupported_value");
+  // echo with logprobs: the prompt's logprobs too; max_tokens 0 (only with echo): the prompt alone.
+  r = parse_completion_request(R"({"prompt": "x", "logprobs": 1, "echo": true, "max_tokens": 0})");
+  EXPECT_TRUE(r.echo);
+  EXPECT_TRUE(r.logprobs);
+  EXPECT_EQ(r.top_logprobs, 1);
+  EXPECT_EQ(r.max_tokens, 0);
+  EXPECT_EQ(parse_completion_request(R"({"prompt": "x", "echo": true, "max_tokens": 0})").max_tokens, 0);
+  const ApiError e = completion_error(R"({"prompt": "x", "max_tokens": 0})");
+  EXPECT_EQ(e.param, "max_tokens");
+  EXPECT_NE(e.message.find("only with 'echo'"), std::string::npos) << e.message;
 }
 
 TEST(OpenAIRequest, InvalidCompletions) {
@@ -373,7 +382,9 @@ TEST(OpenAIRequest, InvalidCompletions) {
       {R"({"prompt": "x", "logprobs": true})", "logprobs"},
       {R"({"prompt": "x", "logprobs": -1})", "logprobs"},
       {R"({"prompt": "x", "logprobs": "2"})", "logprobs"},
-      {R"({"prompt": "x", "logprobs": 0, "echo": true})", "logprobs"},
+      {R"({"prompt": "x", "logprobs": 6, "echo": true})", "logprobs"},
+      {R"({"prompt": "x", "max_tokens": -1, "echo": true})", "max_tokens"},
+      {R"({"prompt": "x", "max_tokens": 0, "echo": false})", "max_tokens"},
       {R"({"prompt": "x", "best_of": 2})", "best_of"},
       {R"({"prompt": "x", "suffix": "end"})", "suffix"},
       {R"({"prompt": "x", "echo": "no"})", "echo"},

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
+#include <mutex>
 #include <span>
 
 #include "dseek/runtime/speculative.h"
@@ -20,6 +22,10 @@ struct Engine::Sequence {
   int64_t generated = 0;
   std::vector<int32_t> new_tokens;  // generated since the last event
   std::vector<TokenLogprobs> new_logprobs;  // theirs, when the request wants logprobs
+  // Prompt logprobs: entries of prompt tokens [1, prompt_lp_next) so far, until the first event.
+  int64_t prompt_lp_next = 1;
+  std::vector<TokenLogprobs> prompt_lps;
+  bool prompt_lps_sent = false;
   Sampler sampler;
   TextStream stream;
   bool finished = false;
@@ -36,6 +42,14 @@ struct Engine::Sequence {
         stream(tok, req.stop, req.skip_special_tokens),
         spec_rng(req.sampling.seed ^ 0x5bd1e9955bd1e995ull) {}
   int64_t pending() const { return int64_t(tokens.size()) - computed; }
+  // Prompt logprobs still to compute: their rows are needed, so the prefix cache must not serve them.
+  bool wants_prompt_rows() const { return req.prompt_logprobs && prompt_lp_next < n_prompt; }
+  // Moves the prompt logprobs into the first event: once all are known, or into a final event.
+  void give_prompt_logprobs(EngineEvent& e) {
+    if (!req.prompt_logprobs || prompt_lps_sent || (wants_prompt_rows() && !e.done)) return;
+    e.prompt_logprobs.swap(prompt_lps);
+    prompt_lps_sent = true;
+  }
 };
 
 namespace {
@@ -99,7 +113,7 @@ uint64_t Engine::submit(EngineRequest r) {
                 std::to_string(opts_.context_length) + " (prompt plus at least one generated token)");
   for (int32_t t : r.prompt)
     if (t < 0 || t >= V) throw Error("prompt token id " + std::to_string(t) + " is outside the vocabulary");
-  if (r.max_new_tokens < 1) throw Error("max_new_tokens must be at least 1");
+  if (r.max_new_tokens < 0) throw Error("max_new_tokens must not be negative");
   if (r.top_logprobs < 0 || r.top_logprobs > kMaxTopLogprobs)
     throw Error("top_logprobs must be in [0, " + std::to_string(kMaxTopLogprobs) + "], got " +
                 std::to_string(r.top_logprobs));
@@ -150,6 +164,7 @@ void Engine::emit(Sequence& s, std::string text) {
   e.text = std::move(text);
   e.tokens.swap(s.new_tokens);
   e.logprobs.swap(s.new_logprobs);
+  s.give_prompt_logprobs(e);
   s.req.on_event(e);
 }
 
@@ -161,6 +176,7 @@ void Engine::finish(Sequence& s, const std::string& reason, const std::string& e
   e.tokens.swap(s.new_tokens);
   e.logprobs.swap(s.new_logprobs);
   e.done = true;
+  s.give_prompt_logprobs(e);
   e.finish_reason = reason;
   e.error = error;
   e.prompt_tokens = s.n_prompt;
@@ -206,7 +222,7 @@ void Engine::admit() {
   while (!waiting_.empty() && int64_t(running_.size()) < opts_.max_batch) {
     Sequence& s = *waiting_.front();
     const int64_t len = int64_t(s.tokens.size());
-    if (opts_.prefix_cache) {
+    if (opts_.prefix_cache && !s.wants_prompt_rows()) {
       BlockPool::Match m = pool.match_prefix(s.tokens, len - 1);
       s.blocks = std::move(m.blocks);
       s.computed = m.n_tokens;
@@ -270,6 +286,7 @@ bool Engine::step() {
   struct Planned {
     Sequence* s;
     int64_t n;
+    bool draw = false;  // the chunk's last row draws the next token
   };
   const bool spec = opts_.speculative_mtp;
   // Decoding sequences first (one token each, two when verifying a draft), then prefill chunks
@@ -282,9 +299,17 @@ bool Engine::step() {
       plan.push_back({p.get(), verify ? 2 : 1});
       budget -= verify ? 2 : 1;
     }
+  int64_t prompt_rows = std::min(opts_.max_batch_tokens, kMaxPromptLogprobRows);
   for (auto& p : running_)
     if (p->pending() > 1 && budget > 0) {
-      const int64_t n = std::min(p->pending(), budget);
+      int64_t n = std::min(p->pending(), budget);
+      if (p->wants_prompt_rows()) {
+        // Positions below prompt_lp_next - 1 (recomputed after a preemption) need no row.
+        const int64_t skip = std::max<int64_t>(p->prompt_lp_next - 1 - p->computed, 0);
+        n = std::min(n, skip + prompt_rows);
+        if (n == 0) continue;
+        prompt_rows -= n - std::min(skip, n);
+      }
       plan.push_back({p.get(), n});
       budget -= n;
     }
@@ -306,9 +331,11 @@ bool Engine::step() {
       if (victim == s) break;
     }
   }
+  const int64_t V = model_.config().vocab_size;
   std::vector<SeqInput> in;
   std::vector<Planned> ran;
-  for (const Planned& p : plan) {
+  int64_t n_rows = 0;  // logits rows the step asks for
+  for (Planned p : plan) {
     if (!p.s || p.s->finished) continue;
     Sequence& s = *p.s;
     if (p.n == 2 && s.pending() == 1) {  // verify [last token, draft]
@@ -316,14 +343,22 @@ bool Engine::step() {
       s.feed[1] = s.draft;
       in.push_back({s.feed, 2, s.computed, cache_.view(s.blocks), 0});
     } else {
-      const bool sample = s.computed + p.n == int64_t(s.tokens.size());
-      in.push_back({s.tokens.data() + s.computed, p.n, s.computed, cache_.view(s.blocks), sample ? p.n - 1 : p.n});
+      // The chunk that completes the sequence's tokens draws the next one, unless max_new_tokens is 0.
+      p.draw = s.computed + p.n == int64_t(s.tokens.size()) && s.generated < s.req.max_new_tokens;
+      int64_t from = p.draw ? p.n - 1 : p.n;
+      if (s.wants_prompt_rows()) {
+        // Rows of the positions whose next prompt token still lacks its entry, through the end.
+        const int64_t first = std::max(s.computed, s.prompt_lp_next - 1);
+        if (first < std::min(s.computed + p.n, s.n_prompt - 1)) from = first - s.computed;
+      }
+      in.push_back({s.tokens.data() + s.computed, p.n, s.computed, cache_.view(s.blocks), from});
     }
+    n_rows += in.back().n_tokens - in.back().logits_from;
     ran.push_back(p);
   }
   if (in.empty()) return false;
+  if (logits_.size() < size_t(n_rows * V)) logits_.resize(size_t(n_rows * V));  // prompt-logprob rows
   model_.forward_batch(in, AttnImpl::kAbsorb, ws_, logits_.data(), spec ? hidden_.data() : nullptr);
-  const int64_t V = model_.config().vocab_size;
   int64_t row = 0, n_tokens = 0, hrow = 0;
   std::vector<Sequence*> seqs;
   std::vector<int64_t> hidden_row;  // per sequence: row in hidden_ of its first position this step
@@ -363,11 +398,16 @@ bool Engine::step() {
       accept_token(s, sample(s, l1));
       continue;
     }
+    const int64_t from = in[i].logits_from, first_pos = s.computed + from;
     s.computed += n;
-    if (in[i].logits_from == in[i].n_tokens) continue;
-    const int32_t tok = sample(s, logits_.data() + row * V);
-    ++row;
-    accept_token(s, tok);
+    float* rows = logits_.data() + row * V;
+    row += n - from;
+    if (s.req.prompt_logprobs && from < n) record_prompt_logprobs(s, rows, first_pos, n - from);
+    if (ran[i].draw) {
+      accept_token(s, sample(s, rows + (n - from - 1) * V));
+    } else if (s.computed == int64_t(s.tokens.size())) {
+      finish(s, "length");  // max_new_tokens 0: the prompt alone
+    }
   }
   if (spec) mtp_step(seqs, hidden_row);
   // Full blocks join the prefix index once every row in them (main and MTP) is written.
@@ -389,6 +429,36 @@ bool Engine::step() {
   }
   std::erase_if(running_, [](auto& p) { return p->finished; });
   return true;
+}
+
+void Engine::record_prompt_logprobs(Sequence& s, const float* rows, int64_t first_pos, int64_t n_rows) {
+  const int64_t V = model_.config().vocab_size;
+  // Row p (a position) predicts prompt token p + 1.
+  const int64_t begin = std::max(first_pos, s.prompt_lp_next - 1);
+  const int64_t end = std::min(first_pos + n_rows, s.n_prompt - 1);
+  if (begin >= end) return;
+  DSEEK_CHECK(begin == s.prompt_lp_next - 1, "engine: prompt logprobs out of order");
+  const size_t at = s.prompt_lps.size();
+  s.prompt_lps.resize(at + size_t(end - begin));
+  std::exception_ptr failed;
+  std::mutex mu;
+  auto reduce = [&](int64_t b, int64_t e) {
+    try {
+      for (int64_t p = begin + b; p < begin + e; ++p)
+        s.prompt_lps[at + size_t(p - begin)] = token_logprobs(std::span(rows + (p - first_pos) * V, size_t(V)),
+                                                              s.tokens[size_t(p + 1)], s.req.top_logprobs);
+    } catch (...) {
+      std::lock_guard lk(mu);
+      if (!failed) failed = std::current_exception();
+    }
+  };
+  // Each row is a pass over the vocabulary: spread the rows over the pool.
+  if (ws_.pool && end - begin > 1)
+    ws_.pool->parallel_for(end - begin, reduce);
+  else
+    reduce(0, end - begin);
+  if (failed) std::rethrow_exception(failed);
+  s.prompt_lp_next = end + 1;
 }
 
 void Engine::mtp_step(const std::vector<Sequence*>& ran, const std::vector<int64_t>& hidden_row) {

@@ -7,6 +7,13 @@
 // sequence. When blocks run out, the most recently admitted sequence is preempted (its blocks
 // freed, to be recomputed from the prefix cache when it is readmitted).
 //
+// Prompt logprobs (EngineRequest::prompt_logprobs, the legacy completions' echo + logprobs): the
+// prefill chunks of such a request ask the model for every row's logits, not just the last, and
+// each row is reduced to its TokenLogprobs in the same step, so at most one step's rows (capped at
+// kMaxPromptLogprobRows) are ever held. The prefix cache cannot serve such a prompt (the cached
+// positions' logits were never computed), so its prompt is always computed in full; its blocks
+// still join the prefix index for other requests.
+//
 // Other threads only submit, cancel and read statistics; results come back through the request's
 // on_event callback, called on the engine thread (keep it short: push to a queue).
 #pragma once
@@ -54,6 +61,11 @@ struct EngineEvent {
   // With EngineRequest::logprobs: one entry per entry of `tokens` (the raw model distribution each
   // was drawn from, see token_logprobs in sampler.h); else empty.
   std::vector<TokenLogprobs> logprobs;
+  // With EngineRequest::prompt_logprobs: in the first event (the one with the first generated token,
+  // or the final one), an entry for each prompt token but the first (which has no context): entry
+  // j is prompt token j + 1 under log_softmax of the logits at position j. P - 1 entries when the
+  // prompt was computed; fewer only in a final "cancelled" or "error" event.
+  std::vector<TokenLogprobs> prompt_logprobs;
   bool done = false;
   std::string finish_reason;     // done: "stop", "length", "cancelled" or "error"
   std::string error;             // finish_reason "error": why
@@ -65,7 +77,7 @@ struct EngineEvent {
 struct EngineRequest {
   std::vector<int32_t> prompt;
   SamplingParams sampling;
-  int64_t max_new_tokens = 256;
+  int64_t max_new_tokens = 256;  // 0: compute the prompt only (for prompt_logprobs), finish "length"
   std::vector<std::string> stop;
   bool stop_at_eos = true;
   bool skip_special_tokens = false;
@@ -74,6 +86,9 @@ struct EngineRequest {
   // verification rows, so they do not depend on the drafts.
   bool logprobs = false;
   int top_logprobs = 0;
+  // Also report the prompt tokens' logprobs (EngineEvent::prompt_logprobs), with top_logprobs
+  // alternatives each: the raw distribution at every prompt position. Bypasses the prefix cache.
+  bool prompt_logprobs = false;
   std::function<void(const EngineEvent&)> on_event;
 };
 
@@ -95,6 +110,11 @@ struct EngineBusy : Error {
 
 class Engine {
  public:
+  // Logits rows that prompt-logprob prefill chunks may ask for in one step (all such requests
+  // together; a chunk is shortened to fit). Bounds the extra logits memory to this many rows of
+  // vocab floats (66 MB for DeepSeek-V3's 129280), allocated when the first such request runs.
+  static constexpr int64_t kMaxPromptLogprobRows = 128;
+
   Engine(const Model& model, const Tokenizer& tokenizer, ThreadPool* pool, const EngineOptions& opts);
   ~Engine();  // cancels what is left and joins the engine thread
   Engine(const Engine&) = delete;
@@ -128,6 +148,9 @@ class Engine {
   // Appends a generated token and applies the stop rules; false when the sequence finished. When s
   // wants logprobs, raw_logits_ holds the row tok was drawn from (keep_raw).
   bool accept_token(Sequence& s, int32_t tok);
+  // Prompt logprobs: rows (n_rows, vocab) are the logits of positions first_pos .. first_pos +
+  // n_rows - 1; records the entries of the prompt tokens they predict that s still lacks.
+  void record_prompt_logprobs(Sequence& s, const float* rows, int64_t first_pos, int64_t n_rows);
   // Speculative decoding: runs the MTP module over the new positions of the sequences in ran and
   // draws the next draft of each decoding one. hidden: the main pass's final-norm rows.
   void mtp_step(const std::vector<Sequence*>& ran, const std::vector<int64_t>& hidden_row);
@@ -143,7 +166,9 @@ class Engine {
   // Engine-thread state.
   PagedKVCache cache_;
   Workspace ws_;
-  std::vector<float> logits_;  // (2 * max_batch, vocab): one row per sampled position
+  // (2 * max_batch, vocab): one row per sampled position; grown by up to kMaxPromptLogprobRows
+  // rows when prompt-logprob chunks run.
+  std::vector<float> logits_;
   std::vector<float> raw_logits_;  // (vocab) a row before the sampler's penalties, for logprobs
   // Speculative decoding only.
   std::vector<float> hidden_;      // (max tokens per step, hidden) final-norm output of the main pass

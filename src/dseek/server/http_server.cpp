@@ -64,6 +64,9 @@ struct Job {
   bool in_reasoning = false;
   bool parse_tools = false;
   std::string echo;  // completions with echo: the prompt text, returned before the output
+  // Completions with echo and logprobs (req.prompt_logprobs): leading prompt ids that are not part
+  // of `echo` (the BOS added to a text prompt), for the text offsets.
+  int64_t echo_lead = 0;
   EngineRequest req;
 };
 
@@ -236,9 +239,14 @@ void HttpServer::routes() {
     if (!job.stream) {
       OutputDelta message;
       std::string text = job.echo;
+      bool first_event = true;
       for (;;) {
         std::optional<EngineEvent> e = ch->pop(std::chrono::milliseconds(1000));
         if (!e) continue;
+        // Echo with logprobs: the prompt's entries (in the first event) before the generated ones.
+        if (first_event && job.req.prompt_logprobs)
+          lps->add_prompt(job.req.prompt, e->prompt_logprobs, job.echo_lead, job.echo);
+        first_event = false;
         lps->add(e->logprobs);
         if (job.chat)
           message.append(parser->push(e->text));
@@ -269,8 +277,10 @@ void HttpServer::routes() {
     struct StreamState {
       bool first = true;
       bool finished = false;
+      bool echo_pending = false;  // echo with logprobs: the echo chunk waits for the prompt's logprobs
     };
     auto st = std::make_shared<StreamState>();
+    st->echo_pending = job.req.prompt_logprobs;
     res.set_header("Cache-Control", "no-cache");
     res.set_header("X-Accel-Buffering", "no");
     res.set_chunked_content_provider(
@@ -283,13 +293,21 @@ void HttpServer::routes() {
           if (st->first && job.chat) {
             st->first = false;
             if (!send(chat_chunk(rid, created, model, OutputDelta{}, std::nullopt, true, job.include_usage))) return false;
-          } else if (st->first && !job.echo.empty()) {
+          } else if (st->first && !job.echo.empty() && !st->echo_pending) {
             st->first = false;
             if (!send(text_chunk(rid, created, model, job.echo, std::nullopt, job.include_usage))) return false;
           }
           st->first = false;
           std::optional<EngineEvent> e = ch->pop(std::chrono::milliseconds(200));
           if (!e) return sink.is_writable();  // nothing yet; keep the connection unless it is gone
+          if (st->echo_pending) {
+            // The first chunk: the prompt text with the prompt tokens' logprobs (sent even when the
+            // prompt decodes to no text, for the tokens' entries).
+            st->echo_pending = false;
+            lps->add_prompt(job.req.prompt, e->prompt_logprobs, job.echo_lead, job.echo);
+            if (!send(text_chunk(rid, created, model, job.echo, std::nullopt, job.include_usage, take_logprobs())))
+              return false;
+          }
           lps->add(e->logprobs);
           if (job.chat) {
             const OutputDelta d = parser->push(e->text);
@@ -398,6 +416,11 @@ void HttpServer::routes() {
     job.chat = false;
     if (cr.echo) job.echo = cr.prompt_tokens.empty() ? cr.prompt : tokenizer_.decode(prompt, false);
     fill_common(job, cr, prompt, engine_.options().context_length);
+    if (cr.echo && cr.logprobs) {
+      job.req.prompt_logprobs = true;
+      // The special tokens encode() added to a text prompt (BOS) are not in the echoed text.
+      if (cr.prompt_tokens.empty()) job.echo_lead = int64_t(prompt.size() - tokenizer_.encode(cr.prompt, false).size());
+    }
     serve_job(std::move(job), res);
   }));
 }

@@ -20,6 +20,14 @@ Json bytes_json(std::string_view bytes) {
   return a;
 }
 
+// Unicode code points of valid UTF-8 text (what the decoder emits: complete characters, U+FFFD for
+// invalid bytes; a JSON string): its bytes that are not continuation bytes.
+int64_t code_points(std::string_view text) {
+  int64_t n = 0;
+  for (const char c : text) n += (uint8_t(c) & 0xC0) != 0x80;
+  return n;
+}
+
 }  // namespace
 
 double json_logprob(float logprob) { return std::isfinite(logprob) ? double(logprob) : kMinLogprob; }
@@ -62,10 +70,34 @@ void LogprobCollector::add(std::span<const TokenLogprobs> logprobs) {
       const TopLogprob& t = lp.top[size_t(j)];
       e.top.push_back({t.token, std::string(tokenizer_->token_bytes(t.token)), t.logprob});
     }
-    // The decoder emits complete, valid UTF-8 (U+FFFD for invalid bytes): count its lead bytes.
-    for (const char c : decoder_.feed(lp.token)) offset_ += (uint8_t(c) & 0xC0) != 0x80;
+    offset_ += code_points(decoder_.feed(lp.token));
     pending_.push_back(std::move(e));
   }
+}
+
+void LogprobCollector::add_prompt(std::span<const int32_t> prompt, std::span<const TokenLogprobs> logprobs,
+                                  int64_t n_lead, std::string_view echo) {
+  IncrementalDecoder decoder(*tokenizer_, /*skip_special_tokens=*/false);
+  int64_t offset = 0;
+  for (size_t j = 0; j < prompt.size() && j <= logprobs.size(); ++j) {
+    LogprobEntry e;
+    e.token = prompt[j];
+    e.bytes = std::string(tokenizer_->token_bytes(prompt[j]));
+    e.text_offset = offset;
+    if (j == 0) {
+      e.has_logprob = false;
+    } else {
+      const TokenLogprobs& lp = logprobs[j - 1];
+      e.logprob = lp.logprob;
+      for (int32_t k = 0; k < lp.n_top; ++k) {
+        const TopLogprob& t = lp.top[size_t(k)];
+        e.top.push_back({t.token, std::string(tokenizer_->token_bytes(t.token)), t.logprob});
+      }
+    }
+    if (int64_t(j) >= n_lead) offset += code_points(decoder.feed(prompt[j]));
+    pending_.push_back(std::move(e));
+  }
+  offset_ = code_points(echo);
 }
 
 std::vector<LogprobEntry> LogprobCollector::take() {
@@ -103,6 +135,12 @@ Json completion_logprobs(std::span<const LogprobEntry> entries) {
        text_offset = Json::array();
   for (const LogprobEntry& e : entries) {
     tokens.push_back(logprob_token_text(e.bytes));
+    text_offset.push_back(e.text_offset);
+    if (!e.has_logprob) {  // the first prompt token of an echo
+      token_logprobs.push_back(nullptr);
+      top_logprobs.push_back(nullptr);
+      continue;
+    }
     token_logprobs.push_back(json_logprob(e.logprob));
     Json top = Json::object();
     bool has_chosen = false;
@@ -112,7 +150,6 @@ Json completion_logprobs(std::span<const LogprobEntry> entries) {
     }
     if (!has_chosen) top[logprob_token_text(e.bytes)] = json_logprob(e.logprob);
     top_logprobs.push_back(std::move(top));
-    text_offset.push_back(e.text_offset);
   }
   Json out = Json::object();
   out["tokens"] = std::move(tokens);

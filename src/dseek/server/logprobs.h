@@ -43,6 +43,9 @@ struct LogprobEntry {
   // Legacy completions: Unicode code points of the output text before this token (the length
   // Python's len() gives, as vLLM counts), an incomplete character not counted yet.
   int64_t text_offset = 0;
+  // False for the first prompt token of an echo (nothing precedes it): logprob and top are unset
+  // and its token_logprobs / top_logprobs entries are null.
+  bool has_logprob = true;
 };
 
 // Collects the entries of one request's generated tokens, in order, across engine events.
@@ -53,6 +56,13 @@ class LogprobCollector {
   LogprobCollector(const Tokenizer& tokenizer, bool skip_special_tokens);
 
   void add(std::span<const TokenLogprobs> logprobs);
+  // Legacy completions with echo: entries for the prompt, before any add(). prompt (P ids), logprobs
+  // (EngineEvent::prompt_logprobs: entry j for prompt token j + 1; prompt tokens past them get no
+  // entry). The offsets count `echo`, the returned prompt text: the first n_lead ids are not part of
+  // it (the BOS the server adds to a text prompt), the rest are decoded as they are, special tokens
+  // included. The generated tokens' offsets then start at echo's length.
+  void add_prompt(std::span<const int32_t> prompt, std::span<const TokenLogprobs> logprobs, int64_t n_lead,
+                  std::string_view echo);
   // The entries added since the previous take(); for streaming, where each chunk carries its own.
   std::vector<LogprobEntry> take();
   bool empty() const { return pending_.empty(); }

@@ -223,10 +223,11 @@ void parse_common(const Json& body, RequestCommon& r, bool chat) {
   }
 
   // max_completion_tokens replaced max_tokens in OpenAI's chat API; when both come, it wins.
+  // Completions may ask for 0 tokens together with echo (checked there): the prompt alone.
   for (const char* key : {"max_tokens", "max_completion_tokens"}) {
     if (const Json* v = get(body, key)) {
       const int64_t n = as_integer(*v, key);
-      if (n < 1) fail(quoted(key) + " must be at least 1", key);
+      if (n < (chat ? 1 : 0)) fail(quoted(key) + " must be at least 1", key);
       r.max_tokens = n;
     }
   }
@@ -525,9 +526,10 @@ CompletionRequest parse_completion_request(std::string_view body_text) {
   parse_common(body, r, /*chat=*/false);
   parse_prompt(body, r);
   if (const Json* v = get(body, "echo")) r.echo = as_bool(*v, "echo");
-  if (r.echo && r.logprobs) {
-    // OpenAI then also returns the prompt tokens' logprobs, which the engine does not compute.
-    fail("'logprobs' together with 'echo' is not supported (no prompt logprobs)", "logprobs", "unsupported_value");
+  // With echo, logprobs covers the prompt tokens too (prompt logprobs). max_tokens 0 returns the
+  // prompt alone, which is how clients score a text (echo, logprobs, max_tokens 0).
+  if (r.max_tokens == 0 && !r.echo) {
+    fail("'max_tokens' must be at least 1 (0 is allowed only with 'echo')", "max_tokens");
   }
   if (const Json* v = get(body, "best_of")) {
     if (as_integer(*v, "best_of") != 1) fail("only best_of=1 is supported", "best_of", "unsupported_value");

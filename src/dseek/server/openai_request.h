@@ -5,8 +5,7 @@
 // ("'temperature' must be a number between 0 and 2", param "temperature"); malformed JSON names the
 // byte offset. Unknown fields are ignored, like OpenAI; null means "not given" for every optional
 // field. Fields OpenAI has and dseek cannot honour are errors, never silently dropped: n != 1,
-// best_of != 1, a non-empty logit_bias or suffix, several prompts, image/audio content parts,
-// completion logprobs with echo (prompt logprobs).
+// best_of != 1, a non-empty logit_bias or suffix, several prompts, image/audio content parts.
 #pragma once
 
 #include <cstdint>
@@ -35,7 +34,8 @@ struct RequestCommon {
   // repetition_penalty (> 0). Always valid for Sampler's constructor.
   SamplingParams sampling = default_sampling();
   bool has_seed = false;  // false: sampling.seed is 0 and the server should pick one
-  std::optional<int64_t> max_tokens;  // max_tokens or max_completion_tokens (the latter wins); >= 1
+  // max_tokens or max_completion_tokens (the latter wins); >= 1, or 0 for a completion with echo.
+  std::optional<int64_t> max_tokens;
   std::vector<std::string> stop;      // string or array of up to 4 strings; empty strings dropped
   bool logprobs = false;
   int top_logprobs = 0;  // 0..20 (chat) or the legacy integer `logprobs` 0..5 (completions)
@@ -66,7 +66,7 @@ struct ChatRequest : RequestCommon {
 struct CompletionRequest : RequestCommon {
   std::string prompt;                  // a string, or an array of one string
   std::vector<int32_t> prompt_tokens;  // set instead when the prompt is token ids ([1, 2] or [[1, 2]])
-  bool echo = false;
+  bool echo = false;  // with logprobs: the prompt tokens' logprobs too (the first one null)
 };
 
 // Throw ApiError (status 400) on a malformed or invalid body.
