@@ -340,10 +340,18 @@ struct Prepared {
   int64_t task_rows = 0;
 };
 
-// Whether BF16 weights times B tokens run as the packed GEMM (prefill) rather than streaming rows.
-bool bf16_gemm_path(const MatView& w, int64_t B, MatmulKernel kernel) {
-  return w.dtype == DType::kBF16 && kernel == MatmulKernel::kAvx512Bf16 && B > 8 && avx512_set().bf16_gemm;
+// The packed bf16 GEMM for B tokens of weights w (prefill), or null: decode-sized batches stream
+// rows instead (see matmul.h).
+mm::KernelFn gemm_kernel(const MatView& w, int64_t B, MatmulKernel kernel) {
+  if (kernel != MatmulKernel::kAvx512Bf16 || B < kMatmulGemmMinTokens) return nullptr;
+  switch (w.dtype) {
+    case DType::kBF16: return avx512_set().bf16_gemm;
+    case DType::kQ8_0: return avx512_set().q8_0_gemm;
+    case DType::kQ4_0: return avx512_set().q4_0_gemm;
+    default: return nullptr;
+  }
 }
+bool bf16_gemm_path(const MatView& w, int64_t B, MatmulKernel kernel) { return gemm_kernel(w, B, kernel) != nullptr; }
 
 int64_t gemm_tile_bytes(int64_t K) { return mm::gemm_pairs(K) * mm::kGemmTokens * 4; }
 
@@ -366,6 +374,29 @@ MatmulKernel checked_kernel(const MatView& w, MatmulKernel kernel) {
   if (!matmul_kernel_supported(kernel))
     throw Error("matmul: kernel " + std::string(matmul_kernel_family_name(kernel)) + " is not supported by this CPU");
   return kernel;
+}
+
+// Q8_0 / Q4_0 with int8 activations (decode): quantizes x per block into act.
+void prepare_quant_act(mm::Job& job, mm::KernelFn& fn, const mm::KernelSet& ks, const float* x, const MatView& w,
+                       int64_t B, uint8_t* act, ThreadPool* pool) {
+  const int64_t K = w.cols;
+  const QActLayout l = qact_layout(w.dtype, K);
+  job.act_stride = l.stride;
+  job.act_corr_offset = l.corr_offset;
+  job.act_scale_offset = l.scale_offset;
+  job.w_scales_offset = w.dtype == DType::kQ8_0 ? K : K / 2;
+  auto prep_fn = w.dtype == DType::kQ8_0 ? ks.prep_q8_0 : ks.prep_q4_0;
+  const DType wt = w.dtype;
+  for_tokens(pool, B, K, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      if (prep_fn)
+        prep_fn(act + b * l.stride, x + b * K, K, l.stride, l.corr_offset, l.scale_offset);
+      else
+        quantize_activations(act + b * l.stride, x + b * K, wt, K);
+    }
+  });
+  job.act = act;
+  fn = w.dtype == DType::kQ8_0 ? ks.q8_0 : ks.q4_0;
 }
 
 // Fills p for y = x · Wᵀ on the SIMD path, converting x into act (act_bytes(w, B, kernel) bytes,
@@ -394,6 +425,8 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
     case DType::kF16: fn = ks.f16; break;
     case DType::kF8E4M3: fn = ks.fp8; break;
     case DType::kBF16:
+    case DType::kQ8_0:
+    case DType::kQ4_0:
       if (bf16_gemm_path(w, B, kernel)) {
         // Activations rounded to bf16 as below, packed in tiles of kGemmTokens tokens.
         const int64_t tiles = (B + mm::kGemmTokens - 1) / mm::kGemmTokens;
@@ -404,8 +437,11 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
             ks.prep_bf16_tile(act + t * stride, x + t * mm::kGemmTokens * K, std::min(mm::kGemmTokens, B - t * mm::kGemmTokens), K);
         });
         job.act = act;
-        fn = ks.bf16_gemm;
+        job.w_scales_offset = w.dtype == DType::kQ8_0 ? K : K / 2;
+        fn = gemm_kernel(w, B, kernel);
         p.gemm = true;
+      } else if (w.dtype != DType::kBF16) {
+        prepare_quant_act(job, fn, ks, x, w, B, act, pool);
       } else if (kernel == MatmulKernel::kAvx512Bf16) {
         // Activations rounded to bf16 (nearest even), zero-padded to whole 32-column steps.
         const int64_t Kp = (K + 31) & ~int64_t(31);
@@ -428,27 +464,6 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
         fn = ks.bf16;
       }
       break;
-    case DType::kQ8_0:
-    case DType::kQ4_0: {
-      const QActLayout l = qact_layout(w.dtype, K);
-      job.act_stride = l.stride;
-      job.act_corr_offset = l.corr_offset;
-      job.act_scale_offset = l.scale_offset;
-      job.w_scales_offset = w.dtype == DType::kQ8_0 ? K : K / 2;
-      auto prep_fn = w.dtype == DType::kQ8_0 ? ks.prep_q8_0 : ks.prep_q4_0;
-      const DType wt = w.dtype;
-      for_tokens(pool, B, K, [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b) {
-          if (prep_fn)
-            prep_fn(act + b * l.stride, x + b * K, K, l.stride, l.corr_offset, l.scale_offset);
-          else
-            quantize_activations(act + b * l.stride, x + b * K, wt, K);
-        }
-      });
-      job.act = act;
-      fn = w.dtype == DType::kQ8_0 ? ks.q8_0 : ks.q4_0;
-      break;
-    }
     default: break;
   }
   DSEEK_CHECK(fn != nullptr, "matmul: no kernel for " + std::string(dtype_name(w.dtype)));

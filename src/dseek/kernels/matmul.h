@@ -13,6 +13,9 @@
 //   Q8_0, Q4_0      activations quantized to int8 per block of 32 once per call, integer dot
 //                   products per block (matmul_qact_ref is the scalar model); the scalar kernel
 //                   instead uses matmul_ref's arithmetic.
+// Prefill (B >= kMatmulGemmMinTokens) on AVX-512 BF16 CPUs: BF16, Q8_0 and Q4_0 weights run one
+// packed GEMM with bf16 activations; Q8_0 / Q4_0 blocks are widened and rounded to bf16 as they are
+// packed (|error| <= 2^-8 of each weight, as for the activations). Decode batches stream rows.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +36,9 @@ enum class MatmulKernel : uint8_t {
   kAvx512Bf16,  // kAvx512 + AVX512_BF16: bf16 activations and vdpbf16ps for BF16 weights
   kSentinel     // must be last
 };
+
+// Tokens from which kAvx512Bf16 multiplies as a packed GEMM (see above).
+constexpr int64_t kMatmulGemmMinTokens = 9;
 
 bool matmul_kernel_supported(MatmulKernel k);  // by this CPU (kAuto and kScalar: always)
 MatmulKernel matmul_best_kernel();            // what kAuto means here

@@ -697,17 +697,48 @@ constexpr int64_t kGemmBlockRows = 64;  // rows packed together; each token tile
 
 inline __mmask32 mask32_from(int64_t n) { return n <= 0 ? __mmask32(0) : mask32(n); }
 
+// 16 pairs (32 values) of a stored row from pair p on, as bf16 pairs; zeros past K. For the block
+// formats that is exactly block p / 16, widened to float (q * d is exact) and rounded to bf16.
+struct PairsBF16 {
+  static __m512i load(const Job& j, const uint8_t* row, int64_t p) {
+    return _mm512_maskz_loadu_epi16(mask32_from(j.K - 2 * p), row + 4 * p);
+  }
+};
+struct PairsQ8 {
+  static __m512i load(const Job& j, const uint8_t* row, int64_t p) {
+    if (2 * p >= j.K) return _mm512_setzero_si512();
+    const __m512 d = block_scale(row + j.w_scales_offset, p / 16);
+    const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * p));
+    const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * p + 16));
+    const __m512 lo = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)), d);
+    const __m512 hi = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)), d);
+    return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+  }
+};
+struct PairsQ4 {
+  static __m512i load(const Job& j, const uint8_t* row, int64_t p) {
+    if (2 * p >= j.K) return _mm512_setzero_si512();
+    const __m512 d = block_scale(row + j.w_scales_offset, p / 16);
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + p));  // block p/16: 16 bytes
+    const __m128i low4 = _mm_set1_epi8(0x0f);
+    const __m512i eight = _mm512_set1_epi32(8);
+    const __m128i c0 = _mm_and_si128(b, low4), c1 = _mm_and_si128(_mm_srli_epi16(b, 4), low4);
+    const __m512 lo = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(c0), eight)), d);
+    const __m512 hi = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(c1), eight)), d);
+    return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+  }
+};
+
 // Panel of rows [r0, r0 + nr) (nr <= kGemmRows, zeros beyond) and pairs [p0, p0 + np) of W:
-// dst[(p - p0) * kGemmRows + row] = pair p of that row. Pairs past K are zero.
+// dst[(p - p0) * kGemmRows + row] = pair p of that row.
+template <class L>
 void pack_w_panel(uint32_t* dst, const Job& j, int64_t r0, int64_t nr, int64_t p0, int64_t np) {
   for (int h = 0; h < 2; ++h)
     for (int64_t p = p0; p < p0 + np; p += 16) {
-      const __mmask32 m = mask32_from(j.K - 2 * p);
       __m512 r[16];
       for (int i = 0; i < 16; ++i) {
         const int64_t row = 16 * h + i;
-        r[i] = row < nr ? _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(m, row_of(j, r0 + row) + 4 * p))
-                        : _mm512_setzero_ps();
+        r[i] = row < nr ? _mm512_castsi512_ps(L::load(j, row_of(j, r0 + row), p)) : _mm512_setzero_ps();
       }
       transpose16(r);
       for (int q = 0; q < 16; ++q) _mm512_store_ps(reinterpret_cast<float*>(dst + (p - p0 + q) * kGemmRows + 16 * h), r[q]);
@@ -741,6 +772,7 @@ inline void gemm_tile(const uint32_t* ap, const uint32_t* wp, int64_t np, float*
   }
 }
 
+template <class L>
 void bf16_gemm(const Job& j, int64_t n0, int64_t n1) {
   alignas(64) uint32_t wp[kGemmBlockRows / kGemmRows][kGemmPairs * kGemmRows];
   const int64_t pairs = gemm_pairs(j.K), tiles = (j.B + kGemmTokens - 1) / kGemmTokens;
@@ -748,7 +780,7 @@ void bf16_gemm(const Job& j, int64_t n0, int64_t n1) {
     const int64_t rb = min64(kGemmBlockRows, n1 - r0), panels = (rb + kGemmRows - 1) / kGemmRows;
     for (int64_t p0 = 0; p0 < pairs; p0 += kGemmPairs) {
       const int64_t np = min64(kGemmPairs, pairs - p0);
-      for (int64_t q = 0; q < panels; ++q) pack_w_panel(wp[q], j, r0 + q * kGemmRows, min64(kGemmRows, rb - q * kGemmRows), p0, np);
+      for (int64_t q = 0; q < panels; ++q) pack_w_panel<L>(wp[q], j, r0 + q * kGemmRows, min64(kGemmRows, rb - q * kGemmRows), p0, np);
       for (int64_t t = 0; t < tiles; ++t) {
         const uint32_t* ap = reinterpret_cast<const uint32_t*>(j.act + t * j.act_stride) + p0 * kGemmTokens;
         float* y = j.y + t * kGemmTokens * j.N + r0;
@@ -838,7 +870,9 @@ KernelSet avx512_kernels() {
   k.fp8 = &drive<Fp8>;
   k.q8_0 = &drive<Q8>;
   k.q4_0 = &drive<Q4>;
-  k.bf16_gemm = &bf16_gemm;
+  k.bf16_gemm = &bf16_gemm<PairsBF16>;
+  k.q8_0_gemm = &bf16_gemm<PairsQ8>;
+  k.q4_0_gemm = &bf16_gemm<PairsQ4>;
   k.prep_bf16 = &prep_bf16;
   k.prep_bf16_tile = &prep_bf16_tile;
   k.prep_q8_0 = &prep_q8_0;

@@ -56,7 +56,11 @@ struct KernelSet {
   KernelFn fp8 = nullptr;       // E4M3 with float32 block scales, Job::block a multiple of 32
   KernelFn q8_0 = nullptr;      // Job::act holds Q8 activations in the Q8_0 lane layout
   KernelFn q4_0 = nullptr;      // Job::act holds Q8 activations in the Q4_0 lane layout
-  KernelFn bf16_gemm = nullptr; // BF16 weights, many tokens: Job::act in kGemmTokens tiles (above)
+  // Many tokens (prefill): Job::act in kGemmTokens tiles (above). The Q8_0 / Q4_0 versions widen
+  // each weight block to bf16 while packing and share the BF16 GEMM's arithmetic.
+  KernelFn bf16_gemm = nullptr;
+  KernelFn q8_0_gemm = nullptr;
+  KernelFn q4_0_gemm = nullptr;
   // Optional vectorised activation conversions, bit-identical to the scalar ones in matmul.cpp /
   // quantize_activations (null: use those). out gets one token's record of `stride` bytes.
   void (*prep_bf16)(uint8_t* out, const float* x, int64_t K, int64_t stride) = nullptr;
