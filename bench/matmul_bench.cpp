@@ -15,8 +15,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <new>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <sys/mman.h>
 
 #include "dseek/core/thread_pool.h"
 #include "dseek/kernels/cpu_features.h"
@@ -84,9 +88,42 @@ struct Rng {
   }
 };
 
+// Zeroed memory on 2 MiB pages where the kernel allows, as `dseek` maps checkpoint weights
+// (core/mapped_file.cpp): with 4 KiB pages, kernels that read many rows at once (the prefill GEMM's
+// packing) measure TLB misses the model never sees.
+class HugeBuffer {
+ public:
+  HugeBuffer() = default;
+  explicit HugeBuffer(size_t n) : n_(n), mapped_(((n + kHuge - 1) / kHuge + 1) * kHuge) {
+    void* p = mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    base_ = static_cast<uint8_t*>(p);
+    data_ = base_ + (kHuge - reinterpret_cast<uintptr_t>(base_) % kHuge) % kHuge;
+    madvise(data_, mapped_ - size_t(data_ - base_), MADV_HUGEPAGE);
+  }
+  HugeBuffer(HugeBuffer&& o) noexcept { *this = std::move(o); }
+  HugeBuffer& operator=(HugeBuffer&& o) noexcept {
+    std::swap(base_, o.base_);
+    std::swap(data_, o.data_);
+    std::swap(n_, o.n_);
+    std::swap(mapped_, o.mapped_);
+    return *this;
+  }
+  ~HugeBuffer() {
+    if (base_) munmap(base_, mapped_);
+  }
+  uint8_t* data() const { return data_; }
+
+ private:
+  static constexpr size_t kHuge = size_t(2) << 20;
+  uint8_t* base_ = nullptr;
+  uint8_t* data_ = nullptr;
+  size_t n_ = 0, mapped_ = 0;
+};
+
 // One stored weight matrix: bytes (+ FP8 scales).
 struct Weights {
-  std::vector<uint8_t> bytes;
+  HugeBuffer bytes;
   std::vector<float> scale_inv;
   MatView view;
 };
@@ -95,7 +132,7 @@ Weights make_weights(DType t, int64_t N, int64_t K, uint64_t seed) {
   Weights w;
   Rng rng{seed * 0x9E3779B97F4A7C15ull + 1};
   const int64_t rb = quant_row_bytes(t, K);
-  w.bytes.resize(size_t(N * rb));
+  w.bytes = HugeBuffer(size_t(N * rb));
   uint8_t* p = w.bytes.data();
   std::vector<float> row(static_cast<size_t>(K));
   for (int64_t n = 0; n < N; ++n) {
