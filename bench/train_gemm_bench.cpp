@@ -1,6 +1,6 @@
 // Training GEMM (kernels/gemm.h) throughput on the shapes of PEERS.md config S (batch 8, seq 256):
-// GFLOP/s per layout and shape, median of repeated calls, for the portable and AVX-512 kernels and
-// 1 and 2 threads. Usage: train_gemm_bench [threads] (default 2).
+// GFLOP/s per layout and shape, median of repeated calls, for the portable and AVX-512 kernels (float32)
+// and the AVX-512 BF16 precision where the CPU has it. Usage: train_gemm_bench [threads] (default 2).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -22,16 +22,14 @@ struct Shape {
   int64_t M, K, N;
 };
 
-double median_ms(const Shape& s, GemmKernel kernel, ThreadPool* pool, std::vector<float>& a, std::vector<float>& b,
-                 std::vector<float>& c) {
+double median_ms(const Shape& s, GemmKernel kernel, GemmPrecision prec, ThreadPool* pool, std::vector<float>& a,
+                 std::vector<float>& b, std::vector<float>& c) {
   std::vector<double> ms;
   for (int it = 0; it < 9; ++it) {
     const auto t0 = std::chrono::steady_clock::now();
-    switch (s.layout) {
-      case GemmLayout::kNT: gemm_f32_nt(c.data(), a.data(), b.data(), s.M, s.K, s.N, false, pool, kernel); break;
-      case GemmLayout::kNN: gemm_f32_nn(c.data(), a.data(), b.data(), s.M, s.K, s.N, true, pool, kernel); break;
-      case GemmLayout::kTN: gemm_f32_tn(c.data(), a.data(), b.data(), s.M, s.K, s.N, true, pool, kernel); break;
-    }
+    const int64_t lda = s.layout == GemmLayout::kTN ? s.M : s.K, ldb = s.layout == GemmLayout::kNT ? s.K : s.N;
+    gemm_f32(s.layout, c.data(), s.N, a.data(), lda, b.data(), ldb, s.M, s.K, s.N, s.layout != GemmLayout::kNT, pool,
+             kernel, prec);
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(ms.begin(), ms.end());
@@ -57,17 +55,20 @@ int main(int argc, char** argv) {
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> dist(-1.f, 1.f);
   ThreadPool pool(threads);
-  std::printf("%-16s %-6s %5s %5s %5s | %-9s %8s %8s\n", "shape", "layout", "M", "K", "N", "kernel", "ms", "GFLOP/s");
+  std::printf("%-16s %-6s %5s %5s %5s | %-11s %8s %8s\n", "shape", "layout", "M", "K", "N", "kernel", "ms", "GFLOP/s");
   for (const Shape& s : shapes) {
     std::vector<float> a(size_t(s.M * s.K)), b(size_t(s.K * s.N)), c(size_t(s.M * s.N));
     for (auto& v : a) v = dist(rng);
     for (auto& v : b) v = dist(rng);
-    for (GemmKernel k : {GemmKernel::kPortable, GemmKernel::kAvx512}) {
-      if (!gemm_kernel_supported(k)) continue;
-      const double ms = median_ms(s, k, &pool, a, b, c);
+    for (int v = 0; v < 3; ++v) {
+      const GemmKernel k = v == 0 ? GemmKernel::kPortable : GemmKernel::kAvx512;
+      const GemmPrecision prec = v == 2 ? GemmPrecision::kBf16 : GemmPrecision::kF32;
+      if (!gemm_kernel_supported(k) || (prec == GemmPrecision::kBf16 && !gemm_bf16_supported())) continue;
+      const double ms = median_ms(s, k, prec, &pool, a, b, c);
       const char* lay = s.layout == GemmLayout::kNT ? "nt" : s.layout == GemmLayout::kNN ? "nn" : "tn";
-      std::printf("%-16s %-6s %5ld %5ld %5ld | %-9s %8.3f %8.1f\n", s.what, lay, long(s.M), long(s.K), long(s.N),
-                  gemm_kernel_name(k), ms, 2.0 * double(s.M * s.K * s.N) / ms * 1e-6);
+      std::printf("%-16s %-6s %5ld %5ld %5ld | %-11s %8.3f %8.1f\n", s.what, lay, long(s.M), long(s.K), long(s.N),
+                  prec == GemmPrecision::kBf16 ? "avx512-bf16" : gemm_kernel_name(k), ms,
+                  2.0 * double(s.M * s.K * s.N) / ms * 1e-6);
     }
   }
 }

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "dseek/core/thread_pool.h"
+#include "dseek/core/dtype.h"
+#include "dseek/core/error.h"
 #include "dseek/kernels/gemm.h"
 
 namespace dseek {
@@ -36,8 +38,10 @@ struct Case {
 
 const char* layout_name(GemmLayout l) { return l == GemmLayout::kNT ? "nt" : l == GemmLayout::kNN ? "nn" : "tn"; }
 
+// GemmPrecision::kBf16 is checked against the reference on operands rounded to bf16 first (what
+// the kernel multiplies), with the same float32 tolerance: exact up to summation order.
 void run_case(GemmLayout layout, GemmKernel kernel, const Case& c, bool accumulate, ThreadPool* pool,
-              std::mt19937& rng) {
+              std::mt19937& rng, GemmPrecision precision = GemmPrecision::kF32) {
   const int64_t M = c.M, K = c.K, N = c.N;
   std::uniform_real_distribution<float> dist(-1.f, 1.f);
   // One float of slack in front of each operand: pointers off the 64-byte (and 8-byte) grid.
@@ -49,10 +53,11 @@ void run_case(GemmLayout layout, GemmKernel kernel, const Case& c, bool accumula
   const float* B = b.data() + 1;
   std::vector<float> got(c0), want(c0);
   float* C = got.data() + 1;
-  switch (layout) {
-    case GemmLayout::kNT: gemm_f32_nt(C, A, B, M, K, N, accumulate, pool, kernel); break;
-    case GemmLayout::kNN: gemm_f32_nn(C, A, B, M, K, N, accumulate, pool, kernel); break;
-    case GemmLayout::kTN: gemm_f32_tn(C, A, B, M, K, N, accumulate, pool, kernel); break;
+  const int64_t lda = layout == GemmLayout::kTN ? M : K, ldb = layout == GemmLayout::kNT ? K : N;
+  gemm_f32(layout, C, N, A, lda, B, ldb, M, K, N, accumulate, pool, kernel, precision);
+  if (precision == GemmPrecision::kBf16) {
+    for (size_t i = 1; i < a.size(); ++i) a[i] = bf16_to_f32(f32_to_bf16(a[i]));
+    for (size_t i = 1; i < b.size(); ++i) b[i] = bf16_to_f32(f32_to_bf16(b[i]));
   }
   gemm_f32_ref(layout, want.data() + 1, A, B, M, K, N, accumulate);
   EXPECT_EQ(got[0], c0[0]) << "wrote before C";
@@ -73,7 +78,8 @@ void run_case(GemmLayout layout, GemmKernel kernel, const Case& c, bool accumula
         worst_i = m * N + n;
       }
     }
-  EXPECT_LE(worst, 1.0) << layout_name(layout) << " " << gemm_kernel_name(kernel) << " M " << M << " K " << K
+  EXPECT_LE(worst, 1.0) << layout_name(layout) << " " << gemm_kernel_name(kernel)
+                        << (precision == GemmPrecision::kBf16 ? " bf16" : "") << " M " << M << " K " << K
                         << " N " << N << (accumulate ? " accumulate" : "") << " threads " << (pool ? pool->size() : 1)
                         << ": worst error / tolerance " << worst << " at (" << worst_i / N << ", " << worst_i % N
                         << ") got " << got[size_t(1 + worst_i)] << " want " << want[size_t(1 + worst_i)]
@@ -101,6 +107,27 @@ TEST(Gemm, AwkwardSizesAllLayoutsKernelsAndThreads) {
           run_case(layout, kernel, c, accumulate, nullptr, rng);
           run_case(layout, kernel, c, accumulate, &pool2, rng);
         }
+}
+
+TEST(Gemm, Bf16PrecisionAwkwardSizes) {
+  if (!gemm_bf16_supported()) GTEST_SKIP() << "no AVX-512 BF16";
+  const std::vector<Case> cases = {{1, 1, 1},     {1, 5, 40},    {13, 7, 33},   {11, 255, 31}, {12, 256, 32},
+                                   {25, 257, 17}, {37, 300, 65}, {100, 513, 80}, {3, 600, 97}, {64, 33, 129}};
+  ThreadPool pool2(2);
+  std::mt19937 rng(kSeed + 1);
+  for (GemmLayout layout : {GemmLayout::kNT, GemmLayout::kNN, GemmLayout::kTN})
+    for (const Case& c : cases)
+      for (bool accumulate : {false, true}) {
+        run_case(layout, GemmKernel::kAvx512, c, accumulate, nullptr, rng, GemmPrecision::kBf16);
+        run_case(layout, GemmKernel::kAvx512, c, accumulate, &pool2, rng, GemmPrecision::kBf16);
+      }
+}
+
+TEST(Gemm, Bf16PrecisionNeedsItsKernel) {
+  float c = 0.f, a = 1.f, b = 1.f;
+  EXPECT_THROW(gemm_f32(GemmLayout::kNT, &c, 1, &a, 1, &b, 1, 1, 1, 1, false, nullptr, GemmKernel::kPortable,
+                        GemmPrecision::kBf16),
+               Error);
 }
 
 TEST(Gemm, LeadingDimensions) {

@@ -97,14 +97,17 @@ void pack_b(float* dst, const Operands& o, int64_t k0, int64_t kc, int64_t n0, i
 
 // Rows [m0, m1) × columns [n0, n1) of C, all of K, packing B into `pack` (kKC × kNC, padded).
 void run_part(const Operands& o, bool accumulate, int64_t m0, int64_t m1, int64_t n0, int64_t n1, float* pack,
-              bool simd) {
-  const BlockFn block = simd ? gemm::block_avx512 : block_portable;
+              bool simd, bool bf16) {
+  const BlockFn block = bf16 ? gemm::block_bf16_avx512 : simd ? gemm::block_avx512 : block_portable;
   if (m0 >= m1 || n0 >= n1) return;
   for (int64_t nc0 = n0; nc0 < n1; nc0 += kNC) {
     const int64_t nc1 = std::min(n1, nc0 + kNC);
     for (int64_t k0 = 0; k0 < o.K; k0 += kKC) {
       const int64_t kc = std::min(kKC, o.K - k0);
-      pack_b(pack, o, k0, kc, nc0, nc1, simd);
+      if (bf16)
+        gemm::pack_b_bf16_avx512(pack, o.B + k0 * o.brs + nc0 * o.bcs, o.brs, o.bcs, kc, nc1 - nc0);
+      else
+        pack_b(pack, o, k0, kc, nc0, nc1, simd);
       gemm::Block b;
       b.A = o.A + m0 * o.ars + k0 * o.acs;
       b.ars = o.ars;
@@ -121,7 +124,7 @@ void run_part(const Operands& o, bool accumulate, int64_t m0, int64_t m1, int64_
   }
 }
 
-void run(const Operands& o, bool accumulate, ThreadPool* pool, GemmKernel kernel) {
+void run(const Operands& o, bool accumulate, ThreadPool* pool, GemmKernel kernel, GemmPrecision precision) {
   if (o.M <= 0 || o.N <= 0) return;
   if (o.K <= 0) {
     if (!accumulate)
@@ -129,6 +132,9 @@ void run(const Operands& o, bool accumulate, ThreadPool* pool, GemmKernel kernel
     return;
   }
   const bool simd = resolve(kernel) == GemmKernel::kAvx512;
+  const bool bf16 = precision == GemmPrecision::kBf16;
+  if (bf16 && !(simd && gemm_bf16_supported()))
+    throw Error("gemm: bf16 precision needs the AVX-512 BF16 kernel, which this CPU or kernel choice lacks");
   const int64_t np = (o.N + kNR - 1) / kNR, mp = (o.M + kMR - 1) / kMR;
   // Below ~256k multiply-adds a fork/join costs more than the second thread saves.
   const int64_t T = (pool && o.M * o.N * o.K >= (int64_t(1) << 18)) ? pool->size() : 1;
@@ -142,10 +148,10 @@ void run(const Operands& o, bool accumulate, ThreadPool* pool, GemmKernel kernel
     float* p = pack.get() + t * pack_floats;
     if (split_n) {
       const int64_t p0 = t * np / T, p1 = (t + 1) * np / T;
-      run_part(o, accumulate, 0, o.M, p0 * kNR, std::min(o.N, p1 * kNR), p, simd);
+      run_part(o, accumulate, 0, o.M, p0 * kNR, std::min(o.N, p1 * kNR), p, simd, bf16);
     } else {
       const int64_t r0 = t * mp / T, r1 = (t + 1) * mp / T;
-      run_part(o, accumulate, r0 * kMR, std::min(o.M, r1 * kMR), 0, o.N, p, simd);
+      run_part(o, accumulate, r0 * kMR, std::min(o.M, r1 * kMR), 0, o.N, p, simd, bf16);
     }
   };
   if (T == 1)
@@ -158,6 +164,8 @@ void run(const Operands& o, bool accumulate, ThreadPool* pool, GemmKernel kernel
 
 }  // namespace
 
+bool gemm_bf16_supported() { return has_avx512() && cpu_features().avx512bf16; }
+
 bool gemm_kernel_supported(GemmKernel kernel) { return kernel != GemmKernel::kAvx512 || has_avx512(); }
 
 const char* gemm_kernel_name(GemmKernel kernel) {
@@ -168,11 +176,12 @@ const char* gemm_kernel_name(GemmKernel kernel) {
 }
 
 void gemm_f32(GemmLayout layout, float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb,
-              int64_t M, int64_t K, int64_t N, bool accumulate, ThreadPool* pool, GemmKernel kernel) {
+              int64_t M, int64_t K, int64_t N, bool accumulate, ThreadPool* pool, GemmKernel kernel,
+              GemmPrecision precision) {
   switch (layout) {
-    case GemmLayout::kNT: run(Operands{C, ldc, A, lda, 1, B, 1, ldb, M, K, N}, accumulate, pool, kernel); break;
-    case GemmLayout::kNN: run(Operands{C, ldc, A, lda, 1, B, ldb, 1, M, K, N}, accumulate, pool, kernel); break;
-    case GemmLayout::kTN: run(Operands{C, ldc, A, 1, lda, B, ldb, 1, M, K, N}, accumulate, pool, kernel); break;
+    case GemmLayout::kNT: run(Operands{C, ldc, A, lda, 1, B, 1, ldb, M, K, N}, accumulate, pool, kernel, precision); break;
+    case GemmLayout::kNN: run(Operands{C, ldc, A, lda, 1, B, ldb, 1, M, K, N}, accumulate, pool, kernel, precision); break;
+    case GemmLayout::kTN: run(Operands{C, ldc, A, 1, lda, B, ldb, 1, M, K, N}, accumulate, pool, kernel, precision); break;
   }
 }
 

@@ -27,6 +27,11 @@ namespace dseek {
 
 enum class GemmKernel { kAuto, kPortable, kAvx512 };
 enum class GemmLayout { kNT, kNN, kTN };
+// kBf16: A and B rounded to bf16 (nearest even) as they are packed, products summed in float32
+// (vdpbf16ps): twice the multiply-adds per instruction, |error| <= (2^-8 + 2^-8) Σ|a·b| more than
+// kF32. Needs AVX-512 BF16 (gemm_bf16_supported()); the portable kernel rounds the same way.
+enum class GemmPrecision : uint8_t { kF32, kBf16 };
+bool gemm_bf16_supported();  // the CPU has the AVX-512 BF16 kernel
 
 // C (M, N) (+)= A (M, K) · Bᵀ, B (N, K).
 void gemm_f32_nt(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, bool accumulate,
@@ -44,7 +49,7 @@ void gemm_f32_tn(float* C, const float* A, const float* B, int64_t M, int64_t K,
 // kTN: A (K, M) stride lda, B (K, N) stride ldb. The three functions above are this with packed rows.
 void gemm_f32(GemmLayout layout, float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb,
               int64_t M, int64_t K, int64_t N, bool accumulate, ThreadPool* pool,
-              GemmKernel kernel = GemmKernel::kAuto);
+              GemmKernel kernel = GemmKernel::kAuto, GemmPrecision precision = GemmPrecision::kF32);
 
 // Double-precision reference for tests: same operands and meaning as the three functions above.
 void gemm_f32_ref(GemmLayout layout, float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N,
