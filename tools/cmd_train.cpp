@@ -13,7 +13,7 @@
 namespace dseek::cli {
 
 int cmd_train(int argc, char** argv) {
-  Args a(argc, argv, {"config", "steps", "out", "threads", "lr", "seed"}, {"resume"});
+  Args a(argc, argv, {"config", "steps", "out", "threads", "lr", "seed", "matmul"}, {"resume"});
   const std::string config_path = a.require("config");
   TrainConfig cfg = load_train_config(config_path);
   if (a.has("steps")) {
@@ -27,6 +27,10 @@ int cmd_train(int argc, char** argv) {
     if (!(cfg.optimizer.lr > 0)) throw Error("--lr: must be positive");
   }
   if (a.has("seed")) cfg.train.seed = uint64_t(a.get_int("seed", 0));
+  if (a.has("matmul")) {
+    cfg.train.matmul = a.require("matmul");
+    if (cfg.train.matmul != "f32" && cfg.train.matmul != "bf16") throw Error("--matmul: must be f32 or bf16");
+  }
   const std::string cache_dir =
       cfg.data.cache_dir.empty() ? (std::filesystem::path(cfg.train.out_dir) / "data-cache").string() : cfg.data.cache_dir;
   auto log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };

@@ -80,6 +80,55 @@ void check_loss_equality(const std::string& name) {
 }
 
 TEST(TrainModel, LossEqualsInferenceV3) { check_loss_equality("v3"); }
+
+// matmul "bf16" (mixed precision): the same golden checkpoint and tokens as LossEqualsInferenceV3.
+// bf16 operands move each product by <= 2^-7 relative, so the loss stays within 1 % of float32's
+// and the gradient keeps its direction (cosine > 0.99) and size (norm within 5 %); all three were
+// far from these bounds on a wrong pairing or an unrounded operand in the kernel tests' mutations.
+TEST(TrainModel, Bf16MatmulTracksFloat32) {
+  if (!gemm_bf16_supported()) GTEST_SKIP() << "no AVX-512 BF16";
+  const std::string dir = test::golden_model_dir("v3");
+  const ModelConfig cfg = load_config(dir);
+  const SafetensorsFile golden = SafetensorsFile::open(dir + "/golden.safetensors");
+  const TensorInfo* ids_info = golden.find("input_ids");
+  ASSERT_NE(ids_info, nullptr);
+  const auto* ids = reinterpret_cast<const int32_t*>(golden.data(*ids_info));
+  const int64_t T = ids_info->shape[0] - 1;
+  double loss[2];
+  std::vector<float> grad[2];
+  for (int v = 0; v < 2; ++v) {
+    TrainOptions opts;
+    opts.batch = 1;
+    opts.seq = T;
+    opts.threads = 2;
+    opts.matmul = v == 0 ? GemmPrecision::kF32 : GemmPrecision::kBf16;
+    TrainModel tm(cfg, opts);
+    tm.load_from(Checkpoint::open(dir));
+    const TrainModel::StepResult r = tm.forward_backward(ids, 1, T);
+    loss[v] = r.main_loss + r.mtp_loss;
+    grad[v].assign(tm.grad_data(), tm.grad_data() + tm.num_parameters());
+  }
+  double dot = 0, n0 = 0, n1 = 0;
+  for (size_t i = 0; i < grad[0].size(); ++i) {
+    dot += double(grad[0][i]) * grad[1][i];
+    n0 += double(grad[0][i]) * grad[0][i];
+    n1 += double(grad[1][i]) * grad[1][i];
+  }
+  const double cosine = dot / std::sqrt(n0 * n1), norm_ratio = std::sqrt(n1 / n0);
+  std::printf("v3: loss f32 %.6f bf16 %.6f; gradient cosine %.5f, norm ratio %.4f\n", loss[0], loss[1], cosine,
+              norm_ratio);
+  EXPECT_NE(loss[0], loss[1]) << "bf16 should round differently";
+  EXPECT_NEAR(loss[1], loss[0], 0.01 * loss[0]);
+  EXPECT_GT(cosine, 0.99);
+  EXPECT_NEAR(norm_ratio, 1.0, 0.05);
+}
+
+TEST(TrainModel, Bf16MatmulNeedsItsKernelOrSaysSo) {
+  if (gemm_bf16_supported()) GTEST_SKIP() << "this CPU has AVX-512 BF16";
+  TrainOptions opts;
+  opts.matmul = GemmPrecision::kBf16;
+  EXPECT_THROW(TrainModel(load_config(test::golden_model_dir("v3")), opts), Error);
+}
 TEST(TrainModel, LossEqualsInferenceV2Lite) { check_loss_equality("v2lite"); }
 TEST(TrainModel, LossEqualsInferenceV2) { check_loss_equality("v2"); }
 TEST(TrainModel, LossEqualsInferenceV3Fp8) { check_loss_equality("v3-fp8"); }

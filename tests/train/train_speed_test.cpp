@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <string>
 
 #include "dseek/train/params.h"
 
@@ -52,6 +53,8 @@ TEST(TrainSpeed, DISABLED_ConfigS) {
   o.seq = 256;
   o.threads = env ? std::atoi(env) : 2;
   o.balance_alpha = 1e-4f;
+  const char* matmul_env = std::getenv("DSEEK_TRAIN_MATMUL");  // "bf16": mixed-precision products
+  if (matmul_env && std::string(matmul_env) == "bf16") o.matmul = GemmPrecision::kBf16;
   TrainModel tm(config_s(), o);
   tm.init_weights(1);
   int64_t n = 0;
@@ -68,9 +71,9 @@ TEST(TrainSpeed, DISABLED_ConfigS) {
   ms.erase(ms.begin());  // warm-up
   std::sort(ms.begin(), ms.end());
   const double med = ms[ms.size() / 2];
-  std::printf("config S: %.2f M params, batch %ld seq %ld threads %d: forward_backward median %.1f ms [%.1f-%.1f] "
+  std::printf("config S (matmul %s): %.2f M params, batch %ld seq %ld threads %d: forward_backward median %.1f ms [%.1f-%.1f] "
               "over %d calls, %.0f tokens/s (best %.0f)\n",
-              double(n) / 1e6, long(o.batch), long(o.seq), o.threads, med, ms.front(), ms.back(), iters,
+              o.matmul == GemmPrecision::kBf16 ? "bf16" : "f32", double(n) / 1e6, long(o.batch), long(o.seq), o.threads, med, ms.front(), ms.back(), iters,
               double(o.batch * o.seq) / med * 1e3, double(o.batch * o.seq) / ms.front() * 1e3);
 }
 

@@ -14,6 +14,7 @@
 
 #include "dseek/core/error.h"
 #include "dseek/core/thread_pool.h"
+#include "dseek/kernels/gemm.h"
 #include "dseek/model/router.h"
 
 namespace dseek {
@@ -46,6 +47,7 @@ struct MlpTensors {
   float* up_proj = nullptr;    // (I, D)
   float* down_proj = nullptr;  // (D, I)
   int64_t inter = 0;           // I
+  GemmPrecision matmul = GemmPrecision::kF32;  // of the three products (TrainOptions::matmul)
 };
 
 struct MlpActs {
@@ -81,6 +83,7 @@ struct MlaDims {
   float softmax_scale = 0.f;     // as model/mla.cpp MlaParams (YaRN mscale² included)
   const float* cos = nullptr;    // (max T, rope / 2) scaled by the YaRN attention factor
   const float* sin = nullptr;    // (max T, rope / 2)
+  GemmPrecision matmul = GemmPrecision::kF32;  // of the projections; attention products stay float32
   int64_t qk_head_dim() const { return nope + rope; }
 };
 

@@ -61,14 +61,14 @@ void mla_forward(float* out, const MlaActs& a, const float* x, const MlaTensors&
   const int64_t qkd = d.qk_head_dim(), L = R + rope, kvd = nope + vd, half = rope / 2;
   // Queries: q = W_UQ · norm(W_DQ · x) with q-LoRA, else q = W_Q · x.
   if (d.q_lora_rank > 0) {
-    linear_forward(a.q_a, x, w.q_a_proj, N, D, d.q_lora_rank, pool);
+    linear_forward(a.q_a, x, w.q_a_proj, N, D, d.q_lora_rank, pool, d.matmul);
     rmsnorm_forward(a.q_an, a.q_a_rstd, a.q_a, w.q_a_layernorm, N, d.q_lora_rank, d.eps, pool);
-    linear_forward(a.q, a.q_an, w.q_b_proj, N, d.q_lora_rank, H * qkd, pool);
+    linear_forward(a.q, a.q_an, w.q_b_proj, N, d.q_lora_rank, H * qkd, pool, d.matmul);
   } else {
-    linear_forward(a.q, x, w.q_proj, N, D, H * qkd, pool);
+    linear_forward(a.q, x, w.q_proj, N, D, H * qkd, pool, d.matmul);
   }
   // Latent: [c_kv | k_pe] = kv_a_proj_with_mqa(x); c_kv normed, k_pe rotated (decoupled RoPE).
-  linear_forward(a.kv_a, x, w.kv_a_proj_with_mqa, N, D, L, pool);
+  linear_forward(a.kv_a, x, w.kv_a_proj_with_mqa, N, D, L, pool, d.matmul);
   parallel_rows(pool, N, 2 * R + (H + 1) * rope * 3, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       const int64_t t = n % T;
@@ -80,7 +80,7 @@ void mla_forward(float* out, const MlaActs& a, const float* x, const MlaTensors&
       for (int64_t h = 0; h < H; ++h) rope_forward(a.q + (n * H + h) * qkd + nope, cs, sn, half);
     }
   });
-  linear_forward(a.kv, a.c_kv, w.kv_b_proj, N, R, H * kvd, pool);
+  linear_forward(a.kv, a.c_kv, w.kv_b_proj, N, R, H * kvd, pool, d.matmul);
 
   // Causal attention per (sequence, head) as two GEMMs on gathered per-head operands:
   // scores = q_h · k_hᵀ (T, T) with k_h = [k_nope_h | k_pe], o_h = probs · v_h, in blocks of
@@ -112,7 +112,7 @@ void mla_forward(float* out, const MlaActs& a, const float* x, const MlaTensors&
         std::memcpy(a.o + ((b * T + t) * H + h) * vd, oh + t * vd, size_t(vd) * sizeof(float));
     }
   });
-  linear_forward(out, a.o, w.o_proj, N, H * vd, D, pool);
+  linear_forward(out, a.o, w.o_proj, N, H * vd, D, pool, d.matmul);
 }
 
 void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const float* x, const MlaActs& a,
@@ -130,7 +130,7 @@ void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const floa
   std::memset(dkv, 0, size_t(N * H * kvd) * sizeof(float));
   std::memset(dkv_a, 0, size_t(N * L) * sizeof(float));
   std::memset(dc_kv, 0, size_t(N * R) * sizeof(float));
-  linear_backward(d_o, dw.o_proj, dout, a.o, w.o_proj, N, H * vd, D, pool);
+  linear_backward(d_o, dw.o_proj, dout, a.o, w.o_proj, N, H * vd, D, pool, d.matmul);
 
   // Attention: one sequence per task (k_pe is shared by the heads, so heads of one sequence stay
   // on one thread and dkv_a needs no reduction). Per head, with dS = P ∘ (dP − rowsum(P ∘ dP)) · scale:
@@ -183,7 +183,7 @@ void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const floa
   });
 
   // Undo the rotations (k_pe and each head's q_pe) and the kv_a_layernorm.
-  linear_backward(dc_kv, dw.kv_b_proj, dkv, a.c_kv, w.kv_b_proj, N, R, H * kvd, pool);
+  linear_backward(dc_kv, dw.kv_b_proj, dkv, a.c_kv, w.kv_b_proj, N, R, H * kvd, pool, d.matmul);
   for (int64_t n = 0; n < N; ++n) {
     const int64_t t = n % T;
     const float* cs = d.cos + t * half;
@@ -193,18 +193,18 @@ void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const floa
     rmsnorm_backward(dkv_a + n * L, dw.kv_a_layernorm, dc_kv + n * R, a.kv_a + n * L, w.kv_a_layernorm, a.kv_rstd + n,
                      1, R);
   }
-  linear_backward(dx, dw.kv_a_proj_with_mqa, dkv_a, x, w.kv_a_proj_with_mqa, N, D, L, pool);
+  linear_backward(dx, dw.kv_a_proj_with_mqa, dkv_a, x, w.kv_a_proj_with_mqa, N, D, L, pool, d.matmul);
   if (d.q_lora_rank > 0) {
     const int64_t Q = d.q_lora_rank;
     float* dq_an = scratch.take(N * Q);  // (N, q_lora_rank)
     float* dq_a = scratch.take(N * Q);   // (N, q_lora_rank)
     std::memset(dq_an, 0, size_t(N * Q) * sizeof(float));
     std::memset(dq_a, 0, size_t(N * Q) * sizeof(float));
-    linear_backward(dq_an, dw.q_b_proj, dq, a.q_an, w.q_b_proj, N, Q, H * qkd, pool);
+    linear_backward(dq_an, dw.q_b_proj, dq, a.q_an, w.q_b_proj, N, Q, H * qkd, pool, d.matmul);
     rmsnorm_backward(dq_a, dw.q_a_layernorm, dq_an, a.q_a, w.q_a_layernorm, a.q_a_rstd, N, Q, pool);
-    linear_backward(dx, dw.q_a_proj, dq_a, x, w.q_a_proj, N, D, Q, pool);
+    linear_backward(dx, dw.q_a_proj, dq_a, x, w.q_a_proj, N, D, Q, pool, d.matmul);
   } else {
-    linear_backward(dx, dw.q_proj, dq, x, w.q_proj, N, D, H * qkd, pool);
+    linear_backward(dx, dw.q_proj, dq, x, w.q_proj, N, D, H * qkd, pool, d.matmul);
   }
   scratch.rewind(mark);
 }

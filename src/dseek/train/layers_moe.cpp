@@ -21,10 +21,10 @@ void plan_mlp_acts(MlpActs& a, FloatArena& arena, int64_t N, int64_t I) {
 void mlp_forward(float* out, const MlpActs& a, const float* x, const MlpTensors& w, int64_t N, int64_t D,
                  ThreadPool* pool) {
   const int64_t I = w.inter;
-  linear_forward(a.gate, x, w.gate_proj, N, D, I, pool);
-  linear_forward(a.up, x, w.up_proj, N, D, I, pool);
+  linear_forward(a.gate, x, w.gate_proj, N, D, I, pool, w.matmul);
+  linear_forward(a.up, x, w.up_proj, N, D, I, pool, w.matmul);
   swiglu_forward(a.act, a.gate, a.up, N * I, pool);
-  linear_forward(out, a.act, w.down_proj, N, I, D, pool);
+  linear_forward(out, a.act, w.down_proj, N, I, D, pool, w.matmul);
 }
 
 namespace {
@@ -34,10 +34,10 @@ void mlp_backward_into(float* dx, const MlpTensors& dw, const float* dout, const
                        const MlpTensors& w, int64_t N, int64_t D, float* dact, float* dup, ThreadPool* pool) {
   const int64_t I = w.inter;
   std::memset(dact, 0, size_t(N * I) * sizeof(float));
-  linear_backward(dact, dw.down_proj, dout, a.act, w.down_proj, N, I, D, pool);
+  linear_backward(dact, dw.down_proj, dout, a.act, w.down_proj, N, I, D, pool, w.matmul);
   swiglu_backward_overwrite(dact, dup, a.gate, a.up, N * I, pool);
-  linear_backward(dx, dw.gate_proj, dact, x, w.gate_proj, N, D, I, pool);
-  linear_backward(dx, dw.up_proj, dup, x, w.up_proj, N, D, I, pool);
+  linear_backward(dx, dw.gate_proj, dact, x, w.gate_proj, N, D, I, pool, w.matmul);
+  linear_backward(dx, dw.up_proj, dup, x, w.up_proj, N, D, I, pool, w.matmul);
 }
 
 // Runs fn(e, inner_pool) for every routed expert e with rows (start (E + 1): row ranges). An expert

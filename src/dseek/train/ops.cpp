@@ -116,14 +116,15 @@ void rmsnorm_backward(float* dx, float* dweight, const float* dout, const float*
     for (int64_t i = 0; i < C; ++i) dweight[i] += part[size_t(b * C + i)];
 }
 
-void linear_forward(float* y, const float* x, const float* W, int64_t N, int64_t in, int64_t out, ThreadPool* pool) {
-  gemm_nt(y, x, W, N, in, out, pool);
+void linear_forward(float* y, const float* x, const float* W, int64_t N, int64_t in, int64_t out, ThreadPool* pool,
+                    GemmPrecision precision) {
+  gemm_nt(y, x, W, N, in, out, pool, precision);
 }
 
 void linear_backward(float* dx, float* dW, const float* dy, const float* x, const float* W, int64_t N, int64_t in,
-                     int64_t out, ThreadPool* pool) {
-  if (dx) gemm_nn_acc(dx, dy, W, N, out, in, pool);
-  gemm_tn_acc(dW, dy, x, out, N, in, pool);
+                     int64_t out, ThreadPool* pool, GemmPrecision precision) {
+  if (dx) gemm_nn_acc(dx, dy, W, N, out, in, pool, precision);
+  gemm_tn_acc(dW, dy, x, out, N, in, pool, precision);
 }
 
 namespace {

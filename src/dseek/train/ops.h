@@ -12,6 +12,7 @@
 #include <functional>
 
 #include "dseek/core/thread_pool.h"
+#include "dseek/kernels/gemm.h"
 
 namespace dseek {
 
@@ -30,11 +31,12 @@ void rmsnorm_forward(float* out, float* rstd, const float* x, const float* weigh
 void rmsnorm_backward(float* dx, float* dweight, const float* dout, const float* x, const float* weight,
                       const float* rstd, int64_t N, int64_t C, ThreadPool* pool = nullptr);
 
-// y (N, out) = x (N, in) · Wᵀ, W (out, in). Overwrites y.
-void linear_forward(float* y, const float* x, const float* W, int64_t N, int64_t in, int64_t out, ThreadPool* pool);
+// y (N, out) = x (N, in) · Wᵀ, W (out, in). Overwrites y. `precision`: see ops_gemm.h.
+void linear_forward(float* y, const float* x, const float* W, int64_t N, int64_t in, int64_t out, ThreadPool* pool,
+                    GemmPrecision precision = GemmPrecision::kF32);
 // dx (N, in) += dy · W (skipped when dx is null), dW (out, in) += dyᵀ · x.
 void linear_backward(float* dx, float* dW, const float* dy, const float* x, const float* W, int64_t N, int64_t in,
-                     int64_t out, ThreadPool* pool);
+                     int64_t out, ThreadPool* pool, GemmPrecision precision = GemmPrecision::kF32);
 
 // out (n) = silu(gate) * up. Overwrites out.
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t n, ThreadPool* pool = nullptr);

@@ -7,16 +7,19 @@ namespace dseek {
 // The products run on the training GEMM (kernels/gemm.h): cache-blocked, FMA, threaded. The
 // forward is not the inference matmul (bit-exact with matmul_ref, no FMA contraction), so the
 // training forward rounds differently from inference; the loss-equality tests bound the difference.
-void gemm_nt(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, ThreadPool* pool) {
-  gemm_f32_nt(C, A, B, M, K, N, false, pool);
+void gemm_nt(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, ThreadPool* pool,
+             GemmPrecision precision) {
+  gemm_f32(GemmLayout::kNT, C, N, A, K, B, K, M, K, N, false, pool, GemmKernel::kAuto, precision);
 }
 
-void gemm_nn_acc(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, ThreadPool* pool) {
-  gemm_f32_nn(C, A, B, M, K, N, true, pool);
+void gemm_nn_acc(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, ThreadPool* pool,
+                 GemmPrecision precision) {
+  gemm_f32(GemmLayout::kNN, C, N, A, K, B, N, M, K, N, true, pool, GemmKernel::kAuto, precision);
 }
 
-void gemm_tn_acc(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, ThreadPool* pool) {
-  gemm_f32_tn(C, A, B, M, K, N, true, pool);
+void gemm_tn_acc(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, ThreadPool* pool,
+                 GemmPrecision precision) {
+  gemm_f32(GemmLayout::kTN, C, N, A, M, B, N, M, K, N, true, pool, GemmKernel::kAuto, precision);
 }
 
 void gemm_nn_acc_ref(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N) {

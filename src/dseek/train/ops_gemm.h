@@ -11,15 +11,20 @@
 #include <cstdint>
 
 #include "dseek/core/thread_pool.h"
+#include "dseek/kernels/gemm.h"
 
 namespace dseek {
 
+// `precision` kBf16: operands rounded to bf16, float32 sums (gemm.h; the "matmul" training option).
 // C (M, N) = A (M, K) · Bᵀ with B (N, K).
-void gemm_nt(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, ThreadPool* pool);
+void gemm_nt(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, ThreadPool* pool,
+             GemmPrecision precision = GemmPrecision::kF32);
 // C (M, N) += A (M, K) · B (K, N).
-void gemm_nn_acc(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, ThreadPool* pool);
+void gemm_nn_acc(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, ThreadPool* pool,
+                 GemmPrecision precision = GemmPrecision::kF32);
 // C (M, N) += Aᵀ · B with A (K, M), B (K, N).
-void gemm_tn_acc(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, ThreadPool* pool);
+void gemm_tn_acc(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, ThreadPool* pool,
+                 GemmPrecision precision = GemmPrecision::kF32);
 
 // Scalar references (double accumulation) for tests.
 void gemm_nn_acc_ref(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N);

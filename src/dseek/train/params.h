@@ -22,6 +22,7 @@
 #include "dseek/core/tensor.h"
 #include "dseek/io/checkpoint.h"
 #include "dseek/io/config.h"
+#include "dseek/kernels/gemm.h"
 
 namespace dseek {
 
@@ -50,6 +51,10 @@ struct TrainOptions {
   float balance_alpha = 0.0f; // complementary sequence-wise balance loss weight (V3 report eq. 17-20); 0: off
   bool aux_loss_free = true;  // e_score_correction_bias used for expert selection (noaux_tc configs)
   int threads = 0;            // ThreadPool size (0: hardware_concurrency)
+  // Linear layers' products (attention projections, experts, dense MLP, output head, MTP eh_proj):
+  // kBf16 rounds their operands to bf16 with float32 sums (mixed precision; parameters, gradients
+  // and optimizer state stay float32). Routers and attention scores stay float32.
+  GemmPrecision matmul = GemmPrecision::kF32;
 };
 
 class TrainModel {

@@ -201,7 +201,7 @@ TrainConfig parse_train_config(std::string_view text, const std::string& label, 
     Section s(section(root, "train"), label, "train",
               {"steps", "batch", "seq", "grad_accum", "seed", "eval_every", "eval_batches", "log_every", "save_every",
                "keep_checkpoints", "out_dir", "threads", "mtp_lambda", "balance_alpha", "aux_loss_free", "bias_gamma",
-               "init_std", "init_from", "comment"});
+               "init_std", "init_from", "matmul", "comment"});
     auto& t = c.train;
     t.steps = s.integer("steps", t.steps, 1);
     t.batch = s.integer("batch", t.batch, 1, 1 << 20);
@@ -221,6 +221,8 @@ TrainConfig parse_train_config(std::string_view text, const std::string& label, 
     t.aux_loss_free = s.boolean("aux_loss_free", t.aux_loss_free);
     t.bias_gamma = s.number("bias_gamma", t.bias_gamma, 0.0, 1.0);
     t.init_std = s.number("init_std", t.init_std, 0.0, 10.0);
+    t.matmul = s.string("matmul", t.matmul);
+    if (t.matmul != "f32" && t.matmul != "bf16") s.fail("matmul", "must be \"f32\" or \"bf16\"");
     const std::string init_from = s.string("init_from", "");
     if (!init_from.empty()) t.init_from = resolve_path(init_from, base_dir);
   }

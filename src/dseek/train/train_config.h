@@ -65,6 +65,7 @@ struct LoopConfig {
   double bias_gamma = 0.001;  // V3 report: 0.001 for most of training
   double init_std = 0.02;
   std::string init_from;      // optional HF checkpoint dir to start from instead of random weights
+  std::string matmul = "f32"; // "f32" or "bf16": precision of the linear layers' products (TrainOptions::matmul)
 };
 
 struct TrainConfig {

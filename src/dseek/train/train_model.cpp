@@ -54,6 +54,8 @@ TrainModel::TrainModel(const ModelConfig& cfg, const TrainOptions& opts) : impl_
   if (cfg.has_indexer())
     throw Error("training: deepseek_v32 (lightning indexer) is not supported; use a deepseek_v3 config");
   if (cfg.qk_rope_head_dim % 2 != 0) throw Error("training: qk_rope_head_dim must be even");
+  if (opts.matmul == GemmPrecision::kBf16 && !gemm_bf16_supported())
+    throw Error("training: matmul \"bf16\" needs a CPU with AVX-512 BF16 (vdpbf16ps); this one lacks it, use \"f32\"");
   if (opts.batch < 1 || opts.seq < 1) throw Error("training: batch and seq must be >= 1");
   if (cfg.num_nextn_predict_layers > 0 && opts.seq <= cfg.num_nextn_predict_layers)
     throw Error("training: seq must exceed num_nextn_predict_layers (each MTP depth drops one position)");
@@ -88,7 +90,8 @@ TrainModel::TrainModel(const ModelConfig& cfg, const TrainOptions& opts) : impl_
       return base + it->second;
     };
     auto mlp = [&](const std::string& p, int64_t inter) {
-      return MlpTensors{at(p + "gate_proj.weight"), at(p + "up_proj.weight"), at(p + "down_proj.weight"), inter};
+      return MlpTensors{at(p + "gate_proj.weight"), at(p + "up_proj.weight"), at(p + "down_proj.weight"), inter,
+                        opts.matmul};
     };
     auto block = [&](int64_t index) {
       const std::string p = "model.layers." + std::to_string(index) + ".";
@@ -157,6 +160,7 @@ TrainModel::TrainModel(const ModelConfig& cfg, const TrainOptions& opts) : impl_
   md.softmax_scale = mp.softmax_scale;
   md.cos = m.rope_cos.data();
   md.sin = m.rope_sin.data();
+  md.matmul = opts.matmul;
   for (int64_t l = 0; l < L + Dm; ++l) {
     BlockDims bd;
     bd.mla = md;
@@ -387,13 +391,13 @@ TrainModel::StepResult TrainModel::Impl::run(const int32_t* tokens, int64_t B, i
                                     dims[size_t(l)], B, T, load_of(l), scratch, tp);
   }
   rmsnorm_forward(a.hf, a.hf_rstd, a.x_final, w.norm, N, D, float(cfg.rms_norm_eps), tp);
-  linear_forward(a.logits, a.hf, w.lm_head, N, D, V, tp);
+  linear_forward(a.logits, a.hf, w.lm_head, N, D, V, tp, opts.matmul);
   r.main_loss = softmax_cross_entropy_forward(a.logits, a.losses, a.logits, a.targets, N, V, tp) / double(N);
   if (backward) {
     // The loss is known once the logits are: turn them into dlogits now and free the buffer for MTP.
     softmax_cross_entropy_backward(a.logits, a.logits, a.targets, 1.f / float(N), N, V, tp);
     std::memset(a.dhf, 0, size_t(N * D) * sizeof(float));
-    linear_backward(a.dhf, dw.lm_head, a.logits, a.hf, w.lm_head, N, D, V, tp);
+    linear_backward(a.dhf, dw.lm_head, a.logits, a.hf, w.lm_head, N, D, V, tp, opts.matmul);
   }
 
   // ---- MTP depths: depth d (1-based) at position i < T - d reads emb(t_{i+d}) and the previous
@@ -420,17 +424,17 @@ TrainModel::StepResult TrainModel::Impl::run(const int32_t* tokens, int64_t B, i
       std::memcpy(m.cat + n * 2 * D, en + n * D, size_t(D) * sizeof(float));
       std::memcpy(m.cat + n * 2 * D + D, hn + n * D, size_t(D) * sizeof(float));
     }
-    linear_forward(m.block.x_in, m.cat, mw.eh_proj, Nd, 2 * D, D, tp);
+    linear_forward(m.block.x_in, m.cat, mw.eh_proj, Nd, 2 * D, D, tp, opts.matmul);
     r.balance_loss += block_forward(m.out, m.block, m.block.x_in, mw.block, dims[size_t(L + d - 1)], B, Td,
                                     load_of(L + d - 1), scratch, tp);
     rmsnorm_forward(m.hs, m.hs_rstd, m.out, mw.shared_head_norm, Nd, D, eps, tp);
-    linear_forward(a.logits, m.hs, w.lm_head, Nd, D, V, tp);
+    linear_forward(a.logits, m.hs, w.lm_head, Nd, D, V, tp, opts.matmul);
     const double ce = softmax_cross_entropy_forward(a.logits, a.losses, a.logits, m.targets, Nd, V, tp) / double(Nd);
     r.mtp_loss += double(opts.mtp_lambda) / double(Dm) * ce;
     if (backward) {
       softmax_cross_entropy_backward(a.logits, a.logits, m.targets, opts.mtp_lambda / float(Dm) / float(Nd), Nd, V, tp);
       std::memset(m.dhs, 0, size_t(Nd * D) * sizeof(float));
-      linear_backward(m.dhs, dw.lm_head, a.logits, m.hs, w.lm_head, Nd, D, V, tp);
+      linear_backward(m.dhs, dw.lm_head, a.logits, m.hs, w.lm_head, Nd, D, V, tp, opts.matmul);
     }
   }
   r.loss = r.main_loss + r.mtp_loss + r.balance_loss;
@@ -452,7 +456,7 @@ TrainModel::StepResult TrainModel::Impl::run(const int32_t* tokens, int64_t B, i
     std::memset(dcat, 0, size_t(Nd * 2 * D) * sizeof(float));
     std::memset(de, 0, size_t(Nd * D) * sizeof(float));
     std::memset(dh, 0, size_t(Nd * D) * sizeof(float));
-    linear_backward(dcat, mdw.eh_proj, m.dout, m.cat, mw.eh_proj, Nd, 2 * D, D, tp);
+    linear_backward(dcat, mdw.eh_proj, m.dout, m.cat, mw.eh_proj, Nd, 2 * D, D, tp, opts.matmul);
     for (int64_t n = 0; n < Nd; ++n) {
       rmsnorm_backward(de + n * D, mdw.enorm, dcat + n * 2 * D, m.emb + n * D, mw.enorm, m.emb_rstd + n, 1, D);
       rmsnorm_backward(dh + n * D, mdw.hnorm, dcat + n * 2 * D + D, m.h_prev + n * D, mw.hnorm, m.h_rstd + n, 1, D);

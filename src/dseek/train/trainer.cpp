@@ -27,6 +27,7 @@ TrainOptions train_options(const TrainConfig& cfg) {
   o.balance_alpha = float(cfg.train.balance_alpha);
   o.aux_loss_free = cfg.train.aux_loss_free;
   o.threads = cfg.train.threads;
+  o.matmul = cfg.train.matmul == "bf16" ? GemmPrecision::kBf16 : GemmPrecision::kF32;
   return o;
 }
 
