@@ -13,7 +13,16 @@
 
 #include <immintrin.h>
 
+// GCC 12's AVX-512 headers build some results from undefined placeholders and then warn about them
+// once inlined (as in matmul_avx512.cpp).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #include <algorithm>
+
+#include "dseek/kernels/transpose_avx512.h"
 
 namespace dseek::gemm {
 
@@ -35,30 +44,6 @@ inline __m512 pairs_along(const float* x, int64_t n) {
   return _mm512_castsi512_ps((__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 }
 
-inline void transpose16(__m512 (&r)[16]) {
-  __m512 a[16];
-  for (int i = 0; i < 8; ++i) {
-    a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  __m512 b[16];
-  for (int g = 0; g < 4; ++g) {
-    const __m512d p0 = _mm512_castps_pd(a[4 * g]), p1 = _mm512_castps_pd(a[4 * g + 1]);
-    const __m512d p2 = _mm512_castps_pd(a[4 * g + 2]), p3 = _mm512_castps_pd(a[4 * g + 3]);
-    b[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(p0, p2));
-    b[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(p0, p2));
-    b[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(p1, p3));
-    b[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(p1, p3));
-  }
-  for (int j = 0; j < 4; ++j) {
-    const __m512 c0 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x88), c1 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xdd);
-    const __m512 c2 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x88), c3 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xdd);
-    r[j] = _mm512_shuffle_f32x4(c0, c2, 0x88);
-    r[8 + j] = _mm512_shuffle_f32x4(c0, c2, 0xdd);
-    r[4 + j] = _mm512_shuffle_f32x4(c1, c3, 0x88);
-    r[12 + j] = _mm512_shuffle_f32x4(c1, c3, 0xdd);
-  }
-}
 
 constexpr __mmask16 kTileRows = __mmask16((1u << kMR) - 1);
 
