@@ -342,10 +342,16 @@ struct Prepared {
 
 // The packed bf16 GEMM for B tokens of weights w (prefill), or null: decode-sized batches stream
 // rows instead (see matmul.h).
+// BF16 with 17 to kSmallGemmMaxTokens tokens takes bf16_small (activations in 16-token groups). With
+// one group it does 24 broadcasts per activation load and ran at a third of the packed GEMM's speed.
+bool small_gemm(const MatView& w, int64_t B) {
+  return w.dtype == DType::kBF16 && B > mm::kSmallGemmTokens && B <= mm::kSmallGemmMaxTokens;
+}
+
 mm::KernelFn gemm_kernel(const MatView& w, int64_t B, MatmulKernel kernel) {
   if (kernel != MatmulKernel::kAvx512Bf16 || B < kMatmulGemmMinTokens) return nullptr;
   switch (w.dtype) {
-    case DType::kBF16: return avx512_set().bf16_gemm;
+    case DType::kBF16: return small_gemm(w, B) ? avx512_set().bf16_small : avx512_set().bf16_gemm;
     case DType::kQ8_0: return avx512_set().q8_0_gemm;
     case DType::kQ4_0: return avx512_set().q4_0_gemm;
     default: return nullptr;
@@ -353,11 +359,16 @@ mm::KernelFn gemm_kernel(const MatView& w, int64_t B, MatmulKernel kernel) {
 }
 bool bf16_gemm_path(const MatView& w, int64_t B, MatmulKernel kernel) { return gemm_kernel(w, B, kernel) != nullptr; }
 
-int64_t gemm_tile_bytes(int64_t K) { return mm::gemm_pairs(K) * mm::kGemmTokens * 4; }
+// Tokens per activation tile of the GEMM kernel for (w, B), and the bytes of one tile.
+int64_t gemm_width(const MatView& w, int64_t B) { return small_gemm(w, B) ? mm::kSmallGemmTokens : mm::kGemmTokens; }
+int64_t gemm_tile_bytes(int64_t K, int64_t width) { return mm::gemm_pairs(K) * width * 4; }
 
 // Bytes of converted activations a product of B tokens needs (0 when the kernel reads x directly).
 int64_t act_bytes(const MatView& w, int64_t B, MatmulKernel kernel) {
-  if (bf16_gemm_path(w, B, kernel)) return (B + mm::kGemmTokens - 1) / mm::kGemmTokens * gemm_tile_bytes(w.cols);
+  if (bf16_gemm_path(w, B, kernel)) {
+    const int64_t width = gemm_width(w, B);
+    return (B + width - 1) / width * gemm_tile_bytes(w.cols, width);
+  }
   if (w.dtype == DType::kBF16 && kernel == MatmulKernel::kAvx512Bf16) return B * ((w.cols + 31) & ~int64_t(31)) * 2;
   if (w.dtype == DType::kQ8_0 || w.dtype == DType::kQ4_0) return B * qact_layout(w.dtype, w.cols).stride;
   return 0;
@@ -429,12 +440,12 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
     case DType::kQ4_0:
       if (bf16_gemm_path(w, B, kernel)) {
         // Activations rounded to bf16 as below, packed in tiles of kGemmTokens tokens.
-        const int64_t tiles = (B + mm::kGemmTokens - 1) / mm::kGemmTokens;
-        job.act_stride = gemm_tile_bytes(K);
+        const int64_t width = gemm_width(w, B), tiles = (B + width - 1) / width;
+        job.act_stride = gemm_tile_bytes(K, width);
         const int64_t stride = job.act_stride;
-        for_tokens(pool, tiles, K * mm::kGemmTokens, [&](int64_t t0, int64_t t1) {
+        for_tokens(pool, tiles, K * width, [&](int64_t t0, int64_t t1) {
           for (int64_t t = t0; t < t1; ++t)
-            ks.prep_bf16_tile(act + t * stride, x + t * mm::kGemmTokens * K, std::min(mm::kGemmTokens, B - t * mm::kGemmTokens), K);
+            ks.prep_bf16_tile(act + t * stride, x + t * width * K, std::min(width, B - t * width), K, width);
         });
         job.act = act;
         job.w_scales_offset = w.dtype == DType::kQ8_0 ? K : K / 2;

@@ -778,8 +778,9 @@ void bf16_gemm(const Job& j, int64_t n0, int64_t n1) {
   }
 }
 
-void prep_bf16_tile(uint8_t* out, const float* x, int64_t rows, int64_t K) {
+void prep_bf16_tile(uint8_t* out, const float* x, int64_t rows, int64_t K, int64_t width) {
   auto* o = reinterpret_cast<float*>(out);  // pairs moved as 32-bit words
+  const __mmask16 keep = __mmask16((1u << width) - 1);
   for (int64_t p = 0; p < gemm_pairs(K); p += 16) {
     const __mmask32 m = mask32_from(K - 2 * p);
     __m512 r[16];
@@ -793,7 +794,79 @@ void prep_bf16_tile(uint8_t* out, const float* x, int64_t rows, int64_t K) {
       r[i] = _mm512_castsi512_ps((__m512i)_mm512_cvtne2ps_pbh(hi, lo));
     }
     transpose16(r);
-    for (int q = 0; q < 16; ++q) _mm512_mask_storeu_ps(o + (p + q) * kGemmTokens, __mmask16((1u << kGemmTokens) - 1), r[q]);
+    for (int q = 0; q < 16; ++q) _mm512_mask_storeu_ps(o + (p + q) * width, keep, r[q]);
+  }
+}
+
+// ---- BF16, 9 to 64 tokens: weights broadcast in place ----
+//
+// A MoE expert's share of a prefill chunk, or a server batch past 8 sequences, is too few tokens
+// for the packed GEMM: each packed weight panel would serve 1-5 token tiles, and packing (a
+// transpose per 16 rows, loads from memory that stall) costs as much as the products. Here the
+// tokens are the vector lanes instead: activations come in groups of 16 tokens (pair p of the 16
+// tokens in one vector), and each weight pair is broadcast straight from its row, which is read
+// once, front to back. R rows x T groups of accumulators, R * T = 24.
+template <int T>
+void bf16_small_rows(const Job& j, int64_t n0, int64_t n1) {
+  constexpr int R = 24 / T;
+  constexpr int64_t kChunk = 64;  // rows whose outputs are staged before they go to y
+  const int64_t full = j.K / 2;
+  const float* act = reinterpret_cast<const float*>(j.act);
+  const int64_t group = j.act_stride / 4;  // floats per 16-token group
+  // Outputs of kChunk rows for every token, written to y a token's row at a time: scattering them
+  // straight into y (stride N floats; 8 KB at N = 2048, one L1 set) halved the speed at N = 2048.
+  alignas(64) float staged[kSmallGemmMaxTokens * kChunk];
+  for (int64_t c0 = n0; c0 < n1; c0 += kChunk) {
+    const int64_t c1 = min64(n1, c0 + kChunk);
+    for (int64_t r0 = c0; r0 < c1; r0 += R) {
+      const int nr = int(min64(R, c1 - r0));
+      const uint8_t* w[R];
+      for (int i = 0; i < R; ++i) w[i] = row_of(j, r0 + (i < nr ? i : nr - 1));
+      __m512 acc[R][T];
+      for (int i = 0; i < R; ++i)
+        for (int t = 0; t < T; ++t) acc[i][t] = _mm512_setzero_ps();
+      int32_t wp[R];
+      auto step = [&](int64_t p) {
+        __m512bh a[T];
+        for (int t = 0; t < T; ++t) a[t] = (__m512bh)_mm512_load_ps(act + t * group + p * 16);
+        for (int i = 0; i < R; ++i) {
+          const __m512bh b = (__m512bh)_mm512_set1_epi32(wp[i]);
+          for (int t = 0; t < T; ++t) acc[i][t] = _mm512_dpbf16_ps(acc[i][t], b, a[t]);
+        }
+      };
+      for (int64_t p = 0; p < full; ++p) {
+        if ((p & 15) == 0)
+          for (int i = 0; i < R; ++i) _mm_prefetch(reinterpret_cast<const char*>(w[i] + 4 * p) + 1024, _MM_HINT_T0);
+        for (int i = 0; i < R; ++i) __builtin_memcpy(&wp[i], w[i] + 4 * p, 4);
+        step(p);
+      }
+      if (full < (j.K + 1) / 2) {  // odd K: the last pair is (w[K - 1], 0); the next row is not read
+        for (int i = 0; i < R; ++i) {
+          uint16_t h;
+          __builtin_memcpy(&h, w[i] + 2 * (j.K - 1), 2);
+          wp[i] = int32_t(h);
+        }
+        step(full);
+      }
+      alignas(64) float out[16];
+      for (int i = 0; i < nr; ++i)
+        for (int t = 0; t < T; ++t) {
+          _mm512_store_ps(out, acc[i][t]);
+          for (int l = 0; l < 16; ++l) staged[(16 * t + l) * kChunk + (r0 - c0 + i)] = out[l];
+        }
+    }
+    for (int64_t b = 0; b < j.B; ++b)
+      for (int64_t r = 0; r < c1 - c0; r += 16)
+        _mm512_mask_storeu_ps(j.y + b * j.N + c0 + r, mask16(c1 - c0 - r), _mm512_load_ps(staged + b * kChunk + r));
+  }
+}
+
+void bf16_small(const Job& j, int64_t n0, int64_t n1) {
+  switch ((j.B + 15) / 16) {
+    case 1: return bf16_small_rows<1>(j, n0, n1);
+    case 2: return bf16_small_rows<2>(j, n0, n1);
+    case 3: return bf16_small_rows<3>(j, n0, n1);
+    default: return bf16_small_rows<4>(j, n0, n1);
   }
 }
 
@@ -857,6 +930,7 @@ KernelSet avx512_kernels() {
   k.q8_0 = &drive<Q8>;
   k.q4_0 = &drive<Q4>;
   k.bf16_gemm = &bf16_gemm<PairsBF16>;
+  k.bf16_small = &bf16_small;
   k.q8_0_gemm = &bf16_gemm<PairsQ8>;
   k.q4_0_gemm = &bf16_gemm<PairsQ4>;
   k.prep_bf16 = &prep_bf16;

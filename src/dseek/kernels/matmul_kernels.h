@@ -43,6 +43,10 @@ struct Job {
 // uint32 pairs, pair p of token i (bf16 values 2p and 2p + 1, low half first) at word p * kGemmTokens + i,
 // for p < gemm_pairs(K); Job::act_stride is the bytes of one tile.
 constexpr int64_t kGemmTokens = 12;
+// KernelSet::bf16_small (BF16 weights, up to kSmallGemmMaxTokens tokens) reads the same layout with
+// tiles of kSmallGemmTokens tokens.
+constexpr int64_t kSmallGemmTokens = 16;
+constexpr int64_t kSmallGemmMaxTokens = 64;
 constexpr int64_t gemm_pairs(int64_t K) { return ((K + 1) / 2 + 15) / 16 * 16; }  // whole 16-pair steps
 
 // Computes y[b, n] for n in [n0, n1) and every b. Each kernel file defines one per weight format.
@@ -59,13 +63,15 @@ struct KernelSet {
   // Many tokens (prefill): Job::act in kGemmTokens tiles (above). The Q8_0 / Q4_0 versions widen
   // each weight block to bf16 while packing and share the BF16 GEMM's arithmetic.
   KernelFn bf16_gemm = nullptr;
+  KernelFn bf16_small = nullptr;  // B <= kSmallGemmMaxTokens: weights broadcast in place, no packing
   KernelFn q8_0_gemm = nullptr;
   KernelFn q4_0_gemm = nullptr;
   // Optional vectorised activation conversions, bit-identical to the scalar ones in matmul.cpp /
   // quantize_activations (null: use those). out gets one token's record of `stride` bytes.
   void (*prep_bf16)(uint8_t* out, const float* x, int64_t K, int64_t stride) = nullptr;
-  // One tile of bf16_gemm's activations: `rows` (<= kGemmTokens) tokens of x (row stride K).
-  void (*prep_bf16_tile)(uint8_t* out, const float* x, int64_t rows, int64_t K) = nullptr;
+  // One tile of bf16_gemm's (width kGemmTokens) or bf16_small's (kSmallGemmTokens) activations:
+  // `rows` (<= width) tokens of x (row stride K).
+  void (*prep_bf16_tile)(uint8_t* out, const float* x, int64_t rows, int64_t K, int64_t width) = nullptr;
   void (*prep_q8_0)(uint8_t* out, const float* x, int64_t K, int64_t stride, int64_t corr_offset,
                     int64_t scale_offset) = nullptr;
   void (*prep_q4_0)(uint8_t* out, const float* x, int64_t K, int64_t stride, int64_t corr_offset,
