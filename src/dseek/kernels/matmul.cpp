@@ -342,18 +342,16 @@ struct Prepared {
 
 // The packed bf16 GEMM for B tokens of weights w (prefill), or null: decode-sized batches stream
 // rows instead (see matmul.h).
-// BF16 with 17 to kSmallGemmMaxTokens tokens takes bf16_small (activations in 16-token groups). With
+// 17 to kSmallGemmMaxTokens tokens take the *_small kernels (activations in 16-token groups). With
 // one group it does 24 broadcasts per activation load and ran at a third of the packed GEMM's speed.
-bool small_gemm(const MatView& w, int64_t B) {
-  return w.dtype == DType::kBF16 && B > mm::kSmallGemmTokens && B <= mm::kSmallGemmMaxTokens;
-}
+bool small_gemm(const MatView&, int64_t B) { return B > mm::kSmallGemmTokens && B <= mm::kSmallGemmMaxTokens; }
 
 mm::KernelFn gemm_kernel(const MatView& w, int64_t B, MatmulKernel kernel) {
   if (kernel != MatmulKernel::kAvx512Bf16 || B < kMatmulGemmMinTokens) return nullptr;
   switch (w.dtype) {
     case DType::kBF16: return small_gemm(w, B) ? avx512_set().bf16_small : avx512_set().bf16_gemm;
-    case DType::kQ8_0: return avx512_set().q8_0_gemm;
-    case DType::kQ4_0: return avx512_set().q4_0_gemm;
+    case DType::kQ8_0: return small_gemm(w, B) ? avx512_set().q8_0_small : avx512_set().q8_0_gemm;
+    case DType::kQ4_0: return small_gemm(w, B) ? avx512_set().q4_0_small : avx512_set().q4_0_gemm;
     default: return nullptr;
   }
 }

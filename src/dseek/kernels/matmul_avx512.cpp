@@ -675,11 +675,13 @@ inline __mmask32 mask32_from(int64_t n) { return n <= 0 ? __mmask32(0) : mask32(
 // 16 pairs (32 values) of a stored row from pair p on, as bf16 pairs; zeros past K. For the block
 // formats that is exactly block p / 16, widened to float (q * d is exact) and rounded to bf16.
 struct PairsBF16 {
+  static constexpr bool kInPlace = true;  // stored as bf16 pairs already
   static __m512i load(const Job& j, const uint8_t* row, int64_t p) {
     return _mm512_maskz_loadu_epi16(mask32_from(j.K - 2 * p), row + 4 * p);
   }
 };
 struct PairsQ8 {
+  static constexpr bool kInPlace = false;
   static __m512i load(const Job& j, const uint8_t* row, int64_t p) {
     if (2 * p >= j.K) return _mm512_setzero_si512();
     const __m512 d = block_scale(row + j.w_scales_offset, p / 16);
@@ -691,6 +693,7 @@ struct PairsQ8 {
   }
 };
 struct PairsQ4 {
+  static constexpr bool kInPlace = false;
   static __m512i load(const Job& j, const uint8_t* row, int64_t p) {
     if (2 * p >= j.K) return _mm512_setzero_si512();
     const __m512 d = block_scale(row + j.w_scales_offset, p / 16);
@@ -798,24 +801,26 @@ void prep_bf16_tile(uint8_t* out, const float* x, int64_t rows, int64_t K, int64
   }
 }
 
-// ---- BF16, 9 to 64 tokens: weights broadcast in place ----
+// ---- 17 to 64 tokens: weights broadcast, tokens as lanes ----
 //
-// A MoE expert's share of a prefill chunk, or a server batch past 8 sequences, is too few tokens
-// for the packed GEMM: each packed weight panel would serve 1-5 token tiles, and packing (a
-// transpose per 16 rows, loads from memory that stall) costs as much as the products. Here the
-// tokens are the vector lanes instead: activations come in groups of 16 tokens (pair p of the 16
-// tokens in one vector), and each weight pair is broadcast straight from its row, which is read
-// once, front to back. R rows x T groups of accumulators, R * T = 24.
-template <int T>
-void bf16_small_rows(const Job& j, int64_t n0, int64_t n1) {
+// A MoE expert's share of a prefill chunk is too few tokens for the packed GEMM: each packed weight
+// panel would serve 2-5 token tiles, and packing (a transpose per 16 rows, with loads from memory
+// that stall) costs about as much as the products. Here the tokens are the vector lanes instead:
+// activations come in groups of 16 tokens (pair p of the 16 tokens in one vector), and each weight
+// pair is broadcast from a 16-pair buffer per row that L::load fills (BF16 as stored; Q8_0/Q4_0 one
+// block widened and rounded, as the packed GEMM does), so every row is read once, front to back.
+// R rows x T groups of accumulators, R * T = 24.
+template <int T, class L>
+void small_rows(const Job& j, int64_t n0, int64_t n1) {
   constexpr int R = 24 / T;
   constexpr int64_t kChunk = 64;  // rows whose outputs are staged before they go to y
-  const int64_t full = j.K / 2;
+  const int64_t pairs = gemm_pairs(j.K);
   const float* act = reinterpret_cast<const float*>(j.act);
   const int64_t group = j.act_stride / 4;  // floats per 16-token group
   // Outputs of kChunk rows for every token, written to y a token's row at a time: scattering them
   // straight into y (stride N floats; 8 KB at N = 2048, one L1 set) halved the speed at N = 2048.
   alignas(64) float staged[kSmallGemmMaxTokens * kChunk];
+  alignas(64) int32_t wbuf[R][16];  // 16 pairs of each row, as bf16 (Q8_0/Q4_0: one block, widened)
   for (int64_t c0 = n0; c0 < n1; c0 += kChunk) {
     const int64_t c1 = min64(n1, c0 + kChunk);
     for (int64_t r0 = c0; r0 < c1; r0 += R) {
@@ -834,19 +839,26 @@ void bf16_small_rows(const Job& j, int64_t n0, int64_t n1) {
           for (int t = 0; t < T; ++t) acc[i][t] = _mm512_dpbf16_ps(acc[i][t], b, a[t]);
         }
       };
-      for (int64_t p = 0; p < full; ++p) {
-        if ((p & 15) == 0)
-          for (int i = 0; i < R; ++i) _mm_prefetch(reinterpret_cast<const char*>(w[i] + 4 * p) + 1024, _MM_HINT_T0);
-        for (int i = 0; i < R; ++i) __builtin_memcpy(&wp[i], w[i] + 4 * p, 4);
-        step(p);
-      }
-      if (full < (j.K + 1) / 2) {  // odd K: the last pair is (w[K - 1], 0); the next row is not read
-        for (int i = 0; i < R; ++i) {
-          uint16_t h;
-          __builtin_memcpy(&h, w[i] + 2 * (j.K - 1), 2);
-          wp[i] = int32_t(h);
+      // BF16 pairs are broadcast straight from the row (~15 % faster than through wbuf) as far as
+      // whole 16-pair steps lie inside it; the rest, and the block formats, go through wbuf.
+      const int64_t in_place = L::kInPlace ? j.K / 32 * 16 : 0;
+      int64_t p0 = 0;
+      for (; p0 < in_place; p0 += 16) {
+        for (int i = 0; i < R; ++i) prefetch_stream(w[i] + 4 * p0);
+        for (int q = 0; q < 16; ++q) {
+          for (int i = 0; i < R; ++i) __builtin_memcpy(&wp[i], w[i] + 4 * (p0 + q), 4);
+          step(p0 + q);
         }
-        step(full);
+      }
+      for (; p0 < pairs; p0 += 16) {
+        for (int i = 0; i < R; ++i) {
+          prefetch_stream(w[i] + (j.w_row_bytes * p0) / pairs);  // ~2 KiB ahead along the row
+          _mm512_store_si512(wbuf[i], L::load(j, w[i], p0));
+        }
+        for (int q = 0; q < 16; ++q) {
+          for (int i = 0; i < R; ++i) wp[i] = wbuf[i][q];
+          step(p0 + q);
+        }
       }
       alignas(64) float out[16];
       for (int i = 0; i < nr; ++i)
@@ -861,12 +873,13 @@ void bf16_small_rows(const Job& j, int64_t n0, int64_t n1) {
   }
 }
 
-void bf16_small(const Job& j, int64_t n0, int64_t n1) {
+template <class L>
+void small_gemm(const Job& j, int64_t n0, int64_t n1) {
   switch ((j.B + 15) / 16) {
-    case 1: return bf16_small_rows<1>(j, n0, n1);
-    case 2: return bf16_small_rows<2>(j, n0, n1);
-    case 3: return bf16_small_rows<3>(j, n0, n1);
-    default: return bf16_small_rows<4>(j, n0, n1);
+    case 1: return small_rows<1, L>(j, n0, n1);
+    case 2: return small_rows<2, L>(j, n0, n1);
+    case 3: return small_rows<3, L>(j, n0, n1);
+    default: return small_rows<4, L>(j, n0, n1);
   }
 }
 
@@ -930,7 +943,9 @@ KernelSet avx512_kernels() {
   k.q8_0 = &drive<Q8>;
   k.q4_0 = &drive<Q4>;
   k.bf16_gemm = &bf16_gemm<PairsBF16>;
-  k.bf16_small = &bf16_small;
+  k.bf16_small = &small_gemm<PairsBF16>;
+  k.q8_0_small = &small_gemm<PairsQ8>;
+  k.q4_0_small = &small_gemm<PairsQ4>;
   k.q8_0_gemm = &bf16_gemm<PairsQ8>;
   k.q4_0_gemm = &bf16_gemm<PairsQ4>;
   k.prep_bf16 = &prep_bf16;

@@ -43,8 +43,8 @@ struct Job {
 // uint32 pairs, pair p of token i (bf16 values 2p and 2p + 1, low half first) at word p * kGemmTokens + i,
 // for p < gemm_pairs(K); Job::act_stride is the bytes of one tile.
 constexpr int64_t kGemmTokens = 12;
-// KernelSet::bf16_small (BF16 weights, up to kSmallGemmMaxTokens tokens) reads the same layout with
-// tiles of kSmallGemmTokens tokens.
+// KernelSet::*_small (up to kSmallGemmMaxTokens tokens) read the same layout with tiles of
+// kSmallGemmTokens tokens.
 constexpr int64_t kSmallGemmTokens = 16;
 constexpr int64_t kSmallGemmMaxTokens = 64;
 constexpr int64_t gemm_pairs(int64_t K) { return ((K + 1) / 2 + 15) / 16 * 16; }  // whole 16-pair steps
@@ -63,7 +63,10 @@ struct KernelSet {
   // Many tokens (prefill): Job::act in kGemmTokens tiles (above). The Q8_0 / Q4_0 versions widen
   // each weight block to bf16 while packing and share the BF16 GEMM's arithmetic.
   KernelFn bf16_gemm = nullptr;
-  KernelFn bf16_small = nullptr;  // B <= kSmallGemmMaxTokens: weights broadcast in place, no packing
+  // kSmallGemmTokens < B <= kSmallGemmMaxTokens: weights broadcast from the row, no packing.
+  KernelFn bf16_small = nullptr;
+  KernelFn q8_0_small = nullptr;
+  KernelFn q4_0_small = nullptr;
   KernelFn q8_0_gemm = nullptr;
   KernelFn q4_0_gemm = nullptr;
   // Optional vectorised activation conversions, bit-identical to the scalar ones in matmul.cpp /
