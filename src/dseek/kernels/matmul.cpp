@@ -336,35 +336,37 @@ namespace {
 struct Prepared {
   mm::Job job;
   mm::KernelFn fn = nullptr;
-  bool gemm = false;  // fn is the BF16 GEMM (tasks of whole 32-row panels)
+  bool gemm = false;  // fn is a prefill GEMM kernel (tasks of whole 32-row panels)
   int64_t task_rows = 0;
 };
 
-// The packed bf16 GEMM for B tokens of weights w (prefill), or null: decode-sized batches stream
-// rows instead (see matmul.h).
 // 17 to kSmallGemmMaxTokens tokens take the *_small kernels (activations in 16-token groups). With
-// one group it does 24 broadcasts per activation load and ran at a third of the packed GEMM's speed.
-bool small_gemm(const MatView&, int64_t B) { return B > mm::kSmallGemmTokens && B <= mm::kSmallGemmMaxTokens; }
+// one group that kernel does 24 broadcasts per activation load and ran at a third of the packed
+// GEMM's speed, so 9-16 tokens stay packed.
+bool small_gemm(int64_t B) { return B > mm::kSmallGemmTokens && B <= mm::kSmallGemmMaxTokens; }
+
+// The prefill kernel (bf16 products) for B tokens of weights w, or null: decode-sized batches (and
+// CPUs without AVX-512 BF16) use the per-format kernels instead (see matmul.h).
 
 mm::KernelFn gemm_kernel(const MatView& w, int64_t B, MatmulKernel kernel) {
   if (kernel != MatmulKernel::kAvx512Bf16 || B < kMatmulGemmMinTokens) return nullptr;
   switch (w.dtype) {
-    case DType::kBF16: return small_gemm(w, B) ? avx512_set().bf16_small : avx512_set().bf16_gemm;
-    case DType::kQ8_0: return small_gemm(w, B) ? avx512_set().q8_0_small : avx512_set().q8_0_gemm;
-    case DType::kQ4_0: return small_gemm(w, B) ? avx512_set().q4_0_small : avx512_set().q4_0_gemm;
+    case DType::kBF16: return small_gemm(B) ? avx512_set().bf16_small : avx512_set().bf16_gemm;
+    case DType::kQ8_0: return small_gemm(B) ? avx512_set().q8_0_small : avx512_set().q8_0_gemm;
+    case DType::kQ4_0: return small_gemm(B) ? avx512_set().q4_0_small : avx512_set().q4_0_gemm;
     default: return nullptr;
   }
 }
-bool bf16_gemm_path(const MatView& w, int64_t B, MatmulKernel kernel) { return gemm_kernel(w, B, kernel) != nullptr; }
+bool gemm_path(const MatView& w, int64_t B, MatmulKernel kernel) { return gemm_kernel(w, B, kernel) != nullptr; }
 
-// Tokens per activation tile of the GEMM kernel for (w, B), and the bytes of one tile.
-int64_t gemm_width(const MatView& w, int64_t B) { return small_gemm(w, B) ? mm::kSmallGemmTokens : mm::kGemmTokens; }
+// Tokens per activation tile of the prefill kernel for B tokens, and the bytes of one tile.
+int64_t gemm_width(int64_t B) { return small_gemm(B) ? mm::kSmallGemmTokens : mm::kGemmTokens; }
 int64_t gemm_tile_bytes(int64_t K, int64_t width) { return mm::gemm_pairs(K) * width * 4; }
 
 // Bytes of converted activations a product of B tokens needs (0 when the kernel reads x directly).
 int64_t act_bytes(const MatView& w, int64_t B, MatmulKernel kernel) {
-  if (bf16_gemm_path(w, B, kernel)) {
-    const int64_t width = gemm_width(w, B);
+  if (gemm_path(w, B, kernel)) {
+    const int64_t width = gemm_width(B);
     return (B + width - 1) / width * gemm_tile_bytes(w.cols, width);
   }
   if (w.dtype == DType::kBF16 && kernel == MatmulKernel::kAvx512Bf16) return B * ((w.cols + 31) & ~int64_t(31)) * 2;
@@ -436,9 +438,9 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
     case DType::kBF16:
     case DType::kQ8_0:
     case DType::kQ4_0:
-      if (bf16_gemm_path(w, B, kernel)) {
-        // Activations rounded to bf16 as below, packed in tiles of kGemmTokens tokens.
-        const int64_t width = gemm_width(w, B), tiles = (B + width - 1) / width;
+      if (gemm_path(w, B, kernel)) {
+        // Activations rounded to bf16 as below, packed in tiles of gemm_width tokens.
+        const int64_t width = gemm_width(B), tiles = (B + width - 1) / width;
         job.act_stride = gemm_tile_bytes(K, width);
         const int64_t stride = job.act_stride;
         for_tokens(pool, tiles, K * width, [&](int64_t t0, int64_t t1) {
