@@ -351,7 +351,9 @@ bool small_gemm(int64_t B) { return B > mm::kSmallGemmTokens && B <= mm::kSmallG
 mm::KernelFn gemm_kernel(const MatView& w, int64_t B, MatmulKernel kernel) {
   if (kernel != MatmulKernel::kAvx512Bf16 || B < kMatmulGemmMinTokens) return nullptr;
   switch (w.dtype) {
-    case DType::kBF16: return small_gemm(B) ? avx512_set().bf16_small : avx512_set().bf16_gemm;
+    case DType::kBF16:  // 9-16 tokens: row streams (Bf16Dot), see matmul_avx512.cpp
+      if (B <= mm::kSmallGemmTokens) return nullptr;
+      return small_gemm(B) ? avx512_set().bf16_small : avx512_set().bf16_gemm;
     case DType::kQ8_0: return small_gemm(B) ? avx512_set().q8_0_small : avx512_set().q8_0_gemm;
     case DType::kQ4_0: return small_gemm(B) ? avx512_set().q4_0_small : avx512_set().q4_0_gemm;
     default: return nullptr;
