@@ -45,11 +45,11 @@ int cmd_train(int argc, char** argv) {
   ModelAdapter<TrainModel> adapter(model);
   std::fprintf(stderr,
                "model: %lld parameters; batch %lld x seq %lld x grad_accum %lld = %lld tokens/step, %lld steps, lr %g (%s), "
-               "out %s\n",
+               "matmul %s, out %s\n",
                (long long)model.num_parameters(), (long long)cfg.train.batch, (long long)cfg.train.seq,
                (long long)cfg.train.grad_accum, (long long)(cfg.train.batch * cfg.train.seq * cfg.train.grad_accum),
                (long long)cfg.train.steps, cfg.optimizer.lr, std::string(schedule_type_name(cfg.schedule.type)).c_str(),
-               cfg.train.out_dir.c_str());
+               cfg.train.matmul.c_str(), cfg.train.out_dir.c_str());
 
   TrainerOptions opts;
   opts.progress = stderr;

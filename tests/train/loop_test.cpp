@@ -85,6 +85,9 @@ TEST_F(LoopTest, ConfigErrorsNameTheField) {
   EXPECT_NE(err(R"({"model": )" + m + R"(, "data": {"train": ["x"], "format": "csv"}, "optimizer": {"lr": 1e-3}})").find("\"data.format\""),
             std::string::npos);
   EXPECT_NE(err(R"({"data": {"train": ["x"]}, "optimizer": {"lr": 1e-3}})").find("\"model\": missing"), std::string::npos);
+  EXPECT_NE(err(R"({"model": )" + m + R"(, "data": {"train": ["x"]}, "optimizer": {"lr": 1e-3}, "train": {"matmul": "fp16"}})")
+                .find("\"train.matmul\": must be \"f32\" or \"bf16\""),
+            std::string::npos);
   EXPECT_NE(err(R"({"model": {"model_type": "deepseek_v3", "vocab_size": -1}, "data": {"train": ["x"]}, "optimizer": {"lr": 1e-3}})")
                 .find("vocab_size"),
             std::string::npos);
@@ -98,6 +101,11 @@ TEST_F(LoopTest, ConfigErrorsNameTheField) {
   EXPECT_EQ(c.train.steps, 7);
   EXPECT_EQ(c.train.grad_accum, 2);
   EXPECT_EQ(c.model.n_routed_experts, 4);
+  EXPECT_EQ(c.train.matmul, "f32");
+  const TrainConfig b = parse_train_config(
+      R"({"model": )" + m + R"(, "data": {"train": ["x"]}, "optimizer": {"lr": 1e-3}, "train": {"matmul": "bf16"}})", "run.json",
+      "/base");
+  EXPECT_EQ(b.train.matmul, "bf16");
 }
 
 TrainerOptions quiet() {
