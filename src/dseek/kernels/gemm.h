@@ -29,7 +29,8 @@ enum class GemmKernel { kAuto, kPortable, kAvx512 };
 enum class GemmLayout { kNT, kNN, kTN };
 // kBf16: A and B rounded to bf16 (nearest even) as they are packed, products summed in float32
 // (vdpbf16ps): twice the multiply-adds per instruction, |error| <= (2^-8 + 2^-8) Σ|a·b| more than
-// kF32. Needs AVX-512 BF16 (gemm_bf16_supported()); the portable kernel rounds the same way.
+// kF32. Needs AVX-512 BF16 (gemm_bf16_supported()); elsewhere, and with GemmKernel::kPortable, gemm_f32
+// throws dseek::Error (the trainer checks first and names the option).
 enum class GemmPrecision : uint8_t { kF32, kBf16 };
 bool gemm_bf16_supported();  // the CPU has the AVX-512 BF16 kernel
 

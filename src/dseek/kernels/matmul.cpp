@@ -195,7 +195,7 @@ thread_local Scratch t_scratch;
 
 // Rows per task: small enough that 2+ threads balance even when a neighbour steals a core (tasks are
 // taken dynamically), large enough that each task streams tens of KiB of contiguous weights.
-// The BF16 GEMM packs panels of 32 rows, so its tasks are whole panels.
+// The prefill GEMMs pack panels of 32 rows, so their tasks are whole panels.
 int64_t rows_per_task(int64_t N, int threads, bool gemm) {
   int64_t r = N / (int64_t(threads) * 8);
   r = std::clamp<int64_t>(r, 16, 64);
