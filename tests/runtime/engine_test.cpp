@@ -492,6 +492,155 @@ TEST_F(EngineTest, PromptLogprobsSurvivePreemption) {
   EXPECT_EQ(engine.stats().kv_blocks_used, 0);
 }
 
+// submit_group (an API request's n choices and prompt array): each sequence's output is what it
+// would be alone; sequences with the same prompt take the leader's full prompt blocks from the
+// prefix cache (with and without the cache, the output is the same).
+TEST_F(EngineTest, GroupSequencesMatchSingleRequestsAndShareThePrompt) {
+  const std::string text = "The Fulton County Grand Jury said Friday an investigation of";
+  const auto a = encode(text), b = encode(kPrompts[3]);
+  ASSERT_GE(a.size(), 3u * 8u);
+  SamplingParams greedy;
+  for (const bool prefix_cache : {true, false}) {
+    EngineOptions o = options();
+    o.prefix_cache = prefix_cache;
+    Engine engine(*model_, *tokenizer_, nullptr, o);
+    std::vector<std::unique_ptr<Collector>> cs;
+    std::vector<EngineRequest> group;
+    for (const auto* p : {&a, &a, &a, &b, &b}) {
+      cs.push_back(std::make_unique<Collector>());
+      group.push_back(request(*p, greedy, 20, *cs.back()));
+    }
+    engine.submit_group(std::move(group));
+    const auto want_a = reference(a, greedy, 20).tokens, want_b = reference(b, greedy, 20).tokens;
+    for (size_t i = 0; i < cs.size(); ++i) {
+      ASSERT_TRUE(cs[i]->wait()) << i;
+      EXPECT_EQ(cs[i]->tokens, i < 3 ? want_a : want_b) << "sequence " << i << ", prefix cache " << prefix_cache;
+      EXPECT_EQ(cs[i]->last.finish_reason, "length");
+    }
+    const EngineStats st = engine.stats();
+    EXPECT_EQ(st.requests_submitted, 5);
+    EXPECT_EQ(st.requests_finished, 5);
+    EXPECT_EQ(st.kv_blocks_used, 0);
+    if (!prefix_cache) continue;
+    // The followers of `a` reuse every full block before its last token; so does b's if it fills one.
+    const int64_t shared = int64_t(a.size() - 1) / 8 * 8;
+    EXPECT_EQ(cs[0]->last.cached_prompt_tokens, 0);
+    EXPECT_EQ(cs[1]->last.cached_prompt_tokens, shared);
+    EXPECT_EQ(cs[2]->last.cached_prompt_tokens, shared);
+    EXPECT_GE(st.prefix_hit_tokens, 2 * shared);
+  }
+}
+
+// Seeded sampling: each sequence draws from its own seed, exactly as it would alone, whatever else
+// runs beside it; choices with different seeds differ.
+TEST_F(EngineTest, GroupSeededSequencesAreReproducible) {
+  Engine engine(*model_, *tokenizer_, nullptr, options());
+  const auto prompt = encode("The jury said that the city");
+  std::vector<SamplingParams> sps(3);
+  std::vector<std::unique_ptr<Collector>> cs;
+  std::vector<EngineRequest> group;
+  for (size_t i = 0; i < sps.size(); ++i) {
+    sps[i].temperature = 1.0f;
+    sps[i].seed = 1000 + i;
+    cs.push_back(std::make_unique<Collector>());
+    group.push_back(request(prompt, sps[i], 24, *cs.back()));
+  }
+  engine.submit_group(std::move(group));
+  for (size_t i = 0; i < cs.size(); ++i) {
+    ASSERT_TRUE(cs[i]->wait());
+    EXPECT_EQ(cs[i]->tokens, reference(prompt, sps[i], 24).tokens) << i;
+  }
+  EXPECT_NE(cs[0]->tokens, cs[1]->tokens);
+  EXPECT_NE(cs[1]->tokens, cs[2]->tokens);
+}
+
+// Followers that want prompt logprobs get copies of the leader's (computed once), and still reuse
+// its blocks; a follower with another top_logprobs computes its own.
+TEST_F(EngineTest, GroupFollowersCopyTheLeadersPromptLogprobs) {
+  Engine engine(*model_, *tokenizer_, nullptr, options());
+  SamplingParams greedy;
+  const auto prompt = encode("The Fulton County Grand Jury said Friday");
+  Collector c0, c1, c2;
+  std::vector<EngineRequest> group;
+  for (auto [c, top] : {std::pair{&c0, 2}, std::pair{&c1, 2}, std::pair{&c2, 3}}) {
+    EngineRequest r = request(prompt, greedy, 6, *c);
+    r.prompt_logprobs = true;
+    r.top_logprobs = top;
+    group.push_back(std::move(r));
+  }
+  engine.submit_group(std::move(group));
+  for (Collector* c : {&c0, &c1, &c2}) ASSERT_TRUE(c->wait());
+  expect_prompt_logprobs_match(*model_, prompt, c0.prompt_logprobs, 2, "leader");
+  expect_prompt_logprobs_match(*model_, prompt, c1.prompt_logprobs, 2, "follower");
+  expect_prompt_logprobs_match(*model_, prompt, c2.prompt_logprobs, 3, "own top_logprobs");
+  EXPECT_EQ(c1.prompt_logprob_event, 0);
+  EXPECT_EQ(c1.last.cached_prompt_tokens, int64_t(prompt.size() - 1) / 8 * 8) << "the copy lets it use the cache";
+  EXPECT_EQ(c2.last.cached_prompt_tokens, 0) << "computing its own rows bypasses the cache";
+  const auto want = reference(prompt, greedy, 6).tokens;
+  for (Collector* c : {&c0, &c1, &c2}) EXPECT_EQ(c->tokens, want);
+}
+
+// One id for the whole group: cancel ends every sequence and frees every block; the queue limit
+// counts every sequence; a bad sequence rejects the group before anything is queued.
+TEST_F(EngineTest, GroupIsCancelledAndQueuedAsAWhole) {
+  {
+    Engine engine(*model_, *tokenizer_, nullptr, options());
+    SamplingParams sp;
+    sp.temperature = 1.0f;
+    sp.seed = 5;
+    std::vector<std::unique_ptr<Collector>> cs;
+    std::vector<EngineRequest> group;
+    for (int i = 0; i < 6; ++i) {  // more than max_batch: some wait
+      cs.push_back(std::make_unique<Collector>());
+      group.push_back(request(encode("The jury said"), sp, 200, *cs.back()));
+    }
+    const uint64_t id = engine.submit_group(std::move(group));
+    {
+      std::unique_lock lk(cs[0]->mu);
+      cs[0]->cv.wait_for(lk, std::chrono::seconds(30), [&] { return cs[0]->events > 0; });
+    }
+    engine.cancel(id);
+    for (auto& c : cs) {
+      ASSERT_TRUE(c->wait());
+      EXPECT_EQ(c->last.finish_reason, "cancelled");
+    }
+    for (int i = 0; i < 100 && engine.stats().kv_blocks_used != 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_EQ(engine.stats().kv_blocks_used, 0);
+    EXPECT_EQ(engine.stats().requests_cancelled, 6);
+  }
+  EngineOptions o = options();
+  o.max_queue = 3;
+  o.max_batch = 1;
+  Engine engine(*model_, *tokenizer_, nullptr, o);
+  SamplingParams greedy;
+  std::vector<std::unique_ptr<Collector>> cs;
+  auto group = [&](int k, int64_t n) {
+    std::vector<EngineRequest> g;
+    for (int i = 0; i < k; ++i) {
+      cs.push_back(std::make_unique<Collector>());
+      g.push_back(request(encode("The jury said"), greedy, n, *cs.back()));
+    }
+    return g;
+  };
+  EXPECT_THROW(engine.submit_group(group(4, 5)), Error) << "more sequences than the queue ever holds";
+  EXPECT_THROW(engine.submit_group({}), Error);
+  std::vector<EngineRequest> bad = group(2, 5);
+  bad[1].max_new_tokens = -1;
+  EXPECT_THROW(engine.submit_group(std::move(bad)), Error);
+  EXPECT_EQ(engine.stats().requests_submitted, 0) << "nothing of a rejected group is queued";
+  engine.submit_group(group(3, 100));
+  try {
+    engine.submit_group(group(2, 5));  // 2 or 3 of the first group still wait
+    FAIL() << "expected the queue to be full";
+  } catch (const EngineBusy& e) {
+    EXPECT_FALSE(e.stopping);
+  }
+  EXPECT_EQ(engine.stats().requests_rejected, 2);
+  engine.shutdown(/*drain=*/false);
+  EXPECT_EQ(engine.stats().kv_blocks_used, 0);
+}
+
 }  // namespace
 }  // namespace dseek
 

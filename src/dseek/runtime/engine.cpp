@@ -10,8 +10,16 @@
 
 namespace dseek {
 
+// The prompt a group's leader computes for its followers (engine thread only).
+struct Engine::PromptShare {
+  bool ready = false;  // the leader computed the prompt (its full blocks are in the prefix index) or finished
+  bool prompt_logprobs_done = false;  // prompt_logprobs holds every entry of the prompt
+  std::vector<TokenLogprobs> prompt_logprobs;  // the leader's, when it wants them
+};
+
 struct Engine::Sequence {
   uint64_t id = 0;
+  int64_t group_size = 1;  // sequences sharing the id (submit_group)
   EngineRequest req;
   std::vector<int32_t> tokens;  // prompt, then generated tokens
   int64_t n_prompt = 0;
@@ -35,6 +43,9 @@ struct Engine::Sequence {
   std::vector<float> draft_q; // the distribution it was drawn from (sampling only)
   int32_t feed[2] = {0, 0};   // [last token, draft]: what a verification pass feeds
   Xoshiro256 spec_rng;        // acceptance draws, separate from the sampler's stream
+  // Groups: a leader with followers sets `lead`; a follower waits on `follow` (same object).
+  std::shared_ptr<PromptShare> lead, follow;
+  bool copy_prompt_logprobs = false;  // follower: take the leader's prompt entries (same top_logprobs)
 
   Sequence(EngineRequest r, int64_t vocab, const Tokenizer& tok)
       : req(std::move(r)),
@@ -106,34 +117,64 @@ Engine::~Engine() {
 }
 
 uint64_t Engine::submit(EngineRequest r) {
+  std::vector<EngineRequest> one;
+  one.push_back(std::move(r));
+  return submit_group(std::move(one));
+}
+
+uint64_t Engine::submit_group(std::vector<EngineRequest> rs) {
   const int64_t V = model_.config().vocab_size;
-  if (r.prompt.empty()) throw Error("the prompt is empty");
-  if (int64_t(r.prompt.size()) >= opts_.context_length)
-    throw Error("the prompt has " + std::to_string(r.prompt.size()) + " tokens; the context holds " +
-                std::to_string(opts_.context_length) + " (prompt plus at least one generated token)");
-  for (int32_t t : r.prompt)
-    if (t < 0 || t >= V) throw Error("prompt token id " + std::to_string(t) + " is outside the vocabulary");
-  if (r.max_new_tokens < 0) throw Error("max_new_tokens must not be negative");
-  if (r.top_logprobs < 0 || r.top_logprobs > kMaxTopLogprobs)
-    throw Error("top_logprobs must be in [0, " + std::to_string(kMaxTopLogprobs) + "], got " +
-                std::to_string(r.top_logprobs));
-  auto s = std::make_unique<Sequence>(std::move(r), V, tokenizer_);  // validates the sampling params
-  s->tokens = s->req.prompt;
-  s->n_prompt = int64_t(s->tokens.size());
-  s->sampler.reset(s->tokens);
+  const int64_t k = int64_t(rs.size());
+  if (k == 0) throw Error("the request has no sequences");
+  if (k > opts_.max_queue)
+    throw Error("the request has " + std::to_string(k) + " sequences; the queue holds at most " +
+                std::to_string(opts_.max_queue) + " (--max-queue)");
+  std::vector<std::unique_ptr<Sequence>> seqs;
+  for (EngineRequest& r : rs) {
+    if (r.prompt.empty()) throw Error("the prompt is empty");
+    if (int64_t(r.prompt.size()) >= opts_.context_length)
+      throw Error("the prompt has " + std::to_string(r.prompt.size()) + " tokens; the context holds " +
+                  std::to_string(opts_.context_length) + " (prompt plus at least one generated token)");
+    for (int32_t t : r.prompt)
+      if (t < 0 || t >= V) throw Error("prompt token id " + std::to_string(t) + " is outside the vocabulary");
+    if (r.max_new_tokens < 0) throw Error("max_new_tokens must not be negative");
+    if (r.top_logprobs < 0 || r.top_logprobs > kMaxTopLogprobs)
+      throw Error("top_logprobs must be in [0, " + std::to_string(kMaxTopLogprobs) + "], got " +
+                  std::to_string(r.top_logprobs));
+    auto s = std::make_unique<Sequence>(std::move(r), V, tokenizer_);  // validates the sampling params
+    s->tokens = s->req.prompt;
+    s->n_prompt = int64_t(s->tokens.size());
+    s->sampler.reset(s->tokens);
+    s->group_size = k;
+    // The first earlier sequence with the same prompt leads this one.
+    for (auto& l : seqs) {
+      if (l->follow || l->req.prompt != s->req.prompt) continue;
+      if (!l->lead) l->lead = std::make_shared<PromptShare>();
+      s->follow = l->lead;
+      s->copy_prompt_logprobs = s->req.prompt_logprobs && l->req.prompt_logprobs &&
+                                s->req.top_logprobs == l->req.top_logprobs;
+      break;
+    }
+    seqs.push_back(std::move(s));
+  }
   std::lock_guard lk(mu_);
   if (stopping_) {
-    ++stats_.requests_rejected;
+    stats_.requests_rejected += k;
     throw EngineBusy("the server is shutting down", true);
   }
-  if (int64_t(inbox_.size()) + stats_.waiting >= opts_.max_queue) {
-    ++stats_.requests_rejected;
-    throw EngineBusy("the request queue is full (" + std::to_string(opts_.max_queue) + " waiting); retry later", false);
+  if (int64_t(inbox_.size()) + stats_.waiting + k > opts_.max_queue) {
+    stats_.requests_rejected += k;
+    throw EngineBusy("the request queue is full (" + std::to_string(opts_.max_queue) + " waiting" +
+                         (k > 1 ? ", the request has " + std::to_string(k) + " sequences" : std::string()) +
+                         "); retry later",
+                     false);
   }
-  s->id = next_id_++;
-  const uint64_t id = s->id;
-  inbox_.push_back(std::move(s));
-  ++stats_.requests_submitted;
+  const uint64_t id = next_id_++;
+  for (auto& s : seqs) {
+    s->id = id;
+    inbox_.push_back(std::move(s));
+  }
+  stats_.requests_submitted += k;
   busy_ = true;
   cv_.notify_all();
   return id;
@@ -182,6 +223,10 @@ void Engine::finish(Sequence& s, const std::string& reason, const std::string& e
   e.prompt_tokens = s.n_prompt;
   e.completion_tokens = s.generated;
   e.cached_prompt_tokens = std::max<int64_t>(s.cached_prompt, 0);
+  // A sequence that ends in the step that computed its last blocks (max_tokens 0 or 1, an early
+  // EOS) still leaves them to the prefix cache, for a group's followers above all.
+  if (reason == "stop" || reason == "length") register_full_blocks(s);
+  if (s.lead) s.lead->ready = true;  // followers stop waiting (and compute what they must)
   cache_.blocks().release_blocks(s.blocks);
   s.blocks.clear();
   {
@@ -189,6 +234,8 @@ void Engine::finish(Sequence& s, const std::string& reason, const std::string& e
     ++stats_.requests_finished;
     if (reason == "cancelled") ++stats_.requests_cancelled;
     stats_.generated_tokens += s.generated;
+    // One sequence of a group failed: the request has failed, end the others at the next step.
+    if (reason == "error" && s.group_size > 1) cancels_.insert(s.id);
   }
   s.req.on_event(e);  // outside the lock: a callback may read stats()
 }
@@ -217,10 +264,25 @@ bool Engine::ensure_blocks(Sequence& s, int64_t positions) {
   return true;
 }
 
+bool Engine::defers(const Sequence& s) const {
+  if (!s.follow || s.follow->ready) return false;
+  if (s.req.prompt_logprobs) return s.copy_prompt_logprobs;  // else it computes its own rows, uncached
+  // Waiting pays only when the prompt fills at least one block that the cache can hand over.
+  return opts_.prefix_cache && (s.n_prompt - 1) / opts_.block_size >= 1;
+}
+
 void Engine::admit() {
   BlockPool& pool = cache_.blocks();
-  while (!waiting_.empty() && int64_t(running_.size()) < opts_.max_batch) {
-    Sequence& s = *waiting_.front();
+  for (auto it = waiting_.begin(); it != waiting_.end() && int64_t(running_.size()) < opts_.max_batch;) {
+    Sequence& s = **it;
+    if (defers(s)) {
+      ++it;  // admitted once its leader has computed the prompt; later requests may go first
+      continue;
+    }
+    if (s.copy_prompt_logprobs && s.follow->prompt_logprobs_done && !s.prompt_lps_sent && s.prompt_lp_next == 1) {
+      s.prompt_lps = s.follow->prompt_logprobs;
+      s.prompt_lp_next = s.n_prompt;
+    }
     const int64_t len = int64_t(s.tokens.size());
     if (opts_.prefix_cache && !s.wants_prompt_rows()) {
       BlockPool::Match m = pool.match_prefix(s.tokens, len - 1);
@@ -237,7 +299,7 @@ void Engine::admit() {
       if (!running_.empty()) break;  // wait for running sequences to free blocks
       // Nothing else holds blocks, so it can never fit.
       finish(s, "error", "the prompt needs more KV cache blocks than the cache has");
-      waiting_.pop_front();
+      it = waiting_.erase(it);
       continue;
     }
     if (s.cached_prompt < 0) {
@@ -245,9 +307,17 @@ void Engine::admit() {
       std::lock_guard lk(mu_);
       stats_.prompt_tokens += s.n_prompt;
     }
-    running_.push_back(std::move(waiting_.front()));
-    waiting_.pop_front();
+    running_.push_back(std::move(*it));
+    it = waiting_.erase(it);
   }
+}
+
+void Engine::register_full_blocks(Sequence& s) {
+  if (!opts_.prefix_cache) return;
+  const int64_t done = opts_.speculative_mtp ? std::min(s.computed, s.mtp_computed) : s.computed;
+  for (; s.registered < done / opts_.block_size; ++s.registered)
+    cache_.blocks().register_full(s.blocks[size_t(s.registered)],
+                                  std::span(s.tokens).first(size_t((s.registered + 1) * opts_.block_size)));
 }
 
 void Engine::keep_raw(const Sequence& s, const float* logits) {
@@ -411,14 +481,11 @@ bool Engine::step() {
   }
   if (spec) mtp_step(seqs, hidden_row);
   // Full blocks join the prefix index once every row in them (main and MTP) is written.
-  if (opts_.prefix_cache)
-    for (Sequence* s : seqs) {
-      if (s->finished) continue;
-      const int64_t done = spec ? std::min(s->computed, s->mtp_computed) : s->computed;
-      for (; s->registered < done / opts_.block_size; ++s->registered)
-        cache_.blocks().register_full(s->blocks[size_t(s->registered)],
-                                      std::span(s->tokens).first(size_t((s->registered + 1) * opts_.block_size)));
-    }
+  for (Sequence* s : seqs) {
+    if (s->finished) continue;
+    register_full_blocks(*s);
+    if (s->lead && s->computed >= s->n_prompt) s->lead->ready = true;  // its followers may come in
+  }
   {
     std::lock_guard lk(mu_);
     ++stats_.steps;
@@ -459,6 +526,10 @@ void Engine::record_prompt_logprobs(Sequence& s, const float* rows, int64_t firs
     reduce(0, end - begin);
   if (failed) std::rethrow_exception(failed);
   s.prompt_lp_next = end + 1;
+  if (s.lead && s.prompt_lp_next == s.n_prompt) {  // all of them: the followers' copies
+    s.lead->prompt_logprobs = s.prompt_lps;
+    s.lead->prompt_logprobs_done = true;
+  }
 }
 
 void Engine::mtp_step(const std::vector<Sequence*>& ran, const std::vector<int64_t>& hidden_row) {
@@ -511,6 +582,9 @@ void Engine::loop() {
         waiting_.push_back(std::move(inbox_.front()));
         inbox_.pop_front();
       }
+      // submit() counts these as waiting until the step's end refreshes the number (admitted ones
+      // included meanwhile: the limit errs on the full side, never lets more in).
+      stats_.waiting = int64_t(waiting_.size());
       cancels.swap(cancels_);
       if (cancels.count(0)) cancels_.insert(0);  // "cancel everything" holds until shutdown ends
     }

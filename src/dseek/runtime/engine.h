@@ -14,6 +14,12 @@
 // positions' logits were never computed), so its prompt is always computed in full; its blocks
 // still join the prefix index for other requests.
 //
+// Groups (submit_group: one API request's n choices and prompts): the sequences share one id, are
+// queued all or none, and end together (cancel, or one failing). Sequences of a group with the same
+// prompt compute it once: the first ("leader") prefills it, the others wait until it has and then
+// take its full blocks from the prefix cache, prefilling only the rest of the last block (and, with
+// prompt_logprobs, they get copies of the leader's entries instead of computing their own).
+//
 // Other threads only submit, cancel and read statistics; results come back through the request's
 // on_event callback, called on the engine thread (keep it short: push to a queue).
 #pragma once
@@ -92,7 +98,7 @@ struct EngineRequest {
   std::function<void(const EngineEvent&)> on_event;
 };
 
-// A snapshot for /metrics.
+// A snapshot for /metrics. The request counters count sequences: a group of k counts k.
 struct EngineStats {
   int64_t requests_submitted = 0, requests_finished = 0, requests_cancelled = 0, requests_rejected = 0;
   int64_t prompt_tokens = 0, generated_tokens = 0, steps = 0, step_tokens = 0, step_sequences = 0;
@@ -123,8 +129,14 @@ class Engine {
   // Queues a request; returns its id. Throws Error for a request that can never run (empty or
   // too long prompt, bad sampling parameters) and EngineBusy when the queue is full or stopping.
   uint64_t submit(EngineRequest r);
-  // Ends a request early (client gone): its blocks are freed at the next step; on_event gets a
-  // final "cancelled" event. Unknown or finished ids are ignored.
+  // Queues several sequences as one request (n choices, an array of prompts): all of them or none
+  // (a bad one throws Error; EngineBusy when the queue cannot take all of them, Error when it never
+  // could: more than max_queue). They share the returned id. When one finishes with "error", the
+  // others are cancelled. Same-prompt sequences share its computation (see the top of this file).
+  // Each keeps its own on_event.
+  uint64_t submit_group(std::vector<EngineRequest> rs);
+  // Ends a request early (client gone): the blocks of every sequence with this id are freed at the
+  // next step; each on_event gets a final "cancelled" event. Unknown or finished ids are ignored.
   void cancel(uint64_t id);
   // Stops accepting; with drain, lets queued and running requests finish, else cancels them.
   // Returns when nothing is left. Idempotent.
@@ -136,8 +148,13 @@ class Engine {
 
  private:
   struct Sequence;
+  struct PromptShare;
   void loop();
+  // A group's follower whose leader has not computed the shared prompt yet stays in the queue.
+  bool defers(const Sequence& s) const;
   void admit();
+  // Adds s's full blocks whose rows (main and MTP) are all written to the prefix index.
+  void register_full_blocks(Sequence& s);
   bool step();
   bool ensure_blocks(Sequence& s, int64_t positions);
   // When s wants logprobs, copies a logits row (V) as the model wrote it into raw_logits_, before
