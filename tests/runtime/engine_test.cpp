@@ -517,6 +517,7 @@ TEST_F(EngineTest, GroupSequencesMatchSingleRequestsAndShareThePrompt) {
       EXPECT_EQ(cs[i]->tokens, i < 3 ? want_a : want_b) << "sequence " << i << ", prefix cache " << prefix_cache;
       EXPECT_EQ(cs[i]->last.finish_reason, "length");
     }
+    engine.shutdown(/*drain=*/true);  // returns once the statistics of the last step are in
     const EngineStats st = engine.stats();
     EXPECT_EQ(st.requests_submitted, 5);
     EXPECT_EQ(st.requests_finished, 5);

@@ -24,6 +24,7 @@
 #include "dseek/server/http_server.h"
 #include "dseek/server/logprobs.h"
 #include "dseek/tokenizer/chat_template.h"
+#include "common/live_server.h"
 #include "common/reference_logprobs.h"
 
 namespace dseek::server {
@@ -40,67 +41,6 @@ const char* kTemplate =
     "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}";
 const char* kR1Template =
     "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:<think>\n{% endif %}";
-
-// An engine and an HTTP server on a free port, serving until destroyed.
-struct LiveServer {
-  std::unique_ptr<Engine> engine;
-  std::unique_ptr<ChatTemplate> tpl;
-  std::unique_ptr<HttpServer> http;
-  std::thread thread;
-  std::unique_ptr<httplib::Client> client;
-
-  LiveServer(const Model& m, const Tokenizer& tok, const char* tpl_source, bool speculative) {
-    EngineOptions o;
-    o.max_batch = 4;
-    o.max_batch_tokens = 32;
-    o.context_length = 256;
-    o.block_size = 8;
-    o.kv_cache_bytes = 32 << 20;
-    o.speculative_mtp = speculative;
-    engine = std::make_unique<Engine>(m, tok, nullptr, o);
-    tpl = std::make_unique<ChatTemplate>(ChatTemplate::parse(tpl_source, "test"));
-    ServerOptions so;
-    so.port = 0;
-    so.model_id = "demo";
-    so.http_threads = 4;
-    http = std::make_unique<HttpServer>(*engine, tok, tpl.get(), so);
-    http->bind();
-    thread = std::thread([this] { http->run(); });
-    client = std::make_unique<httplib::Client>("127.0.0.1", http->port());
-    client->set_read_timeout(120, 0);
-    for (int i = 0; i < 200; ++i) {  // until the listener runs
-      if (auto r = client->Get("/health"); r && r->status == 200) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  }
-  ~LiveServer() {
-    http->begin_shutdown();
-    engine->shutdown(/*drain=*/false);
-    http->stop();
-    thread.join();
-  }
-  // POST body; returns (status, body).
-  std::pair<int, std::string> post(const std::string& path, const Json& body) {
-    auto r = client->Post(path.c_str(), body.dump(), "application/json");
-    if (!r) return {0, "no response"};
-    return {r->status, r->body};
-  }
-  // The JSON objects of a server-sent event stream, [DONE] excluded.
-  std::vector<Json> stream(const std::string& path, Json body) {
-    body["stream"] = true;
-    const auto [status, text] = post(path, body);
-    EXPECT_EQ(status, 200) << text;
-    std::vector<Json> out;
-    size_t at = 0;
-    while ((at = text.find("data: ", at)) != std::string::npos) {
-      const size_t end = text.find("\n\n", at);
-      const std::string data = text.substr(at + 6, end - at - 6);
-      at = end;
-      if (data != "[DONE]") out.push_back(Json::parse(data));
-    }
-    return out;
-  }
-};
 
 Json bytes_json(std::string_view s) {
   Json a = Json::array();

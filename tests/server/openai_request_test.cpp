@@ -144,7 +144,8 @@ TEST(OpenAIRequest, InvalidFieldsNameTheField) {
       {R"("max_tokens": "10")", "max_tokens", "'max_tokens' must be an integer"},
       {R"("max_completion_tokens": 0)", "max_completion_tokens", "at least 1"},
       {R"("max_tokens": 1e300)", "max_tokens", "must be an integer"},
-      {R"("n": 2)", "n", "only n=1 is supported"},
+      {R"("n": 17)", "n", "'n' must be an integer between 1 and 16"},
+      {R"("n": 0)", "n", "'n' must be an integer between 1 and 16"},
       {R"("n": "1")", "n", "'n' must be an integer"},
       {R"("stop": ["a", "b", "c", "d", "e"])", "stop", "at most 4"},
       {R"("stop": [1])", "stop[0]", "'stop[0]' must be a string"},
@@ -336,17 +337,25 @@ TEST(OpenAIRequest, MessagesRenderWithTheV3Template) {
 
 TEST(OpenAIRequest, CompletionPrompts) {
   CompletionRequest r = parse_completion_request(R"({"model": "m", "prompt": "Once upon", "echo": true})");
-  EXPECT_EQ(r.prompt, "Once upon");
-  EXPECT_TRUE(r.prompt_tokens.empty());
+  ASSERT_EQ(r.prompts.size(), 1u);
+  EXPECT_EQ(r.prompts[0].text, "Once upon");
+  EXPECT_TRUE(r.prompts[0].tokens.empty());
+  EXPECT_EQ(r.prompts[0].param, "prompt");
   EXPECT_TRUE(r.echo);
+  EXPECT_EQ(r.n, 1);
   EXPECT_EQ(r.sampling.temperature, 1.0f);
   EXPECT_FALSE(r.logprobs);
-  EXPECT_EQ(parse_completion_request(R"({"prompt": ["only one"]})").prompt, "only one");
-  EXPECT_EQ(parse_completion_request(R"({"prompt": ""})").prompt, "");
+  r = parse_completion_request(R"({"prompt": ["only one"]})");
+  ASSERT_EQ(r.prompts.size(), 1u);
+  EXPECT_EQ(r.prompts[0].text, "only one");
+  EXPECT_EQ(r.prompts[0].param, "prompt[0]");
+  EXPECT_EQ(parse_completion_request(R"({"prompt": ""})").prompts[0].text, "");
   r = parse_completion_request(R"({"prompt": [1, 2, 3]})");
-  EXPECT_EQ(r.prompt_tokens, (std::vector<int32_t>{1, 2, 3}));
+  ASSERT_EQ(r.prompts.size(), 1u) << "a flat array of ids is one prompt";
+  EXPECT_EQ(r.prompts[0].tokens, (std::vector<int32_t>{1, 2, 3}));
   r = parse_completion_request(R"({"prompt": [[0, 7]], "logprobs": 3, "best_of": 1, "suffix": ""})");
-  EXPECT_EQ(r.prompt_tokens, (std::vector<int32_t>{0, 7}));
+  ASSERT_EQ(r.prompts.size(), 1u);
+  EXPECT_EQ(r.prompts[0].tokens, (std::vector<int32_t>{0, 7}));
   EXPECT_TRUE(r.logprobs);
   EXPECT_EQ(r.top_logprobs, 3);
   r = parse_completion_request(R"({"prompt": "x", "logprobs": 0, "echo": false})");
@@ -365,14 +374,48 @@ TEST(OpenAIRequest, CompletionPrompts) {
   EXPECT_NE(e.message.find("only with 'echo'"), std::string::npos) << e.message;
 }
 
+// Several prompts (one choice each, times n) and n.
+TEST(OpenAIRequest, CompletionPromptArraysAndN) {
+  CompletionRequest r = parse_completion_request(R"({"prompt": ["a", "b c", "d"], "n": 3})");
+  ASSERT_EQ(r.prompts.size(), 3u);
+  EXPECT_EQ(r.prompts[1].text, "b c");
+  EXPECT_EQ(r.prompts[2].param, "prompt[2]");
+  EXPECT_EQ(r.n, 3);
+  r = parse_completion_request(R"({"prompt": [[1, 2], [3], [4, 5, 6]]})");
+  ASSERT_EQ(r.prompts.size(), 3u);
+  EXPECT_EQ(r.prompts[0].tokens, (std::vector<int32_t>{1, 2}));
+  EXPECT_EQ(r.prompts[1].tokens, (std::vector<int32_t>{3}));
+  EXPECT_EQ(r.prompts[2].tokens, (std::vector<int32_t>{4, 5, 6}));
+  EXPECT_EQ(r.prompts[2].param, "prompt[2]");
+  EXPECT_EQ(parse_completion_request(R"({"prompt": "x", "n": 16})").n, kMaxN);
+  EXPECT_EQ(parse_chat_request(chat_body(R"("n": 4)")).n, 4);
+  std::string many = R"({"prompt": [)";
+  for (int i = 0; i < kMaxPrompts; ++i) many += std::string(i ? "," : "") + "\"p\"";
+  EXPECT_EQ(parse_completion_request(many + "]}").prompts.size(), size_t(kMaxPrompts));
+  const ApiError e = completion_error(many + R"(, "q"]})");
+  EXPECT_EQ(e.param, "prompt");
+  EXPECT_NE(e.message.find("at most 64 prompts"), std::string::npos) << e.message;
+  // Mixed kinds and empty entries name the element.
+  EXPECT_EQ(completion_error(R"({"prompt": ["a", [1]]})").message, "'prompt[1]' must be a string, as 'prompt[0]' is");
+  EXPECT_EQ(completion_error(R"({"prompt": [[1], "a"]})").message,
+            "'prompt[1]' must be an array of token ids, as 'prompt[0]' is");
+  EXPECT_EQ(completion_error(R"({"prompt": ["a", "b", ""]})").message, "'prompt[2]' must not be empty");
+  EXPECT_EQ(completion_error(R"({"prompt": [[1], []]})").message, "'prompt[1]' must not be an empty array");
+}
+
 TEST(OpenAIRequest, InvalidCompletions) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {R"({"model": "m"})", "prompt"},
       {R"({"prompt": 5})", "prompt"},
       {R"({"prompt": []})", "prompt"},
-      {R"({"prompt": ["a", "b"]})", "prompt"},
-      {R"({"prompt": [[1], [2]]})", "prompt"},
+      {R"({"prompt": ["a", 5]})", "prompt[1]"},
+      {R"({"prompt": ["a", null]})", "prompt[1]"},
+      {R"({"prompt": [""]})", "prompt[0]"},
+      {R"({"prompt": [[1], 2]})", "prompt[1]"},
+      {R"({"prompt": [[1], [2, -1]]})", "prompt[1][1]"},
+      {R"({"prompt": [[1], [2, "x"]]})", "prompt[1][1]"},
       {R"({"prompt": [[]]})", "prompt[0]"},
+      {R"({"prompt": [true]})", "prompt"},
       {R"({"prompt": [1, -2]})", "prompt[1]"},
       {R"({"prompt": [1, 4294967296]})", "prompt[1]"},
       {R"({"prompt": [1, "a"]})", "prompt[1]"},
@@ -388,7 +431,9 @@ TEST(OpenAIRequest, InvalidCompletions) {
       {R"({"prompt": "x", "best_of": 2})", "best_of"},
       {R"({"prompt": "x", "suffix": "end"})", "suffix"},
       {R"({"prompt": "x", "echo": "no"})", "echo"},
-      {R"({"prompt": "x", "n": 3})", "n"},
+      {R"({"prompt": "x", "n": 17})", "n"},
+      {R"({"prompt": "x", "n": 0})", "n"},
+      {R"({"prompt": "x", "n": 2.5})", "n"},
       {R"({"prompt": "x", "max_tokens": 0})", "max_tokens"},
   };
   for (const auto& [body, param] : cases) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 namespace dseek::server {
 namespace {
@@ -74,6 +75,26 @@ TEST(OpenAIResponse, TextCompletion) {
             R"({"id":"cmpl-1","object":"text_completion","created":2,"model":"m",)"
             R"("choices":[{"text":" a","index":0,"logprobs":null,"finish_reason":null}]})");
   EXPECT_EQ(text_chunk("cmpl-1", 2, "m", "", std::string("stop"), true)["usage"], nullptr);
+}
+
+// n > 1 and prompt arrays: choices in order, each with its index; chunks name theirs.
+TEST(OpenAIResponse, SeveralChoices) {
+  OutputDelta a, b;
+  a.content = "Yes.";
+  b.content = "No.";
+  const std::vector<ChatChoice> chat = {{a, "stop", nullptr}, {b, "length", nullptr}};
+  EXPECT_EQ(dump_json(chat_completion("c", 1, "m", chat, kUsage)),
+            std::string(R"({"id":"c","object":"chat.completion","created":1,"model":"m","choices":[)"
+                        R"({"index":0,"message":{"role":"assistant","content":"Yes."},"logprobs":null,"finish_reason":"stop"},)"
+                        R"({"index":1,"message":{"role":"assistant","content":"No."},"logprobs":null,"finish_reason":"length"}],)") +
+                kUsageJson + "}");
+  const std::vector<TextChoice> text = {{"x", "stop", nullptr}, {"y", "stop", nullptr}, {"z", "length", nullptr}};
+  EXPECT_EQ(dump_json(text_completion("t", 2, "m", text, kUsage)["choices"]),
+            R"([{"text":"x","index":0,"logprobs":null,"finish_reason":"stop"},)"
+            R"({"text":"y","index":1,"logprobs":null,"finish_reason":"stop"},)"
+            R"({"text":"z","index":2,"logprobs":null,"finish_reason":"length"}])");
+  EXPECT_EQ(chat_chunk("c", 1, "m", a, std::nullopt, false, false, nullptr, 3)["choices"][0]["index"], 3);
+  EXPECT_EQ(text_chunk("t", 2, "m", "x", std::nullopt, false, nullptr, 5)["choices"][0]["index"], 5);
 }
 
 TEST(OpenAIResponse, Models) {

@@ -231,9 +231,7 @@ void parse_common(const Json& body, RequestCommon& r, bool chat) {
       r.max_tokens = n;
     }
   }
-  if (const Json* v = get(body, "n")) {
-    if (as_integer(*v, "n") != 1) fail("only n=1 is supported", "n", "unsupported_value");
-  }
+  if (const Json* v = get(body, "n")) r.n = int(as_integer_in(*v, "n", 1, kMaxN));
   if (const Json* v = get(body, "stop")) parse_stop(*v, r.stop);
 
   if (chat) {
@@ -478,31 +476,46 @@ int32_t as_token(const Json& v, const std::string& param) {
   return int32_t(as_integer_in(v, param, 0, std::numeric_limits<int32_t>::max()));
 }
 
-// prompt: "text", ["text"], [1, 2, 3] or [[1, 2, 3]].
+// prompt: "text", [1, 2, 3] (one prompt), ["a", "b"] or [[1, 2], [3]] (one per element).
 void parse_prompt(const Json& body, CompletionRequest& r) {
   const Json* v = get(body, "prompt");
   if (v == nullptr) fail("missing required parameter 'prompt'", "prompt", "missing_required_parameter");
   if (v->is_string()) {
-    r.prompt = v->get<std::string>();
+    r.prompts.push_back({v->get<std::string>(), {}, "prompt"});
     return;
   }
-  const std::string type_message = "'prompt' must be a string, an array of one string, or an array of token ids";
+  const std::string type_message =
+      "'prompt' must be a string, an array of token ids, or an array of strings or of token-id arrays";
   if (!v->is_array()) fail(type_message, "prompt", "invalid_type");
   if (v->empty()) fail("'prompt' must not be an empty array", "prompt");
   const Json& first = (*v)[0];
   if (first.is_number()) {
-    for (size_t i = 0; i < v->size(); ++i) r.prompt_tokens.push_back(as_token((*v)[i], "prompt[" + std::to_string(i) + "]"));
+    CompletionPrompt p{{}, {}, "prompt"};
+    for (size_t i = 0; i < v->size(); ++i) p.tokens.push_back(as_token((*v)[i], "prompt[" + std::to_string(i) + "]"));
+    r.prompts.push_back(std::move(p));
     return;
   }
-  if (v->size() != 1) fail("only one prompt per request is supported", "prompt", "unsupported_value");
-  if (first.is_string()) {
-    r.prompt = first.get<std::string>();
-    return;
+  if (!first.is_string() && !first.is_array()) fail(type_message, "prompt", "invalid_type");
+  if (v->size() > size_t(kMaxPrompts)) {
+    fail("'prompt' may hold at most " + std::to_string(kMaxPrompts) + " prompts, got " + std::to_string(v->size()),
+         "prompt");
   }
-  if (!first.is_array()) fail(type_message, "prompt", "invalid_type");
-  if (first.empty()) fail("'prompt[0]' must not be an empty array", "prompt[0]");
-  for (size_t i = 0; i < first.size(); ++i) {
-    r.prompt_tokens.push_back(as_token(first[i], "prompt[0][" + std::to_string(i) + "]"));
+  // Every element of the kind of the first: strings, or arrays of token ids.
+  const bool strings = first.is_string();
+  for (size_t i = 0; i < v->size(); ++i) {
+    const std::string p = "prompt[" + std::to_string(i) + "]";
+    const Json& e = (*v)[i];
+    CompletionPrompt cp{{}, {}, p};
+    if (strings) {
+      if (!e.is_string()) fail(quoted(p) + " must be a string, as 'prompt[0]' is", p, "invalid_type");
+      cp.text = e.get<std::string>();
+      if (cp.text.empty()) fail(quoted(p) + " must not be empty", p);
+    } else {
+      if (!e.is_array()) fail(quoted(p) + " must be an array of token ids, as 'prompt[0]' is", p, "invalid_type");
+      if (e.empty()) fail(quoted(p) + " must not be an empty array", p);
+      for (size_t j = 0; j < e.size(); ++j) cp.tokens.push_back(as_token(e[j], p + "[" + std::to_string(j) + "]"));
+    }
+    r.prompts.push_back(std::move(cp));
   }
 }
 

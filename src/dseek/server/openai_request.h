@@ -4,8 +4,9 @@
 // Every error is an ApiError with status 400 whose message and `param` name the field
 // ("'temperature' must be a number between 0 and 2", param "temperature"); malformed JSON names the
 // byte offset. Unknown fields are ignored, like OpenAI; null means "not given" for every optional
-// field. Fields OpenAI has and dseek cannot honour are errors, never silently dropped: n != 1,
-// best_of != 1, a non-empty logit_bias or suffix, several prompts, image/audio content parts.
+// field. Fields OpenAI has and dseek cannot honour are errors, never silently dropped: n above
+// kMaxN, best_of != 1, a non-empty logit_bias or suffix, more than kMaxPrompts prompts, image/audio
+// content parts.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +25,10 @@ namespace dseek::server {
 // Body nesting deeper than this is refused before parsing (the validators and the template
 // interpreter recurse; no honest request comes near it).
 inline constexpr int kMaxJsonDepth = 64;
+// `n`: choices per prompt, 1..kMaxN (each its own sequence).
+inline constexpr int kMaxN = 16;
+// Prompts in one /v1/completions `prompt` array (lm-evaluation-harness sends its batch as one).
+inline constexpr int kMaxPrompts = 64;
 
 struct RequestCommon {
   std::string model;           // "" when absent (a single-model server need not insist on it)
@@ -40,6 +45,7 @@ struct RequestCommon {
   bool logprobs = false;
   int top_logprobs = 0;  // 0..20 (chat) or the legacy integer `logprobs` 0..5 (completions)
   std::string user;      // accepted and ignored
+  int n = 1;             // choices per prompt, 1..kMaxN
 
   static SamplingParams default_sampling() {
     SamplingParams p;
@@ -63,9 +69,17 @@ struct ChatRequest : RequestCommon {
   bool add_generation_prompt = true;  // extension (as vLLM): false continues the last message
 };
 
+// One prompt of a completion request: text, or token ids.
+struct CompletionPrompt {
+  std::string text;             // the prompt when it is text
+  std::vector<int32_t> tokens;  // non-empty when the prompt is token ids
+  std::string param;            // where it came from, for errors: "prompt" or "prompt[2]"
+};
+
 struct CompletionRequest : RequestCommon {
-  std::string prompt;                  // a string, or an array of one string
-  std::vector<int32_t> prompt_tokens;  // set instead when the prompt is token ids ([1, 2] or [[1, 2]])
+  // 1..kMaxPrompts prompts: "text" and [1, 2] are one prompt; ["a", "b"] and [[1, 2], [3]] one per
+  // element (every element the same kind, none empty).
+  std::vector<CompletionPrompt> prompts;
   bool echo = false;  // with logprobs: the prompt tokens' logprobs too (the first one null)
 };
 

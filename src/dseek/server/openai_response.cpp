@@ -54,25 +54,36 @@ Json usage_json(const Usage& u) {
 
 Json chat_completion(const std::string& id, int64_t created, const std::string& model, const OutputDelta& message,
                      const std::string& finish_reason, const Usage& usage, const Json& logprobs) {
-  Json msg = Json::object();
-  msg["role"] = "assistant";
-  msg["content"] = message.content.empty() && !message.tool_calls.empty() ? Json(nullptr) : Json(message.content);
-  if (!message.reasoning.empty()) msg["reasoning_content"] = message.reasoning;
-  if (!message.tool_calls.empty()) msg["tool_calls"] = tool_calls_json(message.tool_calls, /*delta=*/false);
-  Json choice = Json::object();
-  choice["index"] = 0;
-  choice["message"] = std::move(msg);
-  choice["logprobs"] = logprobs;
-  choice["finish_reason"] = finish_reason;
+  const ChatChoice one{message, finish_reason, logprobs};
+  return chat_completion(id, created, model, std::span(&one, 1), usage);
+}
+
+Json chat_completion(const std::string& id, int64_t created, const std::string& model,
+                     std::span<const ChatChoice> choices, const Usage& usage) {
+  Json arr = Json::array();
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const OutputDelta& message = choices[i].message;
+    Json msg = Json::object();
+    msg["role"] = "assistant";
+    msg["content"] = message.content.empty() && !message.tool_calls.empty() ? Json(nullptr) : Json(message.content);
+    if (!message.reasoning.empty()) msg["reasoning_content"] = message.reasoning;
+    if (!message.tool_calls.empty()) msg["tool_calls"] = tool_calls_json(message.tool_calls, /*delta=*/false);
+    Json choice = Json::object();
+    choice["index"] = i;
+    choice["message"] = std::move(msg);
+    choice["logprobs"] = choices[i].logprobs;
+    choice["finish_reason"] = choices[i].finish_reason;
+    arr.push_back(std::move(choice));
+  }
   Json j = head(id, "chat.completion", created, model);
-  j["choices"] = Json::array({std::move(choice)});
+  j["choices"] = std::move(arr);
   j["usage"] = usage_json(usage);
   return j;
 }
 
 Json chat_chunk(const std::string& id, int64_t created, const std::string& model, const OutputDelta& delta,
                 const std::optional<std::string>& finish_reason, bool first, bool include_usage,
-                const Json& logprobs) {
+                const Json& logprobs, int index) {
   Json d = Json::object();
   if (first) d["role"] = "assistant";
   if (!delta.content.empty()) {
@@ -83,7 +94,7 @@ Json chat_chunk(const std::string& id, int64_t created, const std::string& model
   if (!delta.reasoning.empty()) d["reasoning_content"] = delta.reasoning;
   if (!delta.tool_calls.empty()) d["tool_calls"] = tool_calls_json(delta.tool_calls, /*delta=*/true);
   Json choice = Json::object();
-  choice["index"] = 0;
+  choice["index"] = index;
   choice["delta"] = std::move(d);
   choice["logprobs"] = logprobs;
   choice["finish_reason"] = finish_json(finish_reason);
@@ -103,22 +114,33 @@ Json usage_chunk(const std::string& id, int64_t created, const std::string& mode
 
 Json text_completion(const std::string& id, int64_t created, const std::string& model, const std::string& text,
                      const std::string& finish_reason, const Usage& usage, const Json& logprobs) {
-  Json choice = Json::object();
-  choice["text"] = text;
-  choice["index"] = 0;
-  choice["logprobs"] = logprobs;
-  choice["finish_reason"] = finish_reason;
+  const TextChoice one{text, finish_reason, logprobs};
+  return text_completion(id, created, model, std::span(&one, 1), usage);
+}
+
+Json text_completion(const std::string& id, int64_t created, const std::string& model,
+                     std::span<const TextChoice> choices, const Usage& usage) {
+  Json arr = Json::array();
+  for (size_t i = 0; i < choices.size(); ++i) {
+    Json choice = Json::object();
+    choice["text"] = choices[i].text;
+    choice["index"] = i;
+    choice["logprobs"] = choices[i].logprobs;
+    choice["finish_reason"] = choices[i].finish_reason;
+    arr.push_back(std::move(choice));
+  }
   Json j = head(id, "text_completion", created, model);
-  j["choices"] = Json::array({std::move(choice)});
+  j["choices"] = std::move(arr);
   j["usage"] = usage_json(usage);
   return j;
 }
 
 Json text_chunk(const std::string& id, int64_t created, const std::string& model, const std::string& text,
-                const std::optional<std::string>& finish_reason, bool include_usage, const Json& logprobs) {
+                const std::optional<std::string>& finish_reason, bool include_usage, const Json& logprobs,
+                int index) {
   Json choice = Json::object();
   choice["text"] = text;
-  choice["index"] = 0;
+  choice["index"] = index;
   choice["logprobs"] = logprobs;
   choice["finish_reason"] = finish_json(finish_reason);
   Json j = head(id, "text_completion", created, model);

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -34,15 +35,25 @@ nlohmann::ordered_json chat_completion(const std::string& id, int64_t created, c
                                        const OutputDelta& message, const std::string& finish_reason,
                                        const Usage& usage, const nlohmann::ordered_json& logprobs = nullptr);
 
+// One choice of a chat completion with several (n > 1); as the arguments above.
+struct ChatChoice {
+  OutputDelta message;
+  std::string finish_reason;
+  nlohmann::ordered_json logprobs;  // null when not requested
+};
+// choices[i] gets "index": i. usage: the whole request's (the prompt once, every choice's tokens).
+nlohmann::ordered_json chat_completion(const std::string& id, int64_t created, const std::string& model,
+                                       std::span<const ChatChoice> choices, const Usage& usage);
+
 // One streamed chat chunk. first: the chunk opens the message (delta.role = "assistant", and
 // content "" when there is no text yet, as OpenAI's first chunk has). finish_reason: set on the
 // last chunk (whose delta is usually empty). include_usage: add "usage": null, as OpenAI does on
 // every chunk but the final usage chunk when stream_options.include_usage is set. logprobs: those
-// of the tokens this chunk carries, or null.
+// of the tokens this chunk carries, or null. index: the choice it belongs to (n > 1).
 nlohmann::ordered_json chat_chunk(const std::string& id, int64_t created, const std::string& model,
                                   const OutputDelta& delta, const std::optional<std::string>& finish_reason,
                                   bool first, bool include_usage = false,
-                                  const nlohmann::ordered_json& logprobs = nullptr);
+                                  const nlohmann::ordered_json& logprobs = nullptr, int index = 0);
 
 enum class Endpoint { kChat, kCompletion };
 
@@ -56,10 +67,22 @@ nlohmann::ordered_json text_completion(const std::string& id, int64_t created, c
                                        const std::string& text, const std::string& finish_reason,
                                        const Usage& usage, const nlohmann::ordered_json& logprobs = nullptr);
 
-// One streamed text-completion chunk (object "text_completion", as OpenAI streams them).
+// One choice of a text completion with several (n > 1, or an array of prompts).
+struct TextChoice {
+  std::string text;
+  std::string finish_reason;
+  nlohmann::ordered_json logprobs;  // null when not requested
+};
+// choices[i] gets "index": i (OpenAI: prompt_index * n + choice).
+nlohmann::ordered_json text_completion(const std::string& id, int64_t created, const std::string& model,
+                                       std::span<const TextChoice> choices, const Usage& usage);
+
+// One streamed text-completion chunk (object "text_completion", as OpenAI streams them); index: the
+// choice it belongs to.
 nlohmann::ordered_json text_chunk(const std::string& id, int64_t created, const std::string& model,
                                   const std::string& text, const std::optional<std::string>& finish_reason,
-                                  bool include_usage = false, const nlohmann::ordered_json& logprobs = nullptr);
+                                  bool include_usage = false, const nlohmann::ordered_json& logprobs = nullptr,
+                                  int index = 0);
 
 // GET /v1/models and GET /v1/models/{id}.
 nlohmann::ordered_json model_object(const std::string& model_id, int64_t created);
