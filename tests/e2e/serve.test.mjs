@@ -141,6 +141,28 @@ test('stop strings and seeded sampling', async () => {
   assert.equal(a.choices[0].text, b.choices[0].text, 'same seed, same text');
 });
 
+test('n=2 choices and a prompt array: each choice is what its prompt gives alone', async () => {
+  const base = { model: 'brown-demo', max_tokens: 16, temperature: 0 };
+  const alone = [];
+  for (const prompt of ['The jury said', 'In the morning the'])
+    alone.push((await demoClient.completions.create({ ...base, prompt })).choices[0].text);
+  const r = await demoClient.completions.create({ ...base, prompt: ['The jury said', 'In the morning the'], n: 2 });
+  assert.deepEqual(r.choices.map((c) => c.index), [0, 1, 2, 3]);
+  assert.deepEqual(r.choices.map((c) => c.text), [alone[0], alone[0], alone[1], alone[1]]);
+  assert.equal(r.usage.prompt_tokens, 'The jury said'.length + 'In the morning the'.length, 'each prompt once');
+  assert.equal(r.usage.completion_tokens, 4 * 16);
+  // Streamed, seeded: chunks name their choice; the choices differ and repeat with the seed.
+  const seeded = { ...base, prompt: 'The jury said', n: 2, temperature: 1, seed: 5, stream: true };
+  const run = async () => {
+    const texts = ['', ''];
+    for await (const c of await demoClient.completions.create(seeded)) for (const ch of c.choices) texts[ch.index] += ch.text;
+    return texts;
+  };
+  const a = await run(), b = await run();
+  assert.deepEqual(a, b, 'same seed, same choices');
+  assert.notEqual(a[0], a[1], 'choice i samples with seed + i');
+});
+
 test('overlapping requests sharing a prefix reuse its blocks and give the same outputs', async () => {
   const system = 'The Fulton County Grand Jury said Friday an investigation of Atlanta\'s recent primary election produced no evidence that any irregularities took place. ';
   const prompts = ['The jury further said', 'It recommended that', 'The September-October term jury', 'Only a relative handful'].map((p) => system + p);
@@ -189,7 +211,8 @@ test('error paths answer OpenAI error objects with the right status', async () =
   check(curl([url, ...auth, '-d', '{"prompt": "x", ']), 400);
   check(curl([url, ...auth, '-d', '{"prompt": "x", "temperature": "hot"}']), 400, 'temperature');
   check(curl([url, ...auth, '-d', '{"prompt": 5}']), 400, 'prompt');
-  check(curl([url, ...auth, '-d', '{"prompt": "x", "n": 2}']), 400, 'n');
+  check(curl([url, ...auth, '-d', '{"prompt": "x", "n": 17}']), 400, 'n');
+  check(curl([url, ...auth, '-d', '{"prompt": ["a", ""]}']), 400, 'prompt[1]');
   check(curl([url, ...auth, '-d', '{"prompt": "x", "max_tokens": 0}']), 400, 'max_tokens');
   assert.equal(check(curl([url, ...auth, '-d', '{"model": "gpt-4", "prompt": "x"}']), 404, 'model').code, 'model_not_found');
   assert.equal(check(curl([url, ...auth, '-d', JSON.stringify({ prompt: 'word '.repeat(300) })]), 400).code,
