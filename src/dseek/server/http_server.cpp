@@ -155,7 +155,8 @@ class Answer {
     for (size_t c = 0; c < choices_.size(); ++c) {
       const std::string& echo = job_.prompts[size_t(choices_[c]->prompt)].echo;
       if (job_.chat)
-        out.push_back(chat_chunk(id_, created_, model_, OutputDelta{}, std::nullopt, true, job_.include_usage, nullptr, int(c)));
+        out.push_back(
+            chat_chunk(id_, created_, model_, OutputDelta{}, std::nullopt, true, job_.include_usage, nullptr, int(c)));
       else if (job_.echo && !echo.empty() && !job_.req.prompt_logprobs)
         out.push_back(text_chunk(id_, created_, model_, echo, std::nullopt, job_.include_usage, nullptr, int(c)));
     }
@@ -184,7 +185,8 @@ class Answer {
       if (!out)
         ch.message.append(d);
       else if (!d.empty())
-        out->push_back(chat_chunk(id_, created_, model_, d, std::nullopt, false, job_.include_usage, take_logprobs(ch), c));
+        out->push_back(
+            chat_chunk(id_, created_, model_, d, std::nullopt, false, job_.include_usage, take_logprobs(ch), c));
     } else if (!out) {
       ch.text += e.text;
     } else if (!e.text.empty()) {
@@ -212,7 +214,8 @@ class Answer {
         ch.message.append(d);
       } else {
         if (!d.empty())
-          out->push_back(chat_chunk(id_, created_, model_, d, std::nullopt, false, job_.include_usage, take_logprobs(ch), c));
+          out->push_back(
+              chat_chunk(id_, created_, model_, d, std::nullopt, false, job_.include_usage, take_logprobs(ch), c));
         out->push_back(chat_chunk(id_, created_, model_, OutputDelta{}, ch.finish_reason, false, job_.include_usage,
                                   take_logprobs(ch), c));
       }
@@ -222,7 +225,8 @@ class Answer {
     if (!out) {
       ch.logprobs = take_logprobs(ch);
       // Requested but nothing generated (EOS first): an empty list, not null.
-      if (job_.req.logprobs && ch.logprobs.is_null()) ch.logprobs = job_.chat ? chat_logprobs({}) : completion_logprobs({});
+      if (job_.req.logprobs && ch.logprobs.is_null())
+        ch.logprobs = job_.chat ? chat_logprobs({}) : completion_logprobs({});
     }
   }
 
@@ -454,8 +458,8 @@ void HttpServer::routes() {
             if (!send(j)) return false;
           if (const auto& f = answer->failure()) {
             engine_.cancel(id);
-            send(json::parse(error_body(ApiError(500, "server_error", "generation failed: " +
-                                                                        (f->error.empty() ? f->finish_reason : f->error)))));
+            const std::string why = f->error.empty() ? f->finish_reason : f->error;
+            send(json::parse(error_body(ApiError(500, "server_error", "generation failed: " + why))));
             return end_stream();
           }
           if (!answer->all_done()) return true;
