@@ -161,6 +161,56 @@ TEST(BatchForward, V3PagedBatchMatchesSingleSequence) { run_case("v3", /*with_mt
 TEST(BatchForward, V2LitePagedBatchMatchesSingleSequence) { run_case("v2lite", false); }
 TEST(BatchForward, V32SparseAttentionPerSequence) { run_case("v32", false); }
 
+// MTP rows below logits_from only write their cache rows (Model::mtp_forward_batch skips their
+// attention, FFN and head): the cache rows, the logits of the other rows, and a later row that
+// attends to them must equal the all-rows computation.
+TEST(BatchForward, MtpRowsWithoutLogitsWriteTheSameCacheRows) {
+  LoadOptions lo;
+  lo.load_mtp = true;
+  const Model m = Model::load(test::golden_model_dir("v3"), lo);
+  const ModelConfig& c = m.config();
+  const int64_t V = c.vocab_size, D = c.hidden_size, L = c.kv_latent_dim(), n_layers = m.n_cache_layers();
+  const int64_t mtp_layer = c.num_hidden_layers;
+  const std::vector<int64_t> lens = {9, 6};  // each sequence: tokens (lens - 1 MTP rows, then 1 more)
+  std::mt19937 rng(11);
+  std::vector<std::vector<int32_t>> toks(lens.size());
+  std::vector<std::vector<float>> hidden(lens.size());
+  std::vector<KVCache> ref, got;
+  for (size_t s = 0; s < lens.size(); ++s) {
+    const int64_t T = lens[s];
+    for (int64_t i = 0; i < T + 1; ++i) toks[s].push_back(int32_t(rng() % uint32_t(V)));
+    ref.emplace_back(c, n_layers, T + 1);
+    got.emplace_back(c, n_layers, T + 1);
+    hidden[s].resize(size_t(T * D));
+    Workspace ws(c, T, T + 1, nullptr, false);
+    m.forward(toks[s].data(), T, 0, ref[s].view(), AttnImpl::kAbsorb, ws, nullptr, T, hidden[s].data());
+    m.forward(toks[s].data(), T, 0, got[s].view(), AttnImpl::kAbsorb, ws, nullptr, T);
+  }
+  Workspace ws(c, 32, 16, nullptr, false);
+  // Step 1, MTP rows [0, T - 1): reference all with logits; batched, sequence 0 wants the last row's
+  // logits only and sequence 1 none.
+  const int64_t n0 = lens[0] - 1, n1 = lens[1] - 1;
+  std::vector<float> ref_logits(size_t(n0 * V)), logits(size_t(n0 * V), NAN), h;
+  m.mtp_forward(hidden[0].data(), toks[0].data() + 1, n0, 0, ref[0].view(), AttnImpl::kAbsorb, ws, ref_logits.data());
+  std::vector<float> scratch(size_t(n1 * V));
+  m.mtp_forward(hidden[1].data(), toks[1].data() + 1, n1, 0, ref[1].view(), AttnImpl::kAbsorb, ws, scratch.data());
+  h.insert(h.end(), hidden[0].begin(), hidden[0].begin() + n0 * D);
+  h.insert(h.end(), hidden[1].begin(), hidden[1].begin() + n1 * D);
+  const SeqInput step1[2] = {{toks[0].data() + 1, n0, 0, got[0].view(), n0 - 1}, {toks[1].data() + 1, n1, 0, got[1].view(), n1}};
+  m.mtp_forward_batch(h.data(), step1, AttnImpl::kAbsorb, ws, logits.data());
+  EXPECT_LE(max_abs_diff(logits.data(), ref_logits.data() + (n0 - 1) * V, V), kTol) << "last MTP row's logits";
+  for (size_t s = 0; s < lens.size(); ++s)
+    for (int64_t pos = 0; pos < lens[s] - 1; ++pos)
+      EXPECT_LE(max_abs_diff(got[s].view().latent_rows(mtp_layer).row(pos), ref[s].view().latent_rows(mtp_layer).row(pos), L), kTol)
+          << "seq " << s << " MTP cache row " << pos;
+  // Step 2: one more row of sequence 1 attends to the rows that step 1 wrote without logits.
+  const int64_t p = n1;
+  std::vector<float> a(static_cast<size_t>(V)), b(static_cast<size_t>(V));
+  m.mtp_forward(hidden[1].data() + p * D, toks[1].data() + p + 1, 1, p, ref[1].view(), AttnImpl::kAbsorb, ws, a.data());
+  m.mtp_forward(hidden[1].data() + p * D, toks[1].data() + p + 1, 1, p, got[1].view(), AttnImpl::kAbsorb, ws, b.data());
+  EXPECT_LE(max_abs_diff(a.data(), b.data(), V), kTol) << "a row attending to cache-only rows";
+}
+
 TEST(BatchForward, RejectsBadInput) {
   const Model m = Model::load(test::golden_model_dir("v2lite"));
   KVCache cache(m.config(), m.n_cache_layers(), 8);

@@ -86,7 +86,7 @@ void run_heads(Workspace& ws, int64_t H, const Fn& fn) {
 void mla_project(const float* x, const TokenBatch& b, const MlaWeights& w, const MlaParams& p, const LayerRows* rows,
                  Workspace& ws) {
   const int64_t H = p.n_heads, nope = p.qk_nope_head_dim, rope = p.qk_rope_head_dim;
-  const int64_t R = p.kv_lora_rank, L = p.latent_dim(), qkd = p.qk_head_dim(), half = rope / 2, T = b.T;
+  const int64_t qkd = p.qk_head_dim(), half = rope / 2, T = b.T;
   DSEEK_CHECK(T <= ws.max_tokens, "workspace too small for this call");
   ThreadPool* pool = ws.pool;
   float* q = ws.q.data();  // (T, H, qkd)
@@ -102,17 +102,29 @@ void mla_project(const float* x, const TokenBatch& b, const MlaWeights& w, const
     matmul(q, x, w.q_proj, T, pool);
   }
 
+  mla_write_latent(x, b, w, p, rows, ws);
+  for (int64_t t = 0; t < T; ++t) {
+    rope_cos_sin(cos, sin, b.pos[t], p.inv_freq.data(), half, p.rope_attn_factor);
+    for (int64_t h = 0; h < H; ++h) rope_apply_interleaved(q + (t * H + h) * qkd + nope, cos, sin, half);
+  }
+}
+
+void mla_write_latent(const float* x, const TokenBatch& b, const MlaWeights& w, const MlaParams& p,
+                      const LayerRows* rows, Workspace& ws) {
+  const int64_t R = p.kv_lora_rank, L = p.latent_dim(), half = p.qk_rope_head_dim / 2, T = b.T;
+  DSEEK_CHECK(T <= ws.max_tokens, "workspace too small for this call");
+  float* cos = ws.rope_cs.data();
+  float* sin = cos + half;
   // The latent row of each new token: [norm(c_kv) | rope(k_pe)], written straight into the cache.
-  matmul(ws.kv_a.data(), x, w.kv_a_proj_with_mqa, T, pool);
+  matmul(ws.kv_a.data(), x, w.kv_a_proj_with_mqa, T, ws.pool);
   for (int64_t t = 0; t < T; ++t) {
     const int64_t pos = b.pos[t];
     float* row = rows[b.seq[t]].row(pos);
     const float* kv = ws.kv_a.data() + t * L;
     rmsnorm(row, kv, w.kv_a_layernorm.data(), 1, R, p.rms_norm_eps);
-    std::memcpy(row + R, kv + R, size_t(rope) * sizeof(float));
+    std::memcpy(row + R, kv + R, size_t(p.qk_rope_head_dim) * sizeof(float));
     rope_cos_sin(cos, sin, pos, p.inv_freq.data(), half, p.rope_attn_factor);
     rope_apply_interleaved(row + R, cos, sin, half);
-    for (int64_t h = 0; h < H; ++h) rope_apply_interleaved(q + (t * H + h) * qkd + nope, cos, sin, half);
   }
 }
 

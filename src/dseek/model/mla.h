@@ -44,6 +44,11 @@ struct MlaParams {
 void mla_project(const float* x, const TokenBatch& b, const MlaWeights& w, const MlaParams& p, const LayerRows* rows,
                  Workspace& ws);
 
+// The cache half of step 1: each token's latent row [norm(c_kv) | rope(k_pe)] from x (T, hidden,
+// input_layernorm'ed) into rows[seq], without the queries. Uses ws.kv_a and ws.rope_cs.
+void mla_write_latent(const float* x, const TokenBatch& b, const MlaWeights& w, const MlaParams& p,
+                      const LayerRows* rows, Workspace& ws);
+
 // Step 2: out (T, hidden) = attention of ws.q over its sequence's cache positions [0, pos] for each
 // query, then o_proj. `allowed` (optional, per token a row of pos+1 bytes, 1 = attend) restricts the
 // keys each query sees (V3.2 sparse attention); without it attention is dense and causal.

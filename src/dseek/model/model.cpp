@@ -176,10 +176,46 @@ void Model::mtp_forward_batch(const float* hprev, std::span<const SeqInput> seqs
   }
   float* x = ws.x.data();
   matmul(x, cat, m.eh_proj, T, ws.pool);
-  layer_forward(m.block, cfg_.num_hidden_layers, impl, ws, trace);
+  const int64_t layer = cfg_.num_hidden_layers;
+  int64_t n_cache_only = 0;
+  for (const SeqInput& in : seqs) n_cache_only += in.logits_from;
+  if (n_cache_only == 0 || trace || m.block.self_attn.indexer.present()) {
+    layer_forward(m.block, layer, impl, ws, trace);
+    float* h = ws.h.data();
+    rmsnorm(h, x, m.shared_head_norm.data(), T, D, eps);
+    head_logits(logits, h, seqs, m.shared_head_head, ws);
+    return;
+  }
+  // Rows without logits only need their cache row: with one MTP depth nothing else reads their
+  // output, so they skip the queries, attention, the FFN and the head (the prompt's rows, and the
+  // first row after an accepted draft, issue 8). Their normed inputs go to h, the other rows move
+  // up in x; then each set runs as its own batch. (V3.2 would also need the indexer's key rows.)
+  std::vector<SeqInput> cache_only, full;
   float* h = ws.h.data();
-  rmsnorm(h, x, m.shared_head_norm.data(), T, D, eps);
-  head_logits(logits, h, seqs, m.shared_head_head, ws);
+  const float* norm = m.block.input_layernorm.data();
+  int64_t nc = 0, nf = 0;
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    const SeqInput& in = seqs[s];
+    const int64_t t0 = ws.seq_first[s];
+    if (in.logits_from > 0) {
+      cache_only.push_back({in.tokens, in.logits_from, in.start_pos, in.cache, in.logits_from});
+      for (int64_t i = 0; i < in.logits_from; ++i, ++nc) rmsnorm(h + nc * D, x + (t0 + i) * D, norm, 1, D, eps);
+    }
+    if (in.logits_from < in.n_tokens) {
+      const int64_t n = in.n_tokens - in.logits_from;
+      full.push_back({in.tokens + in.logits_from, n, in.start_pos + in.logits_from, in.cache, 0});
+      std::memmove(x + nf * D, x + (t0 + in.logits_from) * D, size_t(n * D) * sizeof(float));
+      nf += n;
+    }
+  }
+  plan_batch(cache_only, layer + 1, ws, nullptr);
+  for (size_t s = 0; s < cache_only.size(); ++s) ws.seq_rows[s] = ws.seq_cache[s].latent_rows(layer);
+  mla_write_latent(h, ws.batch, m.block.self_attn, mla_, ws.seq_rows.data(), ws);
+  if (full.empty()) return;
+  plan_batch(full, layer + 1, ws, nullptr);
+  layer_forward(m.block, layer, impl, ws, nullptr);
+  rmsnorm(h, x, m.shared_head_norm.data(), nf, D, eps);
+  head_logits(logits, h, full, m.shared_head_head, ws);
 }
 
 void Model::mtp_forward(const float* hprev, const int32_t* tokens_next, int64_t T, int64_t start_pos,
