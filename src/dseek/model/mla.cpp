@@ -52,8 +52,13 @@ MlaParams MlaParams::from_config(const ModelConfig& c) {
 
 namespace {
 
-// Sequences with at least this many tokens in a call attend through GEMMs (attend_prefill_gemm).
-constexpr int64_t kPrefillGemmTokens = 8;
+// Sequences with at least this many tokens in a call attend through GEMMs (attend_prefill_gemm);
+// 1: decode tokens too, whenever the workspace has the gather buffers (max_tokens > 1). Row by row,
+// each (position, head) costs a horizontal sum and each position a separate axpy: on the demo model
+// (4 heads, ~200 cached positions) that was 36 % of a decode step, and the two-token verification
+// pass of MTP speculation paid it twice. GEMMs: 187 -> 168 us per step at 1 token, 296 -> 222 us at 2
+// (issue 8, docs/performance.md "Serving").
+constexpr int64_t kPrefillGemmTokens = 1;
 
 float dot(const float* a, const float* b, int64_t n) {
   float s = 0.f;
@@ -196,8 +201,8 @@ void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaP
       for (int64_t t = 0; t < T; ++t) std::memcpy(ws.q_lat.data() + (t * H + h) * R, lat + t * R, size_t(R) * sizeof(float));
     });
     // 2. Attention of every (query, head) against its sequence's latent cache rows [0, pos].
-    //    A sequence with many tokens in this call (prefill) runs as GEMMs over its gathered rows;
-    //    decode rows (and short chunks) run row by row.
+    //    Each sequence runs as GEMMs over its gathered rows (kPrefillGemmTokens); row by row only
+    //    with a one-token workspace, which has no gather buffers.
     auto use_gemm = [&](int64_t sq) {
       return !ws.prefill_kv.empty() && b.seq_first[sq + 1] - b.seq_first[sq] >= kPrefillGemmTokens;
     };
