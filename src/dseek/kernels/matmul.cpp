@@ -8,6 +8,7 @@
 
 #include "dseek/core/error.h"
 #include "dseek/kernels/cpu_features.h"
+#include "dseek/kernels/gemm_q8.h"
 #include "dseek/kernels/matmul_kernels.h"
 #include "dseek/kernels/matmul_quant.h"
 #include "dseek/kernels/vec.h"
@@ -252,6 +253,11 @@ const mm::KernelSet& avx512_set() {
 
 const mm::KernelSet* fast_kernels() { return has_avx512() ? &avx512_set() : nullptr; }
 
+const mm::QGemmKernels& qgemm_set() {
+  static const mm::QGemmKernels k = mm::qgemm_avx512_kernels();
+  return k;
+}
+
 void check_weight(const MatView& w) {
   switch (w.dtype) {
     case DType::kF32:
@@ -361,12 +367,19 @@ mm::KernelFn gemm_kernel(const MatView& w, int64_t B, MatmulKernel kernel) {
 }
 bool gemm_path(const MatView& w, int64_t B, MatmulKernel kernel) { return gemm_kernel(w, B, kernel) != nullptr; }
 
+// Q8_0 / Q4_0 prefill as int8 products (gemm_q8.h): vpdpbusd does twice vdpbf16ps's multiply-adds.
+bool qgemm_path(const MatView& w, int64_t B, MatmulKernel kernel) {
+  return kernel == MatmulKernel::kAvx512Bf16 && B >= kMatmulGemmMinTokens && mm::qgemm_tokens(B) &&
+         (w.dtype == DType::kQ8_0 || w.dtype == DType::kQ4_0) && qgemm_set().prep_tile;
+}
+
 // Tokens per activation tile of the prefill kernel for B tokens, and the bytes of one tile.
 int64_t gemm_width(int64_t B) { return small_gemm(B) ? mm::kSmallGemmTokens : mm::kGemmTokens; }
 int64_t gemm_tile_bytes(int64_t K, int64_t width) { return mm::gemm_pairs(K) * width * 4; }
 
 // Bytes of converted activations a product of B tokens needs (0 when the kernel reads x directly).
 int64_t act_bytes(const MatView& w, int64_t B, MatmulKernel kernel) {
+  if (qgemm_path(w, B, kernel)) return (B + mm::kQGemmTokens - 1) / mm::kQGemmTokens * mm::qgemm_tile_bytes(w.cols);
   if (gemm_path(w, B, kernel)) {
     const int64_t width = gemm_width(B);
     return (B + width - 1) / width * gemm_tile_bytes(w.cols, width);
@@ -397,13 +410,15 @@ void prepare_quant_act(mm::Job& job, mm::KernelFn& fn, const mm::KernelSet& ks, 
   job.act_stride = l.stride;
   job.act_corr_offset = l.corr_offset;
   job.act_scale_offset = l.scale_offset;
+  job.act_block_scale_offset = l.block_scale_offset;
+  job.act_block_corr_offset = l.block_corr_offset;
   job.w_scales_offset = w.dtype == DType::kQ8_0 ? K : K / 2;
   auto prep_fn = w.dtype == DType::kQ8_0 ? ks.prep_q8_0 : ks.prep_q4_0;
   const DType wt = w.dtype;
   for_tokens(pool, B, K, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       if (prep_fn)
-        prep_fn(act + b * l.stride, x + b * K, K, l.stride, l.corr_offset, l.scale_offset);
+        prep_fn(act + b * l.stride, x + b * K, job);
       else
         quantize_activations(act + b * l.stride, x + b * K, wt, K);
     }
@@ -440,7 +455,21 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
     case DType::kBF16:
     case DType::kQ8_0:
     case DType::kQ4_0:
-      if (gemm_path(w, B, kernel)) {
+      if (qgemm_path(w, B, kernel)) {
+        // Activations quantized per block of 32, in tiles of kQGemmTokens tokens.
+        const int64_t tiles = (B + mm::kQGemmTokens - 1) / mm::kQGemmTokens;
+        job.act_stride = mm::qgemm_tile_bytes(K);
+        const int64_t stride = job.act_stride;
+        const mm::QGemmKernels& qk = qgemm_set();
+        for_tokens(pool, tiles, K * mm::kQGemmTokens, [&](int64_t t0, int64_t t1) {
+          for (int64_t t = t0; t < t1; ++t)
+            qk.prep_tile(act + t * stride, x + t * mm::kQGemmTokens * K, std::min(mm::kQGemmTokens, B - t * mm::kQGemmTokens), K);
+        });
+        job.act = act;
+        job.w_scales_offset = w.dtype == DType::kQ8_0 ? K : K / 2;
+        fn = w.dtype == DType::kQ8_0 ? qk.q8_0 : qk.q4_0;
+        p.gemm = true;
+      } else if (gemm_path(w, B, kernel)) {
         // Activations rounded to bf16 as below, packed in tiles of gemm_width tokens.
         const int64_t width = gemm_width(B), tiles = (B + width - 1) / width;
         job.act_stride = gemm_tile_bytes(K, width);

@@ -1,0 +1,241 @@
+// Int8 prefill GEMM for Q8_0 / Q4_0 weights (AVX-512 VNNI), see gemm_q8.h and docs/kernels.md.
+//
+// Prefill is bound by multiply-add throughput. vpdpbusd does 64 int8 multiply-adds per instruction,
+// vdpbf16ps 32, at the same rate on this CPU (Zen 5, ad-hoc harness: 425 vs 213 GMAC/s per core),
+// so the block formats run faster as integer products than widened to bf16. As in the BF16 GEMM
+// (matmul_avx512.cpp), each task packs 64 weight rows x 256 columns at a time into two panels
+// that hold, per group of 4 columns, the 4 code bytes of 32 rows as 32 words (a 16 x 16 word
+// transpose per 16 rows and 64 columns; Q4_0 nibbles are unpacked to bytes here, so both formats
+// share one micro-kernel), plus each block's 32 float scales. A register tile of 6 tokens x 32 rows
+// keeps 12 int32 accumulators for the current block and 12 float ones: per group of 4 columns,
+// 2 panel loads, 6 broadcast activation words and 12 vpdpbusd; per block of 32 columns, every
+// int32 sum is converted and added as float(dot) * (d_w * dx).
+//
+// Compiled with AVX-512 flags (CMakeLists.txt) and only called after cpu_features() said yes, so
+// this file includes nothing but intrinsics and plain-struct headers and keeps every helper in an
+// anonymous namespace (see matmul_kernels.h for why).
+#include "dseek/kernels/gemm_q8.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+#include "dseek/kernels/transpose_avx512.h"
+
+// GCC 12's AVX-512 headers build some results from undefined placeholders and then warn about
+// them once inlined here (as in matmul_avx512.cpp).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace dseek::mm {
+namespace {
+
+constexpr int64_t kTok = kQGemmTokens;
+constexpr int64_t kRows = 32;       // weight rows per panel (two 16-lane vectors)
+constexpr int64_t kCols = 256;      // columns per packed panel: 8 blocks, 8 KB of codes + 1 KB of scales
+constexpr int64_t kBlockRows = 64;  // rows packed together; each token tile sweeps their panels
+
+inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+inline __mmask16 mask16(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1); }
+inline __mmask32 mask32(int64_t n) { return n >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << n) - 1); }
+inline __mmask64 mask64(int64_t n) { return n >= 64 ? __mmask64(~0ull) : __mmask64((1ull << n) - 1); }
+inline const uint8_t* row_of(const Job& j, int64_t r) { return j.w + r * j.w_row_bytes; }
+
+struct Panel {
+  alignas(64) uint32_t codes[kCols / 4 * kRows];  // [group][row]: 4 unsigned codes (value + 128)
+  alignas(64) float dw[kCols / 32 * kRows];       // [block][row]: the weight scale d
+};
+
+// 64 columns of a stored row from column k (n <= 64 of them exist, a multiple of 32), as bytes
+// value + 128 (vpdpbusd multiplies unsigned by signed bytes: the activations stay signed, and each
+// block's sum starts from -128 * the sum of its activation codes).
+struct CodesQ8 {
+  static constexpr int kShift = 0;  // code bytes of column k start at byte k >> kShift
+  static __m512i load64(const uint8_t* row, int64_t k, int64_t n) {
+    return _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask64(n), row + k), _mm512_set1_epi8(char(0x80)));
+  }
+};
+struct CodesQ4 {
+  static constexpr int kShift = 1;
+  static __m512i load64(const uint8_t* row, int64_t k, int64_t n) {
+    const __m256i v = _mm256_maskz_loadu_epi8(mask32(n / 2), row + k / 2);  // one or two blocks
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    const __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+    const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);  // 128-bit lanes lo0 lo1 hi0 hi1
+    const __m512i o = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));    // lo0 hi0 lo1 hi1: column order
+    return _mm512_add_epi8(o, _mm512_set1_epi8(120));  // nibble c is the value c - 8
+  }
+};
+
+// Panel of rows [r0, r0 + nr) (nr <= kRows, zeros beyond) and columns [k0, k0 + kc) of W.
+template <class C>
+void pack_panel(Panel& p, const Job& j, int64_t r0, int64_t nr, int64_t k0, int64_t kc) {
+  for (int h = 0; h < 2; ++h)
+    for (int64_t k = 0; k < kc; k += 64) {
+      __m512 r[16];
+      for (int i = 0; i < 16; ++i) {
+        const int64_t row = 16 * h + i;
+        r[i] = row < nr ? _mm512_castsi512_ps(C::load64(row_of(j, r0 + row), k0 + k, min64(64, kc - k)))
+                        : _mm512_setzero_ps();
+      }
+      transpose16(r);  // r[q] = group k / 4 + q of the 16 rows
+      const int64_t groups = min64(16, (kc - k) / 4);
+      for (int q = 0; q < groups; ++q)
+        _mm512_store_ps(reinterpret_cast<float*>(p.codes + (k / 4 + q) * kRows + 16 * h), r[q]);
+    }
+  const int64_t nb = kc / 32;
+  for (int64_t i = 0; i < kRows; ++i) {
+    alignas(64) float d[16] = {};
+    if (i < nr) {
+      const uint8_t* s = row_of(j, r0 + i) + j.w_scales_offset + 2 * (k0 / 32);
+      _mm512_store_ps(d, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask16(nb), s)));
+    }
+    for (int64_t b = 0; b < nb; ++b) p.dw[b * kRows + i] = d[b];
+  }
+}
+
+// y (T tokens x cols <= 32 of a tile, row stride ldy) (+)= blocks [j0, j0 + nb) of the activation
+// tile `act` (K columns) times the panel.
+template <int T>
+void tile(const uint8_t* act, int64_t K, int64_t j0, int64_t nb, const Panel& p, float* y, int64_t ldy, int64_t cols,
+          bool accumulate) {
+  const uint32_t* codes = reinterpret_cast<const uint32_t*>(act) + j0 * 8 * kTok;
+  const float* dxs = reinterpret_cast<const float*>(act + qgemm_dx_offset(K)) + j0 * kTok;
+  const int32_t* corr = reinterpret_cast<const int32_t*>(act + qgemm_corr_offset(K)) + j0 * kTok;
+  __m512 cf[T][2];
+  for (int t = 0; t < T; ++t) cf[t][0] = cf[t][1] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512i ci[T][2];
+    for (int t = 0; t < T; ++t) ci[t][0] = ci[t][1] = _mm512_set1_epi32(corr[b * kTok + t]);
+    for (int g = 0; g < 8; ++g) {
+      const uint32_t* wg = p.codes + (b * 8 + g) * kRows;
+      const __m512i w0 = _mm512_load_si512(wg), w1 = _mm512_load_si512(wg + 16);
+      const uint32_t* ag = codes + (b * 8 + g) * kTok;
+      for (int t = 0; t < T; ++t) {
+        const __m512i a = _mm512_set1_epi32(int(ag[t]));
+        ci[t][0] = _mm512_dpbusd_epi32(ci[t][0], w0, a);
+        ci[t][1] = _mm512_dpbusd_epi32(ci[t][1], w1, a);
+      }
+    }
+    const __m512 d0 = _mm512_load_ps(p.dw + b * kRows), d1 = _mm512_load_ps(p.dw + b * kRows + 16);
+    for (int t = 0; t < T; ++t) {
+      const __m512 dx = _mm512_set1_ps(dxs[b * kTok + t]);
+      cf[t][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ci[t][0]), _mm512_mul_ps(d0, dx), cf[t][0]);
+      cf[t][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ci[t][1]), _mm512_mul_ps(d1, dx), cf[t][1]);
+    }
+  }
+  const __mmask16 m0 = mask16(cols), m1 = cols > 16 ? mask16(cols - 16) : __mmask16(0);
+  for (int t = 0; t < T; ++t) {
+    float* yt = y + t * ldy;
+    if (accumulate) {
+      cf[t][0] = _mm512_add_ps(cf[t][0], _mm512_maskz_loadu_ps(m0, yt));
+      cf[t][1] = _mm512_add_ps(cf[t][1], _mm512_maskz_loadu_ps(m1, yt + 16));
+    }
+    _mm512_mask_storeu_ps(yt, m0, cf[t][0]);
+    _mm512_mask_storeu_ps(yt + 16, m1, cf[t][1]);
+  }
+}
+
+void tile_rows(int64_t rows, const uint8_t* act, int64_t K, int64_t j0, int64_t nb, const Panel& p, float* y,
+               int64_t ldy, int64_t cols, bool accumulate) {
+  static_assert(kTok == 6, "tile_rows dispatches 1 to 6 tokens");
+  switch (rows) {
+    case 1: return tile<1>(act, K, j0, nb, p, y, ldy, cols, accumulate);
+    case 2: return tile<2>(act, K, j0, nb, p, y, ldy, cols, accumulate);
+    case 3: return tile<3>(act, K, j0, nb, p, y, ldy, cols, accumulate);
+    case 4: return tile<4>(act, K, j0, nb, p, y, ldy, cols, accumulate);
+    case 5: return tile<5>(act, K, j0, nb, p, y, ldy, cols, accumulate);
+    default: return tile<6>(act, K, j0, nb, p, y, ldy, cols, accumulate);
+  }
+}
+
+template <class C>
+void qgemm(const Job& j, int64_t n0, int64_t n1) {
+  Panel panels[kBlockRows / kRows];
+  const int64_t K = j.K, tiles = (j.B + kTok - 1) / kTok;
+  for (int64_t r0 = n0; r0 < n1; r0 += kBlockRows) {
+    const int64_t rb = min64(kBlockRows, n1 - r0), np = (rb + kRows - 1) / kRows;
+    for (int64_t k0 = 0; k0 < K; k0 += kCols) {
+      const int64_t kc = min64(kCols, K - k0);
+      for (int64_t q = 0; q < np; ++q) pack_panel<C>(panels[q], j, r0 + q * kRows, min64(kRows, rb - q * kRows), k0, kc);
+      // The next block's code bytes, fetched into L2 while this one computes (spread over the
+      // token tiles): packing reads 64 rows a row apart, too short a run for the hardware
+      // prefetchers (the BF16 GEMM measured its packing loads stalled ~40 % of the time).
+      const bool last = k0 + kc >= K;
+      const int64_t next_r0 = last ? r0 + kBlockRows : r0, next_k0 = last ? 0 : k0 + kc;
+      const int64_t next_rows = min64(kBlockRows, n1 - next_r0);
+      const int64_t next_bytes = min64(kCols, K - next_k0) >> C::kShift;
+      for (int64_t t = 0; t < tiles; ++t) {
+        for (int64_t i = t * next_rows / tiles; i < (t + 1) * next_rows / tiles; ++i)
+          for (int64_t b = 0; b < next_bytes; b += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(row_of(j, next_r0 + i) + (next_k0 >> C::kShift) + b), _MM_HINT_T1);
+        const uint8_t* act = j.act + t * j.act_stride;
+        float* y = j.y + t * kTok * j.N + r0;
+        const int64_t rows = min64(kTok, j.B - t * kTok);
+        for (int64_t q = 0; q < np; ++q)
+          tile_rows(rows, act, K, k0 / 32, kc / 32, panels[q], y + q * kRows, j.N, min64(kRows, rb - q * kRows), k0 > 0);
+      }
+    }
+  }
+}
+
+// One tile of activations, quantized per block as quantize_act_block does (bit for bit): codes
+// round(x * 127 / amax) (nearest even, as nearbyint in the default rounding mode), dx = amax / 127;
+// a block with a non-finite value gets codes 0 and dx = NaN, so its outputs are NaN.
+void prep_tile(uint8_t* out, const float* x, int64_t rows, int64_t K) {
+  auto* codes = reinterpret_cast<uint32_t*>(out);
+  auto* dxs = reinterpret_cast<float*>(out + qgemm_dx_offset(K));
+  auto* corr = reinterpret_cast<int32_t*>(out + qgemm_corr_offset(K));
+  const int64_t nb = K / 32;
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+  for (int64_t t = 0; t < kTok; ++t) {
+    for (int64_t b = 0; b < nb; ++b) {
+      alignas(16) uint32_t w[8] = {};
+      float dx = 0.f;
+      int32_t sum = 0;
+      if (t < rows) {
+        const float* xb = x + t * K + 32 * b;
+        const __m512 v0 = _mm512_loadu_ps(xb), v1 = _mm512_loadu_ps(xb + 16);
+        const __mmask16 f0 = _mm512_cmp_ps_mask(_mm512_sub_ps(v0, v0), zero, _CMP_EQ_OQ);
+        const __mmask16 f1 = _mm512_cmp_ps_mask(_mm512_sub_ps(v1, v1), zero, _CMP_EQ_OQ);
+        if (f0 != 0xffff || f1 != 0xffff) {
+          dx = __builtin_nanf("");
+        } else {
+          const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+          dx = amax / 127.f;
+          const __m512 id = _mm512_set1_ps(amax != 0.f ? 127.f / amax : 0.f);
+          const __m512i q0 = _mm512_max_epi32(lo, _mm512_min_epi32(hi, _mm512_cvtps_epi32(_mm512_mul_ps(v0, id))));
+          const __m512i q1 = _mm512_max_epi32(lo, _mm512_min_epi32(hi, _mm512_cvtps_epi32(_mm512_mul_ps(v1, id))));
+          sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+          _mm_store_si128(reinterpret_cast<__m128i*>(w), _mm512_cvtepi32_epi8(q0));
+          _mm_store_si128(reinterpret_cast<__m128i*>(w + 4), _mm512_cvtepi32_epi8(q1));
+        }
+      }
+      for (int g = 0; g < 8; ++g) codes[(8 * b + g) * kTok + t] = w[g];
+      dxs[b * kTok + t] = dx;
+      corr[b * kTok + t] = -128 * sum;
+    }
+  }
+}
+
+}  // namespace
+
+QGemmKernels qgemm_avx512_kernels() {
+  QGemmKernels k;
+  k.q8_0 = &qgemm<CodesQ8>;
+  k.q4_0 = &qgemm<CodesQ4>;
+  k.prep_tile = &prep_tile;
+  return k;
+}
+
+}  // namespace dseek::mm
+
+#else
+
+namespace dseek::mm {
+QGemmKernels qgemm_avx512_kernels() { return {}; }
+}  // namespace dseek::mm
+
+#endif
