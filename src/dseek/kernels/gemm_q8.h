@@ -13,11 +13,11 @@
 
 namespace dseek::mm {
 
-// Batch sizes matmul sends here (kAvx512Bf16, Q8_0 / Q4_0): 9 to 16 and more than 64 tokens.
-// 17 to 64 tokens (a MoE expert's share of a prefill chunk) stay on the bf16 kernel that
-// broadcasts weights from their rows (matmul_avx512.cpp): packing a panel for 3 to 11 token tiles
-// cost more than the int8 products saved (matmul_bench at B = 48, docs/kernels.md).
-constexpr bool qgemm_tokens(int64_t B) { return (B >= 9 && B <= 16) || B > 64; }
+// Batch sizes matmul sends here (kAvx512Bf16, Q8_0 / Q4_0): all from kMatmulGemmMinTokens (9) on.
+// At 17 to 64 tokens (a MoE expert's share of a prefill chunk) the bf16 kernel that broadcasts
+// weights from their rows was faster for some dense shapes, but the expert shapes and pp512 end to
+// end were faster here (docs/kernels.md).
+constexpr bool qgemm_tokens(int64_t B) { return B >= 9; }
 
 // Tokens per activation tile (one register tile is kQGemmTokens tokens x 32 rows).
 constexpr int64_t kQGemmTokens = 6;
