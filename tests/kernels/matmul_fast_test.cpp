@@ -538,7 +538,14 @@ TEST(MatmulFast, VectorActivationPrepMatchesScalar) {
       std::vector<uint8_t> want(size_t(l.stride)), got(size_t(l.stride) + 64);
       uint8_t* g = got.data() + (64 - reinterpret_cast<uintptr_t>(got.data()) % 64) % 64;
       quantize_activations(want.data(), x, t, K);
-      (t == DType::kQ8_0 ? ks.prep_q8_0 : ks.prep_q4_0)(g, x, K, l.stride, l.corr_offset, l.scale_offset);
+      mm::Job job;
+      job.K = K;
+      job.act_stride = l.stride;
+      job.act_corr_offset = l.corr_offset;
+      job.act_scale_offset = l.scale_offset;
+      job.act_block_scale_offset = l.block_scale_offset;
+      job.act_block_corr_offset = l.block_corr_offset;
+      (t == DType::kQ8_0 ? ks.prep_q8_0 : ks.prep_q4_0)(g, x, job);
       for (int64_t i = 0; i < l.stride; ++i)
         ASSERT_EQ(want[size_t(i)], g[i]) << dtype_name(t) << " K=" << K << " byte " << i;
     }

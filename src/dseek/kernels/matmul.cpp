@@ -410,13 +410,15 @@ void prepare_quant_act(mm::Job& job, mm::KernelFn& fn, const mm::KernelSet& ks, 
   job.act_stride = l.stride;
   job.act_corr_offset = l.corr_offset;
   job.act_scale_offset = l.scale_offset;
+  job.act_block_scale_offset = l.block_scale_offset;
+  job.act_block_corr_offset = l.block_corr_offset;
   job.w_scales_offset = w.dtype == DType::kQ8_0 ? K : K / 2;
   auto prep_fn = w.dtype == DType::kQ8_0 ? ks.prep_q8_0 : ks.prep_q4_0;
   const DType wt = w.dtype;
   for_tokens(pool, B, K, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       if (prep_fn)
-        prep_fn(act + b * l.stride, x + b * K, K, l.stride, l.corr_offset, l.scale_offset);
+        prep_fn(act + b * l.stride, x + b * K, job);
       else
         quantize_activations(act + b * l.stride, x + b * K, wt, K);
     }

@@ -361,6 +361,13 @@ struct Fp8 {
 // used as the accumulator's starting value, so every int32 lane is an exact partial dot product.
 // Lane l of a 64-byte chunk belongs to one block; it is scaled by d_w(block) * dx(block) in float.
 // A chunk's 2 or 4 block scales are widened (vcvtph2ps) and spread over their lanes with vpermps.
+//
+// The Q8_0 row streams (decode, 1-8 tokens) save loads: per 16 blocks they multiply the row's
+// scales by each token's dx once (d_w * dx per block) and subtract the offset term as sum of
+// d_w * cx (the per-block arrays of QActLayout), so a 64-byte chunk costs per token one activation
+// load, vpdpbusd from zero, vpermps, vcvtdq2ps and vfmadd (in L2, B = 2: 2x, B = 8: 1.4x the lane
+// version; B = 1 level). The int32 lanes stay exact; only the float rounding of the offset term
+// differs.
 
 inline const uint16_t* scales_of(const Job& j, const uint8_t* row) {
   return reinterpret_cast<const uint16_t*>(row + j.w_scales_offset);
@@ -371,7 +378,7 @@ inline const uint16_t* scales_of(const Job& j, const uint8_t* row) {
 // vcvtph2ps). Rows ahead get their scale lines fetched explicitly.
 constexpr int64_t kScaleRowsAhead = 2;
 inline void prefetch_scales(const Job& j, int64_t r) {
-  const int64_t ahead = std::min(r + kScaleRowsAhead, j.N - 1);  // stay inside the mapping
+  const int64_t ahead = r + kScaleRowsAhead;  // past the last row: a prefetch never faults
   const char* s = reinterpret_cast<const char*>(scales_of(j, row_of(j, ahead)));
   const int64_t n = j.K / 16;  // bytes: 2 per block of 32
   for (int64_t o = 0; o < n; o += 64) _mm_prefetch(s + o, _MM_HINT_T0);
@@ -422,9 +429,9 @@ struct Q8 {
   template <int T>
   struct Stream {
     static constexpr int U = T >= 4 ? 1 : 4 / T;
-    int64_t nb, n_full;  // chunks of 2 blocks; n_full: those in whole groups of 8 chunks (16 blocks)
+    int64_t nb;  // blocks; a chunk holds 2, a group of 8 chunks 16
     const uint8_t* a[T];
-    explicit Stream(const Job& j) : nb(j.K / 32), n_full(nb / 16 * 8) {
+    explicit Stream(const Job& j) : nb(j.K / 32) {
       for (int t = 0; t < T; ++t) a[t] = j.act + t * j.act_stride;
     }
     void row(const Job& j, int64_t r, __m512 (&out)[T]) const {
@@ -436,32 +443,38 @@ struct Q8 {
       __m512 acc[T][U];
       for (int t = 0; t < T; ++t)
         for (int u = 0; u < U; ++u) acc[t][u] = _mm512_setzero_ps();
-      auto chunk = [&](int64_t c, int u, __m512i wu, __m512 dw) {
+      __m512 p[T];  // d_w * dx of the group's 16 blocks, per token
+      // Chunk c + g of the group starting at chunk c: lanes 0-7 block 2g, lanes 8-15 block 2g + 1.
+      auto chunk = [&](int64_t c, int g, __m512i wu) {
+        const __m512i lanes = _mm512_add_epi32(idx, _mm512_set1_epi32(2 * g));
         for (int t = 0; t < T; ++t) {
-          const __m512i v = _mm512_dpbusd_epi32(_mm512_load_si512(a[t] + j.act_corr_offset + 64 * c), wu,
-                                                _mm512_load_si512(a[t] + 64 * c));
-          const __m512 dx = _mm512_load_ps(reinterpret_cast<const float*>(a[t] + j.act_scale_offset + 64 * c));
-          acc[t][u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(dw, dx), acc[t][u]);
+          const __m512i v = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wu, _mm512_load_si512(a[t] + 64 * (c + g)));
+          acc[t][g % U] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_permutexvar_ps(lanes, p[t]), acc[t][g % U]);
         }
       };
-      int64_t c = 0;
-      // Groups of 8 chunks: their 16 block scales are widened once and spread per chunk.
-      for (; c < n_full; c += 8) {
-        const __m512 s16 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(d + 2 * c)));
-        for (int g = 0; g < 8; ++g) {
-          prefetch_stream(w + 64 * (c + g));
-          const __m512i wu = _mm512_xor_si512(_mm512_loadu_si512(w + 64 * (c + g)), flip);
-          const __m512 dw = _mm512_permutexvar_ps(_mm512_add_epi32(idx, _mm512_set1_epi32(2 * g)), s16);
-          chunk(c + g, g % U, wu, dw);
+      for (int64_t c = 0; 2 * c < nb; c += 8) {
+        const int64_t left = nb - 2 * c;  // blocks from this group on
+        const __m512 s16 =
+            left >= 16 ? _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(d + 2 * c)))
+                       : _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask16(left), d + 2 * c));
+        for (int t = 0; t < T; ++t) {
+          const float* dx = reinterpret_cast<const float*>(a[t] + j.act_block_scale_offset) + 2 * c;
+          const float* cx = reinterpret_cast<const float*>(a[t] + j.act_block_corr_offset) + 2 * c;
+          p[t] = _mm512_mul_ps(s16, _mm512_load_ps(dx));
+          acc[t][0] = _mm512_fnmadd_ps(s16, _mm512_load_ps(cx), acc[t][0]);
         }
-      }
-      for (; 2 * c < nb; ++c) {
-        const int64_t left = nb - 2 * c;
-        prefetch_stream(w + 64 * c);
-        const __m512i wu = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask64(32 * left), w + 64 * c), flip);
-        const __m512 dw =
-            _mm512_permutexvar_ps(idx, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(left >= 2 ? 3 : 1, d + 2 * c)));
-        chunk(c, 0, wu, dw);
+        if (left >= 16) {
+          for (int g = 0; g < 8; ++g) {
+            prefetch_stream(w + 64 * (c + g));
+            chunk(c, g, _mm512_xor_si512(_mm512_loadu_si512(w + 64 * (c + g)), flip));
+          }
+        } else {
+          for (int g = 0; 2 * g < left; ++g) {
+            prefetch_stream(w + 64 * (c + g));
+            // Past the row the masked bytes become 128 but meet zero activation codes.
+            chunk(c, g, _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask64(32 * (left - 2 * g)), w + 64 * (c + g)), flip));
+          }
+        }
       }
       sum_unrolled(out, acc);
     }
@@ -598,9 +611,16 @@ inline void quant_block(const float* x, __m128i* q0, __m128i* q1, float* dx) {
 // Sum of each int32 lane's four signed bytes.
 inline __m512i lane_sums(__m512i codes) { return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), codes); }
 
-void prep_q8_0(uint8_t* out, const float* x, int64_t K, int64_t stride, int64_t corr_offset, int64_t scale_offset) {
-  for (int64_t b = 0; b < stride; b += 64) _mm512_store_si512(out + b, _mm512_setzero_si512());
-  const int64_t nb = K / 32;
+// Block b's dx and its offset correction dx * (o * sum of its codes) into the per-block arrays.
+inline void store_block_terms(uint8_t* out, const Job& j, int64_t b, float dx, __m128i q0, __m128i q1, int32_t o) {
+  const __m512i s = lane_sums(_mm512_inserti32x4(_mm512_zextsi128_si512(q0), q1, 1));
+  reinterpret_cast<float*>(out + j.act_block_scale_offset)[b] = dx;
+  reinterpret_cast<float*>(out + j.act_block_corr_offset)[b] = dx * float(o * _mm512_reduce_add_epi32(s));
+}
+
+void prep_q8_0(uint8_t* out, const float* x, const Job& j) {
+  for (int64_t b = 0; b < j.act_stride; b += 64) _mm512_store_si512(out + b, _mm512_setzero_si512());
+  const int64_t nb = j.K / 32;
   for (int64_t c = 0; 2 * c < nb; ++c) {
     float dx[2] = {0.f, 0.f};
     for (int i = 0; i < 2 && 2 * c + i < nb; ++i) {
@@ -608,17 +628,18 @@ void prep_q8_0(uint8_t* out, const float* x, int64_t K, int64_t stride, int64_t 
       quant_block(x + 32 * (2 * c + i), &q0, &q1, &dx[i]);
       _mm_store_si128(reinterpret_cast<__m128i*>(out + 64 * c + 32 * i), q0);
       _mm_store_si128(reinterpret_cast<__m128i*>(out + 64 * c + 32 * i + 16), q1);
+      store_block_terms(out, j, 2 * c + i, dx[i], q0, q1, 128);
     }
     const __m512i s = lane_sums(_mm512_load_si512(out + 64 * c));
-    _mm512_store_si512(out + corr_offset + 64 * c, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s, 7)));
-    _mm512_store_ps(reinterpret_cast<float*>(out + scale_offset + 64 * c),
+    _mm512_store_si512(out + j.act_corr_offset + 64 * c, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s, 7)));
+    _mm512_store_ps(reinterpret_cast<float*>(out + j.act_scale_offset + 64 * c),
                     _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(dx[0]), _mm512_set1_ps(dx[1])));
   }
 }
 
-void prep_q4_0(uint8_t* out, const float* x, int64_t K, int64_t stride, int64_t corr_offset, int64_t scale_offset) {
-  for (int64_t b = 0; b < stride; b += 64) _mm512_store_si512(out + b, _mm512_setzero_si512());
-  const int64_t nb = K / 32;
+void prep_q4_0(uint8_t* out, const float* x, const Job& j) {
+  for (int64_t b = 0; b < j.act_stride; b += 64) _mm512_store_si512(out + b, _mm512_setzero_si512());
+  const int64_t nb = j.K / 32;
   const __m512i idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
   for (int64_t c = 0; 4 * c < nb; ++c) {
     alignas(16) float dx[4] = {0.f, 0.f, 0.f, 0.f};
@@ -627,11 +648,12 @@ void prep_q4_0(uint8_t* out, const float* x, int64_t K, int64_t stride, int64_t 
       quant_block(x + 32 * (4 * c + i), &q0, &q1, &dx[i]);
       _mm_store_si128(reinterpret_cast<__m128i*>(out + 128 * c + 16 * i), q0);       // meets low nibbles
       _mm_store_si128(reinterpret_cast<__m128i*>(out + 128 * c + 64 + 16 * i), q1);  // high nibbles
+      store_block_terms(out, j, 4 * c + i, dx[i], q0, q1, 8);
     }
     const __m512i s = _mm512_add_epi32(lane_sums(_mm512_load_si512(out + 128 * c)),
                                        lane_sums(_mm512_load_si512(out + 128 * c + 64)));
-    _mm512_store_si512(out + corr_offset + 64 * c, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s, 3)));
-    _mm512_store_ps(reinterpret_cast<float*>(out + scale_offset + 64 * c),
+    _mm512_store_si512(out + j.act_corr_offset + 64 * c, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s, 3)));
+    _mm512_store_ps(reinterpret_cast<float*>(out + j.act_scale_offset + 64 * c),
                     _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_load_ps(dx))));
   }
 }

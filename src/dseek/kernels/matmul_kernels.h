@@ -26,6 +26,8 @@ struct Job {
   int64_t act_stride = 0;
   int64_t act_corr_offset = 0;  // Q8_0/Q4_0: int32 lane corrections within a token's record
   int64_t act_scale_offset = 0; // Q8_0/Q4_0: float per-lane activation scales
+  int64_t act_block_scale_offset = 0;  // Q8_0/Q4_0: float dx per block (QActLayout)
+  int64_t act_block_corr_offset = 0;   // Q8_0/Q4_0: float offset correction per block
   // Row 0 of the weight view (row_offset already applied) and the distance between rows.
   const uint8_t* w = nullptr;
   int64_t w_row_bytes = 0;
@@ -75,10 +77,9 @@ struct KernelSet {
   // One tile of bf16_gemm's (width kGemmTokens) or bf16_small's (kSmallGemmTokens) activations:
   // `rows` (<= width) tokens of x (row stride K).
   void (*prep_bf16_tile)(uint8_t* out, const float* x, int64_t rows, int64_t K, int64_t width) = nullptr;
-  void (*prep_q8_0)(uint8_t* out, const float* x, int64_t K, int64_t stride, int64_t corr_offset,
-                    int64_t scale_offset) = nullptr;
-  void (*prep_q4_0)(uint8_t* out, const float* x, int64_t K, int64_t stride, int64_t corr_offset,
-                    int64_t scale_offset) = nullptr;
+  // One token's record (j.act_stride bytes, laid out by j's act_* offsets) from x (j.K).
+  void (*prep_q8_0)(uint8_t* out, const float* x, const Job& j) = nullptr;
+  void (*prep_q4_0)(uint8_t* out, const float* x, const Job& j) = nullptr;
   // Optional vectorised dequantization of whole 32-value blocks (dequantize_row_range's fast path):
   // out (32 * nb) from codes and f16 scales laid out as in matmul_quant.h; bf16: n values.
   void (*dequant_bf16)(float* out, const uint16_t* p, int64_t n) = nullptr;

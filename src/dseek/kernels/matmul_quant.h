@@ -48,6 +48,12 @@ struct QActLayout {
   int64_t corr_offset = 0;   // int32 corr[lanes]
   int64_t scale_offset = 0;  // float dx[lanes]
   int64_t lanes = 0;         // 16 per 64-byte chunk of weights
+  // Per block (nb, zero-padded to a multiple of 16): float dx[nb], and float cx[nb] = dx * (o * sum
+  // of the block's codes), o = 128 (Q8_0) or 8 (Q4_0): the Q8_0 row streams of several tokens
+  // start each lane from zero and subtract the unsigned-code offset once per 16 blocks, as the
+  // sum over blocks of d_w * cx.
+  int64_t block_scale_offset = 0;
+  int64_t block_corr_offset = 0;
 };
 QActLayout qact_layout(DType w, int64_t K);
 
@@ -56,7 +62,8 @@ QActLayout qact_layout(DType w, int64_t K);
 // dx = 0 for an all-zero block, NaN if the block is not finite so the product is NaN as in
 // matmul_ref). The bytes are ordered as the weights' bytes are (Q4_0: the low-nibble halves of four
 // blocks, then their high-nibble halves), and every int32 lane of a 64-byte chunk carries the
-// offset correction for unsigned weight codes (-128 * sum for Q8_0, -8 * sum for Q4_0) and dx.
+// offset correction for unsigned weight codes (-128 * sum for Q8_0, -8 * sum for Q4_0) and dx;
+// the per-block arrays of QActLayout follow.
 void quantize_activations(uint8_t* out, const float* x, DType w, int64_t K);
 
 // Block of 32 activations -> int8 codes and scale, as quantize_activations does it.
