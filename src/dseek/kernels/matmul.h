@@ -13,11 +13,10 @@
 //   Q8_0, Q4_0      activations quantized to int8 per block of 32 once per call, integer dot
 //                   products per block (matmul_qact_ref is the scalar model); the scalar kernel
 //                   instead uses matmul_ref's arithmetic.
-// Prefill (B >= kMatmulGemmMinTokens) on AVX-512 BF16 CPUs: BF16, Q8_0 and Q4_0 weights run bf16
-// products with bf16 activations, as a packed GEMM (> 64 tokens; Q8_0/Q4_0 also 9-16, BF16 streams
-// rows up to 16) or with the weights broadcast from their rows (17-64 tokens, a MoE expert's share
-// of a chunk); Q8_0 / Q4_0 blocks
-// are widened and rounded to bf16 first (|error| <= 2^-8 of each weight, as for the activations).
+// Prefill (B >= kMatmulGemmMinTokens) on AVX-512 BF16 CPUs: BF16 weights run bf16 products with
+// bf16 activations, as a packed GEMM (> 64 tokens; rows streamed up to 16) or with the weights
+// broadcast from their rows (17-64 tokens, a MoE expert's share of a chunk); Q8_0 / Q4_0 weights
+// run the int8 GEMM (gemm_q8.h) with activations quantized as at decode, for every B >= 9.
 // Decode batches stream rows.
 #pragma once
 
