@@ -19,6 +19,7 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
+#include "dseek/kernels/masks_avx512.h"
 #include "dseek/kernels/transpose_avx512.h"
 
 // GCC 12's AVX-512 headers build some results from undefined placeholders and then warn about
@@ -36,11 +37,6 @@ constexpr int64_t kRows = 32;       // weight rows per panel (two 16-lane vector
 constexpr int64_t kCols = 256;      // columns per packed panel: 8 blocks, 8 KB of codes + 1 KB of scales
 constexpr int64_t kBlockRows = 64;  // rows packed together; each token tile sweeps their panels
 
-inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-inline __mmask16 mask16(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1); }
-inline __mmask32 mask32(int64_t n) { return n >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << n) - 1); }
-inline __mmask64 mask64(int64_t n) { return n >= 64 ? __mmask64(~0ull) : __mmask64((1ull << n) - 1); }
-inline const uint8_t* row_of(const Job& j, int64_t r) { return j.w + r * j.w_row_bytes; }
 
 struct Panel {
   alignas(64) uint32_t codes[kCols / 4 * kRows];  // [group][row]: 4 unsigned codes (value + 128)

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 
+#include "dseek/kernels/masks_avx512.h"
 #include "dseek/kernels/transpose_avx512.h"
 
 // GCC 12's AVX-512 headers build some results from _mm256_undefined_si256() (extracts, reductions)
@@ -49,13 +50,6 @@ constexpr int64_t kStreamPrefetchBytes = 2048;
 inline void prefetch_stream(const void* p) {
   _mm_prefetch(static_cast<const char*>(p) + kStreamPrefetchBytes, _MM_HINT_T0);
 }
-
-inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-inline __mmask16 mask16(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1); }
-inline __mmask32 mask32(int64_t n) { return n >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << n) - 1); }
-inline __mmask64 mask64(int64_t n) { return n >= 64 ? __mmask64(~0ull) : __mmask64((1ull << n) - 1); }
-
-inline const uint8_t* row_of(const Job& j, int64_t r) { return j.w + r * j.w_row_bytes; }
 
 // Sum of the U accumulators of each token: the row's 16 partial sums (lanes) per token.
 template <int T, int U>

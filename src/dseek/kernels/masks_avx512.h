@@ -1,0 +1,23 @@
+// Tail masks and row addressing shared by the AVX-512 kernel files (matmul_avx512.cpp,
+// gemm_q8_avx512.cpp). Include it only from files compiled with AVX-512 flags: the helpers live in
+// an anonymous namespace, so each such file gets its own copy (see matmul_kernels.h).
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "dseek/kernels/matmul_kernels.h"
+
+namespace dseek::mm {
+namespace {
+
+inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+// The first n lanes (all of them for n >= the width).
+inline __mmask16 mask16(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1); }
+inline __mmask32 mask32(int64_t n) { return n >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << n) - 1); }
+inline __mmask64 mask64(int64_t n) { return n >= 64 ? __mmask64(~0ull) : __mmask64((1ull << n) - 1); }
+inline const uint8_t* row_of(const Job& j, int64_t r) { return j.w + r * j.w_row_bytes; }
+
+}  // namespace
+}  // namespace dseek::mm
