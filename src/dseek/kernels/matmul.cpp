@@ -369,7 +369,7 @@ bool gemm_path(const MatView& w, int64_t B, MatmulKernel kernel) { return gemm_k
 
 // Q8_0 / Q4_0 prefill as int8 products (gemm_q8.h): vpdpbusd does twice vdpbf16ps's multiply-adds.
 bool qgemm_path(const MatView& w, int64_t B, MatmulKernel kernel) {
-  return kernel == MatmulKernel::kAvx512Bf16 && B >= kMatmulGemmMinTokens && mm::qgemm_tokens(B) &&
+  return kernel == MatmulKernel::kAvx512Bf16 && mm::qgemm_tokens(B) &&
          (w.dtype == DType::kQ8_0 || w.dtype == DType::kQ4_0) && qgemm_set().prep_tile;
 }
 

@@ -605,11 +605,11 @@ inline void quant_block(const float* x, __m128i* q0, __m128i* q1, float* dx) {
 // Sum of each int32 lane's four signed bytes.
 inline __m512i lane_sums(__m512i codes) { return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), codes); }
 
-// Block b's dx and its offset correction dx * (o * sum of its codes) into the per-block arrays.
-inline void store_block_terms(uint8_t* out, const Job& j, int64_t b, float dx, __m128i q0, __m128i q1, int32_t o) {
+// Q8_0 block b's dx and its offset correction dx * (128 * sum of its codes) into the per-block arrays.
+inline void store_block_terms(uint8_t* out, const Job& j, int64_t b, float dx, __m128i q0, __m128i q1) {
   const __m512i s = lane_sums(_mm512_inserti32x4(_mm512_zextsi128_si512(q0), q1, 1));
   reinterpret_cast<float*>(out + j.act_block_scale_offset)[b] = dx;
-  reinterpret_cast<float*>(out + j.act_block_corr_offset)[b] = dx * float(o * _mm512_reduce_add_epi32(s));
+  reinterpret_cast<float*>(out + j.act_block_corr_offset)[b] = dx * float(128 * _mm512_reduce_add_epi32(s));
 }
 
 void prep_q8_0(uint8_t* out, const float* x, const Job& j) {
@@ -622,7 +622,7 @@ void prep_q8_0(uint8_t* out, const float* x, const Job& j) {
       quant_block(x + 32 * (2 * c + i), &q0, &q1, &dx[i]);
       _mm_store_si128(reinterpret_cast<__m128i*>(out + 64 * c + 32 * i), q0);
       _mm_store_si128(reinterpret_cast<__m128i*>(out + 64 * c + 32 * i + 16), q1);
-      store_block_terms(out, j, 2 * c + i, dx[i], q0, q1, 128);
+      store_block_terms(out, j, 2 * c + i, dx[i], q0, q1);
     }
     const __m512i s = lane_sums(_mm512_load_si512(out + 64 * c));
     _mm512_store_si512(out + j.act_corr_offset + 64 * c, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s, 7)));
@@ -642,7 +642,6 @@ void prep_q4_0(uint8_t* out, const float* x, const Job& j) {
       quant_block(x + 32 * (4 * c + i), &q0, &q1, &dx[i]);
       _mm_store_si128(reinterpret_cast<__m128i*>(out + 128 * c + 16 * i), q0);       // meets low nibbles
       _mm_store_si128(reinterpret_cast<__m128i*>(out + 128 * c + 64 + 16 * i), q1);  // high nibbles
-      store_block_terms(out, j, 4 * c + i, dx[i], q0, q1, 8);
     }
     const __m512i s = _mm512_add_epi32(lane_sums(_mm512_load_si512(out + 128 * c)),
                                        lane_sums(_mm512_load_si512(out + 128 * c + 64)));

@@ -102,7 +102,8 @@ QActLayout qact_layout(DType w, int64_t K) {
   l.lanes = 16 * chunks;
   l.corr_offset = chunks * per_chunk * kQuantBlock;  // the codes, 64 or 128 bytes per chunk
   l.scale_offset = l.corr_offset + 4 * l.lanes;
-  const int64_t nb_padded = (nb + 15) / 16 * 16;
+  // Per-block arrays: only the Q8_0 streams read them (Q4_0 streams use the lane arrays).
+  const int64_t nb_padded = w == DType::kQ8_0 ? (nb + 15) / 16 * 16 : 0;
   l.block_scale_offset = l.scale_offset + 4 * l.lanes;
   l.block_corr_offset = l.block_scale_offset + 4 * nb_padded;
   l.stride = l.block_corr_offset + 4 * nb_padded;
@@ -135,22 +136,19 @@ void quantize_activations(uint8_t* out, const float* x, DType w, int64_t K) {
   auto* block_dx = reinterpret_cast<float*>(out + l.block_scale_offset);
   auto* block_cx = reinterpret_cast<float*>(out + l.block_corr_offset);
   const int64_t nb = K / kQuantBlock;
-  const int32_t offset = w == DType::kQ8_0 ? 128 : 8;  // of the unsigned weight codes
   int8_t q[kQuantBlock];
   float dx;
-  auto per_block = [&](int64_t j) {
-    int32_t s = 0;
-    for (int i = 0; i < kQuantBlock; ++i) s += q[i];
-    block_dx[j] = dx;
-    block_cx[j] = dx * float(offset * s);
-  };
+
   if (w == DType::kQ8_0) {
     // Codes in column order; lane l (bytes 4l .. 4l + 3) lies in block l / 8. The kernels feed the
     // weights as unsigned q + 128, so each lane starts from -128 * (its four codes).
     for (int64_t j = 0; j < nb; ++j) {
       quantize_act_block(q, &dx, x + j * kQuantBlock);
       std::memcpy(codes + j * kQuantBlock, q, kQuantBlock);
-      per_block(j);
+      int32_t sum = 0;
+      for (int i = 0; i < kQuantBlock; ++i) sum += q[i];
+      block_dx[j] = dx;
+      block_cx[j] = dx * float(128 * sum);
       for (int m = 0; m < 8; ++m) {
         corr[j * 8 + m] = -128 * (q[4 * m] + q[4 * m + 1] + q[4 * m + 2] + q[4 * m + 3]);
         dxs[j * 8 + m] = dx;
@@ -167,7 +165,6 @@ void quantize_activations(uint8_t* out, const float* x, DType w, int64_t K) {
       int8_t* lo = codes + 128 * c + 16 * i;
       std::memcpy(lo, q, 16);
       std::memcpy(lo + 64, q + 16, 16);
-      per_block(j);
       for (int m = 0; m < 4; ++m) {
         int32_t s = 0;
         for (int t = 0; t < 4; ++t) s += q[4 * m + t] + q[16 + 4 * m + t];

@@ -48,10 +48,9 @@ struct QActLayout {
   int64_t corr_offset = 0;   // int32 corr[lanes]
   int64_t scale_offset = 0;  // float dx[lanes]
   int64_t lanes = 0;         // 16 per 64-byte chunk of weights
-  // Per block (nb, zero-padded to a multiple of 16): float dx[nb], and float cx[nb] = dx * (o * sum
-  // of the block's codes), o = 128 (Q8_0) or 8 (Q4_0): the Q8_0 row streams of several tokens
-  // start each lane from zero and subtract the unsigned-code offset once per 16 blocks, as the
-  // sum over blocks of d_w * cx.
+  // Q8_0 only (empty for Q4_0), per block (nb, zero-padded to a multiple of 16): float dx[nb] and
+  // float cx[nb] = dx * (128 * sum of the block's codes): the Q8_0 row streams start each lane
+  // from zero and subtract the unsigned-code offset once per 16 blocks, as sum of d_w * cx.
   int64_t block_scale_offset = 0;
   int64_t block_corr_offset = 0;
 };
