@@ -7,9 +7,12 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <climits>
 #include <cmath>
+#include <condition_variable>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -309,6 +312,120 @@ TEST_F(ServeChoices, BadChoiceRequestsAnswer400NamingTheField) {
   EXPECT_EQ(e["code"], "context_length_exceeded");
   EXPECT_EQ(e["param"], "prompt[1]");
   EXPECT_EQ(s.engine->stats().requests_submitted, 0) << "nothing of a refused request reached the engine";
+}
+
+// A full queue: a request of k sequences (n choices, a prompt array) that does not fit whole is
+// refused with 429 and an OpenAI error object, at once and with none of its sequences queued, even
+// when a single request still fits; a request of exactly --max-queue sequences is refused the same
+// way (429, not the 400 for more than the queue ever holds). The engine thread is held still in the
+// running sequence's event callback, so what the queue holds is known exactly, and every request
+// the engine took would go unanswered: an answer proves the refusal did not wait for the engine.
+TEST_F(ServeChoices, FullQueueRefusesTheWholeGroupWith429) {
+  EngineOptions o = LiveServer::default_options(false);
+  o.max_batch = 1;
+  o.max_queue = 3;
+  LiveServer s(*model_, *tokenizer_, kTemplate, o);
+  s.client->set_read_timeout(10, 0);  // a request the frozen engine took would never be answered
+  // The first filler's callback lets `allowed` events pass, then waits (on the engine thread).
+  struct Gate {
+    std::mutex mu;
+    std::condition_variable cv;
+    int allowed = 1, arrived = 0;
+    void open() {
+      {
+        std::lock_guard lk(mu);
+        allowed = INT_MAX;
+      }
+      cv.notify_all();
+    }
+  };
+  auto gate = std::make_shared<Gate>();
+  // Opens the gate on every way out (a failed ASSERT included), before the server shuts down.
+  struct Opener {
+    std::shared_ptr<Gate> g;
+    ~Opener() { g->open(); }
+  } opener{gate};
+  auto filler = [&](bool gated) {
+    EngineRequest r;
+    r.prompt = tokenizer_->encode("The jury said", true);
+    r.max_new_tokens = 200;
+    r.stop_at_eos = false;
+    r.on_event = [](const EngineEvent&) {};
+    if (gated)
+      r.on_event = [gate](const EngineEvent& e) {
+        if (e.done) return;
+        std::unique_lock lk(gate->mu);
+        ++gate->arrived;
+        gate->cv.notify_all();
+        gate->cv.wait(lk, [&] { return gate->arrived <= gate->allowed; });
+      };
+    return r;
+  };
+  // One running (max_batch 1) and two waiting: one place of three is free. The first filler's
+  // second event comes in the step after the one that admitted it, whose end counted the queue.
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(s.engine->submit(filler(i == 0)));
+  {
+    std::unique_lock lk(gate->mu);
+    ASSERT_TRUE(gate->cv.wait_for(lk, std::chrono::seconds(60), [&] { return gate->arrived == 2; }));
+  }
+  const EngineStats before = s.engine->stats();
+  ASSERT_EQ(before.requests_submitted, 3);
+  ASSERT_EQ(before.requests_finished, 0);
+
+  const Json messages = Json::array({{{"role", "user"}, {"content", "Hi"}}});
+  struct Case {
+    std::string path;
+    Json body;
+    int k;  // sequences
+  };
+  const std::vector<Case> cases = {
+      {"/v1/completions", {{"prompt", "The jury said"}, {"n", 2}, {"max_tokens", 5}}, 2},
+      {"/v1/completions", {{"prompt", {"The jury said", "In the morning"}}, {"max_tokens", 5}}, 2},
+      {"/v1/completions", {{"prompt", "x"}, {"n", 2}, {"max_tokens", 5}, {"stream", true}}, 2},
+      {"/v1/chat/completions", {{"messages", messages}, {"n", 2}, {"max_tokens", 5}}, 2},
+      {"/v1/chat/completions", {{"messages", messages}, {"n", 2}, {"max_tokens", 5}, {"stream", true}}, 2},
+      {"/v1/completions", {{"prompt", "x"}, {"n", 3}, {"max_tokens", 5}}, 3},  // = --max-queue
+  };
+  int64_t refused = 0;
+  for (const Case& c : cases) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto [status, text] = s.post(c.path, c.body);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(status, 429) << c.body.dump() << " -> " << text;
+    EXPECT_LT(secs, 10.0) << c.body.dump();
+    const Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+    ASSERT_TRUE(j.contains("error")) << text;
+    const Json& e = j["error"];
+    EXPECT_EQ(e["type"], "rate_limit_error") << text;
+    EXPECT_EQ(e["code"], "queue_full") << text;
+    EXPECT_TRUE(e.contains("param")) << text;
+    EXPECT_NE(e["message"].get<std::string>().find(std::to_string(c.k) + " sequences"), std::string::npos) << text;
+    refused += c.k;
+  }
+  EngineStats st = s.engine->stats();
+  EXPECT_EQ(st.requests_submitted, 3) << "nothing of a refused group reached the queue";
+  EXPECT_EQ(st.requests_rejected, refused) << "every sequence of a refused group counts";
+
+  // The free place takes one sequence; after that a single request is refused the same way.
+  ids.push_back(s.engine->submit(filler(false)));
+  const auto [status, text] = s.post("/v1/completions", {{"prompt", "The jury said"}, {"max_tokens", 5}});
+  EXPECT_EQ(status, 429) << text;
+  EXPECT_EQ(Json::parse(text)["error"]["type"], "rate_limit_error");
+
+  // Let the engine go and cancel the fillers: only they ever ran, and every block comes back.
+  gate->open();
+  for (uint64_t id : ids) s.engine->cancel(id);
+  for (int i = 0; i < 500; ++i) {
+    st = s.engine->stats();
+    if (st.requests_finished == 4 && st.running + st.waiting == 0 && st.kv_blocks_used == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(st.requests_submitted, 4);
+  EXPECT_EQ(st.requests_finished, 4);
+  EXPECT_EQ(st.requests_cancelled, 4);
+  EXPECT_EQ(st.running + st.waiting, 0);
+  EXPECT_EQ(st.kv_blocks_used, 0);
 }
 
 // A client that goes away mid-stream cancels every sequence of its request and frees their blocks.
