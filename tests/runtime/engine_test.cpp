@@ -10,6 +10,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <numeric>
 
@@ -35,6 +36,7 @@ struct Collector {
   int prompt_logprob_event = -1;  // the (0-based) event that carried them
   EngineEvent last;
   int events = 0;
+  int finals = 0;  // events with done set: exactly one per sequence
   bool done = false;
 
   std::function<void(const EngineEvent&)> callback() {
@@ -53,6 +55,7 @@ struct Collector {
       if (e.done) {
         last = e;
         done = true;
+        ++finals;
       }
       cv.notify_all();
     };
@@ -640,6 +643,61 @@ TEST_F(EngineTest, GroupIsCancelledAndQueuedAsAWhole) {
   EXPECT_EQ(engine.stats().requests_rejected, 2);
   engine.shutdown(/*drain=*/false);
   EXPECT_EQ(engine.stats().kv_blocks_used, 0);
+}
+
+// One sequence of a group fails: it ends with "error", and every other sequence of the group ends
+// with "cancelled" at the next step (a follower still waiting for the failed leader's prompt is
+// never admitted), each with exactly one final event, and all their KV blocks return to the pool.
+// The failure is the sampler's: penalties are only required to be finite, and these two turn every
+// prompt token's logit into +inf (count * frequency_penalty + presence_penalty overflows to -inf),
+// which the sampler refuses (a +inf logit means a broken forward pass). A request outside the group,
+// decoding in the same batches, is not touched: only the failing sequence's own request fails.
+TEST_F(EngineTest, GroupMemberFailureCancelsTheOthersAndFreesTheirBlocks) {
+  Engine engine(*model_, *tokenizer_, nullptr, options());
+  const int64_t baseline = engine.stats().kv_blocks_used;
+  ASSERT_EQ(baseline, 0);
+  SamplingParams greedy, broken;
+  broken.frequency_penalty = -std::numeric_limits<float>::max();
+  broken.presence_penalty = -std::numeric_limits<float>::max();
+  // a fills full blocks, so its followers wait in the queue for the leader (the failing one).
+  const auto a = encode("The Fulton County Grand Jury said Friday an investigation of"), b = encode(kPrompts[3]);
+  ASSERT_GE(a.size(), 2u * 8u);
+  const auto other = encode(kPrompts[0]);
+  Collector bystander;
+  engine.submit(request(other, greedy, 100, bystander));
+  {  // the bystander is decoding when the group comes in
+    std::unique_lock lk(bystander.mu);
+    ASSERT_TRUE(bystander.cv.wait_for(lk, std::chrono::seconds(30), [&] { return bystander.events > 0; }));
+  }
+  std::vector<std::unique_ptr<Collector>> cs;
+  std::vector<EngineRequest> group;
+  for (auto [p, sp] : {std::pair{&a, broken}, std::pair{&a, greedy}, std::pair{&a, greedy}, std::pair{&b, greedy}}) {
+    cs.push_back(std::make_unique<Collector>());
+    group.push_back(request(*p, sp, 200, *cs.back()));
+  }
+  engine.submit_group(std::move(group));
+  for (auto& c : cs) ASSERT_TRUE(c->wait());
+  EXPECT_EQ(cs[0]->last.finish_reason, "error");
+  EXPECT_NE(cs[0]->last.error.find("inf"), std::string::npos) << cs[0]->last.error;
+  EXPECT_TRUE(cs[0]->tokens.empty()) << "it failed at its first sample";
+  for (size_t i = 1; i < cs.size(); ++i) {
+    EXPECT_EQ(cs[i]->last.finish_reason, "cancelled") << i;
+    EXPECT_LT(cs[i]->last.completion_tokens, 200) << i;
+  }
+  EXPECT_EQ(cs[1]->last.completion_tokens, 0) << "a follower of the failed leader never ran";
+  EXPECT_EQ(cs[2]->last.completion_tokens, 0);
+  ASSERT_TRUE(bystander.wait());
+  EXPECT_EQ(bystander.last.finish_reason, "length");
+  EXPECT_EQ(bystander.tokens, reference(other, greedy, 100).tokens);
+  engine.shutdown(/*drain=*/true);  // returns once the statistics of the last step are in
+  for (auto& c : cs) EXPECT_EQ(c->finals, 1) << "one final event per sequence";
+  EXPECT_EQ(bystander.finals, 1);
+  const EngineStats st = engine.stats();
+  EXPECT_EQ(st.kv_blocks_used, baseline);
+  EXPECT_EQ(st.requests_submitted, 5);
+  EXPECT_EQ(st.requests_finished, 5);
+  EXPECT_EQ(st.requests_cancelled, 3);
+  EXPECT_EQ(st.running + st.waiting, 0);
 }
 
 }  // namespace

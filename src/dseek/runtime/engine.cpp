@@ -440,43 +440,49 @@ bool Engine::step() {
     hidden_row.push_back(hrow - s.computed);  // so hidden_row + position = row
     hrow += n;
     n_tokens += n;
-    if (in[i].tokens == s.feed) {
-      // Verification: row 0 decides the draft; when it is accepted, row 1 gives a bonus token.
-      float* l0 = logits_.data() + row * V;
-      float* l1 = l0 + V;
-      row += 2;
-      const int32_t draft = s.draft;
-      s.draft = -1;
-      int32_t x0;
-      bool ok;
-      if (s.req.sampling.temperature == 0.0f) {
-        x0 = sample(s, l0);
-        ok = x0 == draft;
-      } else {
-        keep_raw(s, l0);  // the verified target row: x0's logprobs come from it, accepted or not
-        s.sampler.apply_penalties(std::span(l0, size_t(V)));
-        s.sampler.distribution(std::span(l0, size_t(V)), probs_);
-        const DraftVerdict v = verify_draft(probs_, s.draft_q, draft, s.spec_rng.uniform(), s.spec_rng.uniform());
-        x0 = v.token;
-        ok = v.accepted;
-        s.sampler.accept(x0);
+    float* rows = logits_.data() + row * V;  // this sequence's logits rows
+    row += in[i].n_tokens - in[i].logits_from;
+    // What fails from here on (the sampler refusing a +inf or NaN logit, a logprob check) is this
+    // sequence's own failure: it ends in "error" (and its group with it, see finish()); the other
+    // sequences of the batch go on.
+    try {
+      if (in[i].tokens == s.feed) {
+        // Verification: row 0 decides the draft; when it is accepted, row 1 gives a bonus token.
+        float* l0 = rows;
+        float* l1 = l0 + V;
+        const int32_t draft = s.draft;
+        s.draft = -1;
+        int32_t x0;
+        bool ok;
+        if (s.req.sampling.temperature == 0.0f) {
+          x0 = sample(s, l0);
+          ok = x0 == draft;
+        } else {
+          keep_raw(s, l0);  // the verified target row: x0's logprobs come from it, accepted or not
+          s.sampler.apply_penalties(std::span(l0, size_t(V)));
+          s.sampler.distribution(std::span(l0, size_t(V)), probs_);
+          const DraftVerdict v = verify_draft(probs_, s.draft_q, draft, s.spec_rng.uniform(), s.spec_rng.uniform());
+          x0 = v.token;
+          ok = v.accepted;
+          s.sampler.accept(x0);
+        }
+        ++drafts;
+        accepted += ok;
+        s.computed += ok ? 2 : 1;  // a rejected draft's row is overwritten when x0 is fed
+        if (!accept_token(s, x0) || !ok) continue;
+        accept_token(s, sample(s, l1));
+        continue;
       }
-      ++drafts;
-      accepted += ok;
-      s.computed += ok ? 2 : 1;  // a rejected draft's row is overwritten when x0 is fed
-      if (!accept_token(s, x0) || !ok) continue;
-      accept_token(s, sample(s, l1));
-      continue;
-    }
-    const int64_t from = in[i].logits_from, first_pos = s.computed + from;
-    s.computed += n;
-    float* rows = logits_.data() + row * V;
-    row += n - from;
-    if (s.req.prompt_logprobs && from < n) record_prompt_logprobs(s, rows, first_pos, n - from);
-    if (ran[i].draw) {
-      accept_token(s, sample(s, rows + (n - from - 1) * V));
-    } else if (s.computed == int64_t(s.tokens.size())) {
-      finish(s, "length");  // max_new_tokens 0: the prompt alone
+      const int64_t from = in[i].logits_from, first_pos = s.computed + from;
+      s.computed += n;
+      if (s.req.prompt_logprobs && from < n) record_prompt_logprobs(s, rows, first_pos, n - from);
+      if (ran[i].draw) {
+        accept_token(s, sample(s, rows + (n - from - 1) * V));
+      } else if (s.computed == int64_t(s.tokens.size())) {
+        finish(s, "length");  // max_new_tokens 0: the prompt alone
+      }
+    } catch (const std::exception& e) {
+      finish(s, "error", e.what());
     }
   }
   if (spec) mtp_step(seqs, hidden_row);
@@ -560,13 +566,17 @@ void Engine::mtp_step(const std::vector<Sequence*>& ran, const std::vector<int64
     if (in[i].logits_from == in[i].n_tokens) continue;
     std::span<float> l(mtp_logits_.data() + row * V, size_t(V));
     ++row;
-    s.sampler.apply_penalties(l);  // draft what the target will most likely pick
-    if (s.req.sampling.temperature == 0.0f) {
-      s.draft = int32_t(std::max_element(l.begin(), l.end()) - l.begin());  // first maximum: lowest id
-    } else {
-      s.draft_q.resize(size_t(V));
-      s.sampler.distribution(l, s.draft_q);
-      s.draft = draw_from(s.draft_q, s.spec_rng.uniform());
+    try {  // as in step(): a failed draft is this sequence's own failure
+      s.sampler.apply_penalties(l);  // draft what the target will most likely pick
+      if (s.req.sampling.temperature == 0.0f) {
+        s.draft = int32_t(std::max_element(l.begin(), l.end()) - l.begin());  // first maximum: lowest id
+      } else {
+        s.draft_q.resize(size_t(V));
+        s.sampler.distribution(l, s.draft_q);
+        s.draft = draw_from(s.draft_q, s.spec_rng.uniform());
+      }
+    } catch (const std::exception& e) {
+      finish(s, "error", e.what());
     }
   }
 }
@@ -601,7 +611,8 @@ void Engine::loop() {
       try {
         step();
       } catch (const std::exception& e) {
-        // A failed step (bad logits, an internal check) ends the batch's sequences, not the server.
+        // A failed batched forward (an internal check) ends the batch's sequences, not the server. A
+        // failure of one sequence's sampling ends that sequence only (step()).
         for (auto& p : running_) finish(*p, "error", e.what());
         running_.clear();
       }

@@ -132,8 +132,14 @@ class Engine {
   // Queues several sequences as one request (n choices, an array of prompts): all of them or none
   // (a bad one throws Error; EngineBusy when the queue cannot take all of them, Error when it never
   // could: more than max_queue). They share the returned id. When one finishes with "error", the
-  // others are cancelled. Same-prompt sequences share its computation (see the top of this file).
-  // Each keeps its own on_event.
+  // others are cancelled at the next step (each gets one final "cancelled" event; the blocks of all
+  // are freed). Same-prompt sequences share its computation (see the top of this file). Each keeps
+  // its own on_event.
+  //
+  // Errors after submission: a failure of one sequence's own work (its sampler refusing a +inf or
+  // NaN logit, a logprob check, its prompt never fitting the cache) ends that sequence with "error"
+  // (and its group, as above) and nothing else; a failure of the batched forward pass ends every
+  // running sequence with "error".
   uint64_t submit_group(std::vector<EngineRequest> rs);
   // Ends a request early (client gone): the blocks of every sequence with this id are freed at the
   // next step; each on_event gets a final "cancelled" event. Unknown or finished ids are ignored.
