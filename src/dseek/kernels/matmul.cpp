@@ -346,24 +346,18 @@ struct Prepared {
   int64_t task_rows = 0;
 };
 
-// 17 to kSmallGemmMaxTokens tokens take the *_small kernels (activations in 16-token groups). With
-// one group that kernel does 24 broadcasts per activation load and ran at a third of the packed
-// GEMM's speed, so 9-16 tokens stay packed.
+// 17 to kSmallGemmMaxTokens tokens take bf16_small (activations in 16-token groups). With one
+// group that kernel does 24 broadcasts per activation load and ran at a third of the packed GEMM's
+// speed, so 9-16 tokens stay on the row streams.
 bool small_gemm(int64_t B) { return B > mm::kSmallGemmTokens && B <= mm::kSmallGemmMaxTokens; }
 
-// The prefill kernel (bf16 products) for B tokens of weights w, or null: decode-sized batches (and
-// CPUs without AVX-512 BF16) use the per-format kernels instead (see matmul.h).
-
+// The BF16 prefill kernel (bf16 products) for B tokens of weights w, or null: decode-sized batches,
+// other formats (Q8_0 / Q4_0 prefill: qgemm_path) and CPUs without AVX-512 BF16 use other kernels
+// (see matmul.h).
 mm::KernelFn gemm_kernel(const MatView& w, int64_t B, MatmulKernel kernel) {
-  if (kernel != MatmulKernel::kAvx512Bf16 || B < kMatmulGemmMinTokens) return nullptr;
-  switch (w.dtype) {
-    case DType::kBF16:  // 9-16 tokens: row streams (Bf16Dot), see matmul_avx512.cpp
-      if (B <= mm::kSmallGemmTokens) return nullptr;
-      return small_gemm(B) ? avx512_set().bf16_small : avx512_set().bf16_gemm;
-    case DType::kQ8_0: return small_gemm(B) ? avx512_set().q8_0_small : avx512_set().q8_0_gemm;
-    case DType::kQ4_0: return small_gemm(B) ? avx512_set().q4_0_small : avx512_set().q4_0_gemm;
-    default: return nullptr;
-  }
+  if (kernel != MatmulKernel::kAvx512Bf16 || B < kMatmulGemmMinTokens || w.dtype != DType::kBF16) return nullptr;
+  if (B <= mm::kSmallGemmTokens) return nullptr;  // 9-16 tokens: row streams (Bf16Dot), see matmul_avx512.cpp
+  return small_gemm(B) ? avx512_set().bf16_small : avx512_set().bf16_gemm;
 }
 bool gemm_path(const MatView& w, int64_t B, MatmulKernel kernel) { return gemm_kernel(w, B, kernel) != nullptr; }
 
@@ -479,7 +473,6 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
             ks.prep_bf16_tile(act + t * stride, x + t * width * K, std::min(width, B - t * width), K, width);
         });
         job.act = act;
-        job.w_scales_offset = w.dtype == DType::kQ8_0 ? K : K / 2;
         fn = gemm_kernel(w, B, kernel);
         p.gemm = true;
       } else if (w.dtype != DType::kBF16) {

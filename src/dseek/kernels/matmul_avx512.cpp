@@ -706,51 +706,20 @@ constexpr int64_t kGemmBlockRows = 64;  // rows packed together; each token tile
 
 inline __mmask32 mask32_from(int64_t n) { return n <= 0 ? __mmask32(0) : mask32(n); }
 
-// 16 pairs (32 values) of a stored row from pair p on, as bf16 pairs; zeros past K. For the block
-// formats that is exactly block p / 16, widened to float (q * d is exact) and rounded to bf16.
-struct PairsBF16 {
-  static constexpr bool kInPlace = true;  // stored as bf16 pairs already
-  static __m512i load(const Job& j, const uint8_t* row, int64_t p) {
-    return _mm512_maskz_loadu_epi16(mask32_from(j.K - 2 * p), row + 4 * p);
-  }
-};
-struct PairsQ8 {
-  static constexpr bool kInPlace = false;
-  static __m512i load(const Job& j, const uint8_t* row, int64_t p) {
-    if (2 * p >= j.K) return _mm512_setzero_si512();
-    const __m512 d = block_scale(row + j.w_scales_offset, p / 16);
-    const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * p));
-    const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * p + 16));
-    const __m512 lo = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)), d);
-    const __m512 hi = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)), d);
-    return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-  }
-};
-struct PairsQ4 {
-  static constexpr bool kInPlace = false;
-  static __m512i load(const Job& j, const uint8_t* row, int64_t p) {
-    if (2 * p >= j.K) return _mm512_setzero_si512();
-    const __m512 d = block_scale(row + j.w_scales_offset, p / 16);
-    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + p));  // block p/16: 16 bytes
-    const __m128i low4 = _mm_set1_epi8(0x0f);
-    const __m512i eight = _mm512_set1_epi32(8);
-    const __m128i c0 = _mm_and_si128(b, low4), c1 = _mm_and_si128(_mm_srli_epi16(b, 4), low4);
-    const __m512 lo = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(c0), eight)), d);
-    const __m512 hi = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(c1), eight)), d);
-    return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-  }
-};
+// 16 pairs (32 values) of a stored BF16 row from pair p on; zeros past K.
+inline __m512i load_pairs(const Job& j, const uint8_t* row, int64_t p) {
+  return _mm512_maskz_loadu_epi16(mask32_from(j.K - 2 * p), row + 4 * p);
+}
 
 // Panel of rows [r0, r0 + nr) (nr <= kGemmRows, zeros beyond) and pairs [p0, p0 + np) of W:
 // dst[(p - p0) * kGemmRows + row] = pair p of that row.
-template <class L>
 void pack_w_panel(uint32_t* dst, const Job& j, int64_t r0, int64_t nr, int64_t p0, int64_t np) {
   for (int h = 0; h < 2; ++h)
     for (int64_t p = p0; p < p0 + np; p += 16) {
       __m512 r[16];
       for (int i = 0; i < 16; ++i) {
         const int64_t row = 16 * h + i;
-        r[i] = row < nr ? _mm512_castsi512_ps(L::load(j, row_of(j, r0 + row), p)) : _mm512_setzero_ps();
+        r[i] = row < nr ? _mm512_castsi512_ps(load_pairs(j, row_of(j, r0 + row), p)) : _mm512_setzero_ps();
       }
       transpose16(r);
       for (int q = 0; q < 16; ++q) _mm512_store_ps(reinterpret_cast<float*>(dst + (p - p0 + q) * kGemmRows + 16 * h), r[q]);
@@ -784,7 +753,6 @@ inline void gemm_tile(const uint32_t* ap, const uint32_t* wp, int64_t np, float*
   }
 }
 
-template <class L>
 void bf16_gemm(const Job& j, int64_t n0, int64_t n1) {
   alignas(64) uint32_t wp[kGemmBlockRows / kGemmRows][kGemmPairs * kGemmRows];
   const int64_t pairs = gemm_pairs(j.K), tiles = (j.B + kGemmTokens - 1) / kGemmTokens;
@@ -792,7 +760,7 @@ void bf16_gemm(const Job& j, int64_t n0, int64_t n1) {
     const int64_t rb = min64(kGemmBlockRows, n1 - r0), panels = (rb + kGemmRows - 1) / kGemmRows;
     for (int64_t p0 = 0; p0 < pairs; p0 += kGemmPairs) {
       const int64_t np = min64(kGemmPairs, pairs - p0);
-      for (int64_t q = 0; q < panels; ++q) pack_w_panel<L>(wp[q], j, r0 + q * kGemmRows, min64(kGemmRows, rb - q * kGemmRows), p0, np);
+      for (int64_t q = 0; q < panels; ++q) pack_w_panel(wp[q], j, r0 + q * kGemmRows, min64(kGemmRows, rb - q * kGemmRows), p0, np);
       // The next block's weights, fetched into L2 while this one computes (spread over the token
       // tiles): packing reads 64 rows 4 KB apart, 512 bytes of each, too short a run for the hardware
       // prefetchers; its loads stalled ~40 % of the time at B = 48 (an expert's share of a 512-token
@@ -841,10 +809,9 @@ void prep_bf16_tile(uint8_t* out, const float* x, int64_t rows, int64_t K, int64
 // panel would serve 2-5 token tiles, and packing (a transpose per 16 rows, with loads from memory
 // that stall) costs about as much as the products. Here the tokens are the vector lanes instead:
 // activations come in groups of 16 tokens (pair p of the 16 tokens in one vector), and each weight
-// pair is broadcast from a 16-pair buffer per row that L::load fills (BF16 as stored; Q8_0/Q4_0 one
-// block widened and rounded, as the packed GEMM does), so every row is read once, front to back.
+// pair is broadcast from its row, so every row is read once, front to back.
 // R rows x T groups of accumulators, R * T = 24.
-template <int T, class L>
+template <int T>
 void small_rows(const Job& j, int64_t n0, int64_t n1) {
   constexpr int R = 24 / T;
   constexpr int64_t kChunk = 64;  // rows whose outputs are staged before they go to y
@@ -854,7 +821,7 @@ void small_rows(const Job& j, int64_t n0, int64_t n1) {
   // Outputs of kChunk rows for every token, written to y a token's row at a time: scattering them
   // straight into y (stride N floats; 8 KB at N = 2048, one L1 set) halved the speed at N = 2048.
   alignas(64) float staged[kSmallGemmMaxTokens * kChunk];
-  alignas(64) int32_t wbuf[R][16];  // 16 pairs of each row, as bf16 (Q8_0/Q4_0: one block, widened)
+  alignas(64) int32_t wbuf[R][16];  // the last (partial) 16 pairs of each row, zeros past K
   for (int64_t c0 = n0; c0 < n1; c0 += kChunk) {
     const int64_t c1 = min64(n1, c0 + kChunk);
     for (int64_t r0 = c0; r0 < c1; r0 += R) {
@@ -874,8 +841,8 @@ void small_rows(const Job& j, int64_t n0, int64_t n1) {
         }
       };
       // BF16 pairs are broadcast straight from the row (~15 % faster than through wbuf) as far as
-      // whole 16-pair steps lie inside it; the rest, and the block formats, go through wbuf.
-      const int64_t in_place = L::kInPlace ? j.K / 32 * 16 : 0;
+      // whole 16-pair steps lie inside it; the rest goes through wbuf.
+      const int64_t in_place = j.K / 32 * 16;
       int64_t p0 = 0;
       for (; p0 < in_place; p0 += 16) {
         for (int i = 0; i < R; ++i) prefetch_stream(w[i] + 4 * p0);
@@ -887,7 +854,7 @@ void small_rows(const Job& j, int64_t n0, int64_t n1) {
       for (; p0 < pairs; p0 += 16) {
         for (int i = 0; i < R; ++i) {
           prefetch_stream(w[i] + (j.w_row_bytes * p0) / pairs);  // ~2 KiB ahead along the row
-          _mm512_store_si512(wbuf[i], L::load(j, w[i], p0));
+          _mm512_store_si512(wbuf[i], load_pairs(j, w[i], p0));
         }
         for (int q = 0; q < 16; ++q) {
           for (int i = 0; i < R; ++i) wp[i] = wbuf[i][q];
@@ -907,13 +874,12 @@ void small_rows(const Job& j, int64_t n0, int64_t n1) {
   }
 }
 
-template <class L>
 void small_gemm(const Job& j, int64_t n0, int64_t n1) {
   switch ((j.B + 15) / 16) {
-    case 1: return small_rows<1, L>(j, n0, n1);
-    case 2: return small_rows<2, L>(j, n0, n1);
-    case 3: return small_rows<3, L>(j, n0, n1);
-    default: return small_rows<4, L>(j, n0, n1);
+    case 1: return small_rows<1>(j, n0, n1);
+    case 2: return small_rows<2>(j, n0, n1);
+    case 3: return small_rows<3>(j, n0, n1);
+    default: return small_rows<4>(j, n0, n1);
   }
 }
 
@@ -989,12 +955,8 @@ KernelSet avx512_kernels() {
   k.fp8 = &drive<Fp8>;
   k.q8_0 = &drive<Q8>;
   k.q4_0 = &drive<Q4>;
-  k.bf16_gemm = &bf16_gemm<PairsBF16>;
-  k.bf16_small = &small_gemm<PairsBF16>;
-  k.q8_0_small = &small_gemm<PairsQ8>;
-  k.q4_0_small = &small_gemm<PairsQ4>;
-  k.q8_0_gemm = &bf16_gemm<PairsQ8>;
-  k.q4_0_gemm = &bf16_gemm<PairsQ4>;
+  k.bf16_gemm = &bf16_gemm;
+  k.bf16_small = &small_gemm;
   k.prep_bf16 = &prep_bf16;
   k.prep_bf16_tile = &prep_bf16_tile;
   k.prep_q8_0 = &prep_q8_0;

@@ -45,7 +45,7 @@ struct Job {
 // uint32 pairs, pair p of token i (bf16 values 2p and 2p + 1, low half first) at word p * kGemmTokens + i,
 // for p < gemm_pairs(K); Job::act_stride is the bytes of one tile.
 constexpr int64_t kGemmTokens = 12;
-// KernelSet::*_small (up to kSmallGemmMaxTokens tokens) read the same layout with tiles of
+// KernelSet::bf16_small (up to kSmallGemmMaxTokens tokens) reads the same layout with tiles of
 // kSmallGemmTokens tokens.
 constexpr int64_t kSmallGemmTokens = 16;
 constexpr int64_t kSmallGemmMaxTokens = 64;
@@ -62,15 +62,11 @@ struct KernelSet {
   KernelFn fp8 = nullptr;       // E4M3 with float32 block scales, Job::block a multiple of 32
   KernelFn q8_0 = nullptr;      // Job::act holds Q8 activations in the Q8_0 lane layout
   KernelFn q4_0 = nullptr;      // Job::act holds Q8 activations in the Q4_0 lane layout
-  // Many tokens (prefill): Job::act in kGemmTokens tiles (above). The Q8_0 / Q4_0 versions widen
-  // each weight block to bf16 while packing and share the BF16 GEMM's arithmetic.
+  // Many tokens (prefill) of BF16 weights: Job::act in kGemmTokens tiles (above). Q8_0 / Q4_0
+  // prefill runs the int8 GEMM instead (gemm_q8.h).
   KernelFn bf16_gemm = nullptr;
   // kSmallGemmTokens < B <= kSmallGemmMaxTokens: weights broadcast from the row, no packing.
   KernelFn bf16_small = nullptr;
-  KernelFn q8_0_small = nullptr;
-  KernelFn q4_0_small = nullptr;
-  KernelFn q8_0_gemm = nullptr;
-  KernelFn q4_0_gemm = nullptr;
   // Optional vectorised activation conversions, bit-identical to the scalar ones in matmul.cpp /
   // quantize_activations (null: use those). out gets one token's record of `stride` bytes.
   void (*prep_bf16)(uint8_t* out, const float* x, int64_t K, int64_t stride) = nullptr;
