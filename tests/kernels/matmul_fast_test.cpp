@@ -455,6 +455,41 @@ TEST(MatmulFast, QuantizedRowRangesDecodeTheLayout) {
   }
 }
 
+// matmul_transposed on Q8_0 / Q4_0 row slices (absorbed MLA's W_UK at decode): whole-block widths
+// take the fused AVX-512 kernel (rows_t), the others dequantize rows; both against the product of the
+// dequantized rows in double, within float32 rounding of the products and the running sums.
+TEST(MatmulFast, TransposedQuantizedSlices) {
+  std::mt19937 rng(kSeed + 8);
+  const int64_t rows = 21, r0 = 5, N = 13;
+  for (DType t : {DType::kQ8_0, DType::kQ4_0})
+    for (int64_t cols : {32, 160, 288, 512})
+      for (int64_t B : {1, 3}) {
+        std::vector<float> f(size_t(rows * cols));
+        std::normal_distribution<float> nd(0.f, 1.f);
+        for (float& v : f) v = nd(rng);
+        std::vector<uint8_t> q;
+        const MatView full = quantized_view(t, q, f, rows, cols);
+        std::vector<float> x(static_cast<size_t>(B * N)), y(static_cast<size_t>(B * cols), NAN);
+        std::vector<float> row(static_cast<size_t>(cols));
+        for (float& v : x) v = nd(rng);
+        matmul_transposed(y.data(), x.data(), full.slice_rows(r0, N), B);
+        std::vector<double> ref(size_t(B * cols), 0.0), mag(size_t(B * cols), 0.0);
+        for (int64_t n = 0; n < N; ++n) {
+          dequantize_row(row.data(), full, r0 + n);
+          for (int64_t b = 0; b < B; ++b)
+            for (int64_t k = 0; k < cols; ++k) {
+              const double p = double(x[size_t(b * N + n)]) * row[size_t(k)];
+              ref[size_t(b * cols + k)] += p;
+              mag[size_t(b * cols + k)] += std::fabs(p);
+            }
+        }
+        for (size_t i = 0; i < ref.size(); ++i)
+          // N float32 roundings of the running sum plus two per product (x[n] * d, then * q).
+          ASSERT_NEAR(y[i], ref[i], double(N + 2) * 0x1p-24 * mag[i])
+              << dtype_name(t) << " cols " << cols << " B " << B << " output " << i;
+      }
+}
+
 // Round trip: |x - dequantize(quantize(x))| within the bound of each value's rounding (half a step,
 // or the distance to the end of the code range where a value is clamped).
 TEST(MatmulFast, QuantizeRoundTripBounds) {

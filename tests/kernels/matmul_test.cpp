@@ -415,6 +415,17 @@ TEST(Matmul, TransposedEqualsTransposeProduct) {
           expect_transposed_close(y.data(), x.data(), m, 0, rows, B, case_label(seed, m, B) + " transposed");
           if (::testing::Test::HasFailure()) return;
         }
+  // Whole 32-column blocks take the AVX-512 fast path for BF16 (rows_t; Q8_0/Q4_0 in
+  // matmul_fast_test.cpp): a full 256-column tile, a tile and a partial one, and one block, on a row
+  // slice as MLA's W_UK is.
+  for (int64_t cols : {32, 288, 512})
+    for (int64_t B : {1, 3}) {
+      TestMat m = make_mat(DType::kBF16, 21, cols, rng);
+      std::vector<float> x = random_vec(size_t(B * 13), rng), y(size_t(B * cols), NAN);
+      matmul_transposed(y.data(), x.data(), m.view().slice_rows(5, 13), B);
+      expect_transposed_close(y.data(), x.data(), m, 5, 13, B, case_label(seed, m, B) + " slice_rows(5, 13) transposed");
+      if (::testing::Test::HasFailure()) return;
+    }
   // On an FP8 row slice with partial blocks.
   TestMat m = make_mat(DType::kF8E4M3, 10, 9, rng, 4);
   const MatView v = m.view().slice_rows(3, 6);

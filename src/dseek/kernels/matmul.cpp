@@ -591,6 +591,16 @@ void matmul_transposed(float* y, const float* x, const MatView& w, int64_t B) {
   // y[b] = sum_n x[b, n] * W[n, :]: SIMD row updates (vec_axpy). Batch rows go in tiles so the
   // tile's outputs stay in cache while every weight row is decoded once per tile.
   const int64_t N = w.rows, K = w.cols;
+  if (const mm::KernelSet* ks = fast_kernels(); ks && N > 0 && K % kQuantBlock == 0) {
+    const mm::KernelSet::RowsTFn f = w.dtype == DType::kBF16   ? ks->rows_t_bf16
+                                     : w.dtype == DType::kQ8_0 ? ks->rows_t_q8_0
+                                     : w.dtype == DType::kQ4_0 ? ks->rows_t_q4_0
+                                                               : nullptr;
+    if (f) {
+      for (int64_t b = 0; b < B; ++b) f(y + b * K, x + b * N, row_ptr(w, 0), quant_row_bytes(w.dtype, K), N, K);
+      return;
+    }
+  }
   for (int64_t i = 0; i < B * K; ++i) y[i] = 0.f;
   constexpr int64_t kChunk = 256;  // decode a row piecewise into a fixed stack buffer
   constexpr int64_t kTile = 16;

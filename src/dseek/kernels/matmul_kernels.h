@@ -81,6 +81,12 @@ struct KernelSet {
   void (*dequant_bf16)(float* out, const uint16_t* p, int64_t n) = nullptr;
   void (*dequant_q8_0)(float* out, const uint8_t* codes, const uint8_t* scales, int64_t nb) = nullptr;
   void (*dequant_q4_0)(float* out, const uint8_t* codes, const uint8_t* scales, int64_t nb) = nullptr;
+  // Optional transposed product for one token (matmul_transposed's fast path): y[k] = sum over
+  // n < N of x[n] * W[n, k], k < K (a multiple of 32), rows row_bytes apart from w.
+  using RowsTFn = void (*)(float* y, const float* x, const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K);
+  RowsTFn rows_t_bf16 = nullptr;
+  RowsTFn rows_t_q8_0 = nullptr;
+  RowsTFn rows_t_q4_0 = nullptr;
 };
 
 KernelSet avx2_kernels();    // matmul_avx2.cpp: AVX2 + FMA + F16C
