@@ -35,12 +35,14 @@ std::string cpu_name() {
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
-  Args a(argc, argv, {"model", "n-prompt", "n-gen", "threads", "reps", "bandwidth-gb"}, {},
-         {{"m", "model"}, {"p", "n-prompt"}, {"n", "n-gen"}, {"t", "threads"}, {"r", "reps"}});
+  Args a(argc, argv, {"model", "n-prompt", "n-gen", "threads", "reps", "bandwidth-gb", "depth"}, {},
+         {{"m", "model"}, {"p", "n-prompt"}, {"n", "n-gen"}, {"t", "threads"}, {"r", "reps"}, {"d", "depth"}});
   const std::string dir = a.require("model");
   const int64_t P = a.get_int("n-prompt", 512), N = a.get_int("n-gen", 128);
+  const int64_t D = a.get_int("depth", 0);  // tokens already in the context, as llama-bench's -d
   const int reps = int(a.get_int("reps", 3));
   if (P < 1 || N < 1 || reps < 1) throw Error("-p, -n and -r must be positive");
+  if (D < 0) throw Error("-d must be >= 0");
   Model model = Model::load(dir);
   const ModelConfig& c = model.config();
   ThreadPool pool(int(a.get_int("threads", 0)));
@@ -49,22 +51,27 @@ int cmd_bench(int argc, char** argv) {
       pool, int64_t(a.get_double("bandwidth-gb", double(kReadBandwidthBytes) / (1 << 30)) * (1 << 30)), 9);
 
   std::mt19937 rng(1234);
-  std::vector<int32_t> ids(static_cast<size_t>(P + N));
+  std::vector<int32_t> ids(static_cast<size_t>(D + P + N));
   for (auto& t : ids) t = int32_t(rng() % uint32_t(c.vocab_size));
-  const int64_t ctx = P + N;
-  Workspace ws(c, P, ctx, &pool, /*naive_attention=*/false);
+  const int64_t ctx = D + std::max(P, N);
+  constexpr int64_t kDepthChunk = 512;  // the depth is prefilled in chunks, as `generate` does
+  Workspace ws(c, std::max(P, std::min(D, kDepthChunk)), ctx, &pool, /*naive_attention=*/false);
   KVCache cache(c, model.n_cache_layers(), ctx);
   std::vector<float> logits(static_cast<size_t>(c.vocab_size));
+  for (int64_t p0 = 0; p0 < D; p0 += kDepthChunk) {  // untimed; every round reuses positions [0, D)
+    const int64_t n = std::min(kDepthChunk, D - p0);
+    model.forward(ids.data() + p0, n, p0, cache.view(), AttnImpl::kAbsorb, ws, logits.data(), n - 1);
+  }
 
   std::vector<double> pp, tg;
   for (int r = 0; r < reps + 1; ++r) {  // the first round warms the page cache and is discarded
     auto t0 = Clock::now();
-    model.forward(ids.data(), P, 0, cache.view(), AttnImpl::kAbsorb, ws, logits.data(), P - 1);
+    model.forward(ids.data() + D, P, D, cache.view(), AttnImpl::kAbsorb, ws, logits.data(), P - 1);
     const double t_pp = std::chrono::duration<double>(Clock::now() - t0).count();
-    // Decode N tokens from an empty context, as llama-bench's tg does.
+    // Decode N tokens after the D-token context (from an empty one by default, as llama-bench's tg).
     t0 = Clock::now();
     for (int64_t i = 0; i < N; ++i)
-      model.forward(ids.data() + P + i, 1, i, cache.view(), AttnImpl::kAbsorb, ws, logits.data());
+      model.forward(ids.data() + D + P + i, 1, D + i, cache.view(), AttnImpl::kAbsorb, ws, logits.data());
     const double t_tg = std::chrono::duration<double>(Clock::now() - t0).count();
     if (r > 0) {
       pp.push_back(double(P) / t_pp);
@@ -73,7 +80,7 @@ int cmd_bench(int argc, char** argv) {
   }
   const Stat spp = stat(pp), stg = stat(tg);
   // Bytes per decoded token at the mean context of the tg run.
-  const double bytes = double(decode_bytes_per_token(model, N / 2));
+  const double bytes = double(decode_bytes_per_token(model, D + N / 2));
   const double gbs = bytes * stg.median / 1e9;
   const DType wt = model.weights().layers.back().self_attn.o_proj.dtype;
 
@@ -87,13 +94,14 @@ int cmd_bench(int argc, char** argv) {
               std::min(weights_gb, double(file_huge_page_bytes()) / 1e9), weights_gb);
   std::printf("| model | weights | test | tokens/s median [min-max] | GB/token | GB/s | %% of roofline |\n");
   std::printf("|---|---|---|---|---|---|---|\n");
-  std::printf("| %s %lldL | %s | pp%lld | %.1f [%.1f-%.1f] | | | |\n", std::string(model_type_name(c.model_type)).c_str(),
-              (long long)c.num_hidden_layers, std::string(dtype_name(wt)).c_str(), (long long)P, spp.median, spp.min,
-              spp.max);
-  std::printf("| %s %lldL | %s | tg%lld | %.2f [%.2f-%.2f] | %.3f | %.1f | %.0f %% |\n",
+  const std::string at = D > 0 ? " @ d" + std::to_string(D) : std::string();
+  std::printf("| %s %lldL | %s | pp%lld%s | %.1f [%.1f-%.1f] | | | |\n", std::string(model_type_name(c.model_type)).c_str(),
+              (long long)c.num_hidden_layers, std::string(dtype_name(wt)).c_str(), (long long)P, at.c_str(), spp.median,
+              spp.min, spp.max);
+  std::printf("| %s %lldL | %s | tg%lld%s | %.2f [%.2f-%.2f] | %.3f | %.1f | %.0f %% |\n",
               std::string(model_type_name(c.model_type)).c_str(), (long long)c.num_hidden_layers,
-              std::string(dtype_name(wt)).c_str(), (long long)N, stg.median, stg.min, stg.max, bytes / 1e9, gbs,
-              100.0 * gbs / bw.median_gbs);
+              std::string(dtype_name(wt)).c_str(), (long long)N, at.c_str(), stg.median, stg.min, stg.max, bytes / 1e9,
+              gbs, 100.0 * gbs / bw.median_gbs);
   return 0;
 }
 

@@ -76,6 +76,10 @@ void pack_b(float* dst, const Operands& o, int64_t k0, int64_t kc, int64_t n0, i
     gemm::pack_b_rows_avx512(dst, o.B + k0 * o.brs + n0, o.brs, kc, n1 - n0);
     return;
   }
+  if (o.brs == 1 && simd) {
+    gemm::pack_b_cols_avx512(dst, o.B + n0 * o.bcs + k0, o.bcs, kc, n1 - n0);
+    return;
+  }
   for (int64_t p0 = n0; p0 < n1; p0 += kNR) {
     const int64_t nr = std::min(kNR, n1 - p0);
     float* d = dst + ((p0 - n0) / kNR) * kc * kNR;

@@ -11,9 +11,47 @@
 
 #include <algorithm>
 
+// GCC 12's AVX-512 headers build extracts from an undefined placeholder and then warn about it.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 namespace dseek::gemm {
 
 namespace {
+
+// dst[k * ldd + r] = src[r * lds + k] for r < rows, k < kc, and 0 for rows <= r < round_up(rows, 4):
+// four source rows at a time, 16 k per step, through in-lane unpacks.
+void transpose_rows(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows, int64_t kc) {
+  for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+    for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+      const int64_t kn = std::min<int64_t>(16, kc - k0);
+      const __mmask16 km = kn >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << kn) - 1);
+      __m512 v[4];
+      for (int i = 0; i < 4; ++i)
+        v[i] = r0 + i < rows ? _mm512_maskz_loadu_ps(km, src + (r0 + i) * lds + k0) : _mm512_setzero_ps();
+      // Per 128-bit lane L (k = k0 + 4L + c): col[c] holds rows r0 .. r0 + 3 of column k.
+      const __m512d t0 = _mm512_castps_pd(_mm512_unpacklo_ps(v[0], v[1])), t1 = _mm512_castps_pd(_mm512_unpackhi_ps(v[0], v[1]));
+      const __m512d t2 = _mm512_castps_pd(_mm512_unpacklo_ps(v[2], v[3])), t3 = _mm512_castps_pd(_mm512_unpackhi_ps(v[2], v[3]));
+      const __m512 col[4] = {_mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2)), _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2)),
+                             _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3)), _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3))};
+      float* d = dst + k0 * ldd + r0;
+      if (kn == 16) {
+        for (int c = 0; c < 4; ++c) {
+          _mm_storeu_ps(d + (0 + c) * ldd, _mm512_extractf32x4_ps(col[c], 0));
+          _mm_storeu_ps(d + (4 + c) * ldd, _mm512_extractf32x4_ps(col[c], 1));
+          _mm_storeu_ps(d + (8 + c) * ldd, _mm512_extractf32x4_ps(col[c], 2));
+          _mm_storeu_ps(d + (12 + c) * ldd, _mm512_extractf32x4_ps(col[c], 3));
+        }
+      } else {
+        alignas(64) float lanes[4][16];
+        for (int c = 0; c < 4; ++c) _mm512_store_ps(lanes[c], col[c]);
+        for (int64_t k = 0; k < kn; ++k) _mm_storeu_ps(d + k * ldd, _mm_load_ps(&lanes[k % 4][4 * (k / 4)]));
+      }
+    }
+  }
+}
 
 // C tile (MR × nr, nr <= kNR) (+)= ap · bp: ap is the packed A tile, ap[k * kMR + i].
 template <int MR>
@@ -82,6 +120,23 @@ void block(const Block& b) {
 
 void block_avx512(const Block& b) { block(b); }
 
+void pack_b_cols_avx512(float* dst, const float* B, int64_t ldb, int64_t kc, int64_t cols) {
+  for (int64_t p0 = 0; p0 < cols; p0 += kNR) {
+    const int64_t nr = std::min(kNR, cols - p0);
+    float* d = dst + (p0 / kNR) * kc * kNR;
+    transpose_rows(d, kNR, B + p0 * ldb, ldb, nr, kc);
+    const int64_t done = (nr + 3) / 4 * 4;  // transpose_rows zero-filled the columns up to here
+    if (done < kNR) {
+      const __mmask16 m0 = done >= 16 ? __mmask16(0) : __mmask16(0xFFFF << done);
+      const __mmask16 m1 = done <= 16 ? __mmask16(0xFFFF) : __mmask16(0xFFFF << (done - 16));
+      for (int64_t k = 0; k < kc; ++k) {
+        _mm512_mask_storeu_ps(d + k * kNR, m0, _mm512_setzero_ps());
+        _mm512_mask_storeu_ps(d + k * kNR + 16, m1, _mm512_setzero_ps());
+      }
+    }
+  }
+}
+
 void pack_b_rows_avx512(float* dst, const float* B, int64_t ldb, int64_t kc, int64_t cols) {
   for (int64_t p0 = 0; p0 < cols; p0 += kNR) {
     const int64_t nr = std::min(kNR, cols - p0);
@@ -105,6 +160,9 @@ void pack_b_rows_avx512(float* dst, const float* B, int64_t ldb, int64_t kc, int
 namespace dseek::gemm {
 void block_avx512(const Block&) { throw Error("gemm: AVX-512 kernel not compiled in"); }
 void pack_b_rows_avx512(float*, const float*, int64_t, int64_t, int64_t) {
+  throw Error("gemm: AVX-512 kernel not compiled in");
+}
+void pack_b_cols_avx512(float*, const float*, int64_t, int64_t, int64_t) {
   throw Error("gemm: AVX-512 kernel not compiled in");
 }
 }  // namespace dseek::gemm

@@ -38,5 +38,8 @@ void pack_b_bf16_avx512(float* dst, const float* B, int64_t brs, int64_t bcs, in
 // Packs rows [0, kc) and columns [0, cols) of a row-major B (row stride ldb) into panels as
 // Block::Bp describes, zero-padded to whole panels.
 void pack_b_rows_avx512(float* dst, const float* B, int64_t ldb, int64_t kc, int64_t cols);
+// The same panels from B stored transposed, b(k, n) = B[n * ldb + k] (the nt layout: the training
+// forward's weights, prefill attention's cache rows): 4 x 16 in-register transposes.
+void pack_b_cols_avx512(float* dst, const float* B, int64_t ldb, int64_t kc, int64_t cols);
 
 }  // namespace dseek::gemm

@@ -60,22 +60,6 @@ inline void sum_unrolled(__m512 (&out)[T], __m512 (&acc)[T][U]) {
   }
 }
 
-// Lane i of the result = the sum of the 16 lanes of v[i]: a tree of in-lane and cross-lane shuffles,
-// ~3 instructions per row instead of a full horizontal reduction (~8, one long chain) each.
-inline __m512 reduce16(const __m512 (&v)[16]) {
-  __m512 a[8], b[4], c[2];
-  for (int i = 0; i < 8; ++i)  // per 128-bit lane: (v0+v2, w0+w2, v1+v3, w1+w3) of v = v[2i], w = v[2i + 1]
-    a[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
-  for (int i = 0; i < 4; ++i) {  // per 128-bit lane: one partial sum of rows 4i .. 4i + 3
-    const __m512d x = _mm512_castps_pd(a[2 * i]), y = _mm512_castps_pd(a[2 * i + 1]);
-    b[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
-  }
-  for (int i = 0; i < 2; ++i)  // add 128-bit lanes pairwise
-    c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88),
-                         _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xdd));
-  return _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], 0x88), _mm512_shuffle_f32x4(c[0], c[1], 0xdd));
-}
-
 // Rows [n0, n1) one at a time (F::row gives each token's 16 partial sums), reduced 16 rows at once.
 template <class F, int T>
 void stream_rows(const Job& j, int64_t n0, int64_t n1) {

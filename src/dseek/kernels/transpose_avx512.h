@@ -1,5 +1,6 @@
-// 16 x 16 transpose of 32-bit words in 16 zmm registers, shared by the AVX-512 kernel files
-// (matmul_avx512.cpp, gemm_bf16_avx512.cpp). Include it only from files compiled with AVX-512
+// 16 x 16 transpose of 32-bit words in 16 zmm registers, and the transposing reduction of 16
+// vectors, shared by the AVX-512 kernel files (matmul_avx512.cpp, gemm_bf16_avx512.cpp,
+// attention_decode_avx512.cpp). Include it only from files compiled with AVX-512
 // flags: the function lives in an anonymous namespace, so each such file gets its own copy and the
 // linker can never hand an AVX-512 body to code built for plain x86-64 (see matmul_kernels.h).
 #pragma once
@@ -35,6 +36,22 @@ inline void transpose16(__m512 (&r)[16]) {
     r[4 + j] = _mm512_shuffle_f32x4(c1, c3, 0x88);
     r[12 + j] = _mm512_shuffle_f32x4(c1, c3, 0xdd);
   }
+}
+
+// Lane i of the result = the sum of the 16 lanes of v[i]: a tree of in-lane and cross-lane shuffles,
+// ~3 instructions per row instead of a full horizontal reduction (~8, one long chain) each.
+inline __m512 reduce16(const __m512 (&v)[16]) {
+  __m512 a[8], b[4], c[2];
+  for (int i = 0; i < 8; ++i)  // per 128-bit lane: (v0+v2, w0+w2, v1+v3, w1+w3) of v = v[2i], w = v[2i + 1]
+    a[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+  for (int i = 0; i < 4; ++i) {  // per 128-bit lane: one partial sum of rows 4i .. 4i + 3
+    const __m512d x = _mm512_castps_pd(a[2 * i]), y = _mm512_castps_pd(a[2 * i + 1]);
+    b[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+  }
+  for (int i = 0; i < 2; ++i)  // add 128-bit lanes pairwise
+    c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xdd));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], 0x88), _mm512_shuffle_f32x4(c[0], c[1], 0xdd));
 }
 
 }  // namespace

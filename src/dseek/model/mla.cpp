@@ -7,6 +7,7 @@
 
 #include "dseek/core/error.h"
 #include "dseek/kernels/gemm.h"
+#include "dseek/kernels/attention_decode.h"
 #include "dseek/kernels/matmul.h"
 #include "dseek/kernels/rmsnorm.h"
 #include "dseek/kernels/rope.h"
@@ -59,6 +60,11 @@ namespace {
 // pass of MTP speculation paid it twice. GEMMs: 187 -> 168 us per step at 1 token, 296 -> 222 us at 2
 // (issue 8, docs/performance.md "Serving").
 constexpr int64_t kPrefillGemmTokens = 1;
+// Sequences with at most this many tokens in a call (decode, MTP verification, a server's batched
+// step) attend with the decode kernel instead (kernels/attention_decode.h): every cache row is read
+// once for all heads, nothing is gathered or repacked. The GEMM path copied and transposed the whole
+// context per token and layer: v2lite-5l Q8_0 decode fell from 59 to 23 tokens/s at 4096 positions.
+constexpr int64_t kDecodeTokens = 8;
 
 float dot(const float* a, const float* b, int64_t n) {
   float s = 0.f;
@@ -179,6 +185,59 @@ void attend_prefill_gemm(int64_t sq, const TokenBatch& b, const MlaParams& p, co
   }
 }
 
+// Decode attention of the tokens `toks` (each against its cache rows [0, pos]): a token's rows are
+// split across the pool's threads when there are fewer tokens than threads, each part an online-
+// softmax state (ws.decode_state), merged per token into o_lat.
+void attend_decode(const std::vector<int64_t>& toks, const TokenBatch& b, const MlaParams& p, const LayerRows* rows,
+                   Workspace& ws, const uint8_t* const* allowed) {
+  const int64_t H = p.n_heads, R = p.kv_lora_rank, qkd = p.qk_head_dim();
+  const int threads = ws.pool ? ws.pool->size() : 1;
+  const int64_t parts = int64_t(toks.size()) >= threads ? 1 : threads;
+  const int64_t per = H * R + 2 * H;  // o, m, l of one state
+  const int64_t cap = ws.decode_capacity / parts * parts;  // whole tokens per round
+  const int64_t items = int64_t(toks.size()) * parts;
+  for (int64_t i0 = 0; i0 < items; i0 += cap) {
+    const int64_t i1 = std::min(items, i0 + cap);
+    auto run = [&](int64_t a, int64_t e) {
+      for (int64_t i = a; i < e; ++i) {
+        const int64_t t = toks[size_t(i / parts)], part = i % parts, n = b.pos[t] + 1;
+        float* o = ws.decode_state.data() + (i - i0) * per;
+        float *m = o + H * R, *l = m + H;
+        decode_state_init(o, m, l, H, R);
+        DecodeQuery q;
+        q.q_lat = ws.q_lat.data() + t * H * R;
+        q.q_pe = ws.q.data() + t * H * qkd + p.qk_nope_head_dim;
+        q.q_pe_stride = qkd;
+        q.H = H;
+        q.R = R;
+        q.rope = p.qk_rope_head_dim;
+        q.scale = p.softmax_scale;
+        const LayerRows& kv = rows[b.seq[t]];
+        const int64_t j1 = n * (part + 1) / parts;
+        for (int64_t j = n * part / parts; j < j1;) {  // contiguous runs: one, or one per paged block
+          const int64_t run_end = kv.blocks ? std::min(j1, (j / kv.block_size + 1) * kv.block_size) : j1;
+          decode_attend_rows(o, m, l, q, kv.row(j), run_end - j, kv.dim, allowed ? allowed[t] + j : nullptr);
+          j = run_end;
+        }
+      }
+    };
+    if (ws.pool && i1 - i0 > 1)
+      ws.pool->parallel_for(i1 - i0, [&](int64_t a, int64_t e) { run(i0 + a, i0 + e); });
+    else
+      run(i0, i1);
+    for (int64_t i = i0; i < i1; i += parts) {
+      float* o = ws.decode_state.data() + (i - i0) * per;
+      float *m = o + H * R, *l = m + H;
+      for (int64_t k = 1; k < parts; ++k) {
+        const float* o2 = o + k * per;
+        decode_state_merge(o, m, l, o2, o2 + H * R, o2 + H * R + H, H, R);
+      }
+      decode_state_finish(o, l, H, R);
+      std::memcpy(ws.o_lat.data() + toks[size_t(i / parts)] * H * R, o, size_t(H * R) * sizeof(float));
+    }
+  }
+}
+
 }  // namespace
 
 void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaParams& p, const LayerRows* rows,
@@ -203,15 +262,21 @@ void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaP
     // 2. Attention of every (query, head) against its sequence's latent cache rows [0, pos].
     //    Each sequence runs as GEMMs over its gathered rows (kPrefillGemmTokens); row by row only
     //    with a one-token workspace, which has no gather buffers.
+    auto use_decode = [&](int64_t sq) { return b.seq_first[sq + 1] - b.seq_first[sq] <= kDecodeTokens; };
     auto use_gemm = [&](int64_t sq) {
-      return !ws.prefill_kv.empty() && b.seq_first[sq + 1] - b.seq_first[sq] >= kPrefillGemmTokens;
+      return !use_decode(sq) && !ws.prefill_kv.empty() && b.seq_first[sq + 1] - b.seq_first[sq] >= kPrefillGemmTokens;
     };
+    std::vector<int64_t>& dec = ws.decode_tokens;
+    dec.clear();
+    for (int64_t t = 0; t < T; ++t)
+      if (use_decode(b.seq[t])) dec.push_back(t);
+    if (!dec.empty()) attend_decode(dec, b, p, rows, ws, allowed);
     const int64_t score_off = T * std::max(nope, R) + T * std::max(R, vd);
     auto attend = [&](int tid, int64_t r0, int64_t r1) {
       float* s = ws.thread_scratch(tid) + score_off;
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t t = r / H, n = b.pos[t] + 1;  // r = t * H + h
-        if (use_gemm(b.seq[t])) continue;
+        if (use_gemm(b.seq[t]) || use_decode(b.seq[t])) continue;
         const LayerRows& kv = rows[b.seq[t]];
         const float* ql = ws.q_lat.data() + r * R;
         const float* q_pe = q + r * qkd + nope;

@@ -34,6 +34,9 @@ Workspace::Workspace(const ModelConfig& c, int64_t T, int64_t ctx, ThreadPool* p
     prefill_kv.resize(sz(ctx * c.kv_latent_dim()));
     prefill_scores.resize(sz(kPrefillTile * ctx));
   }
+  decode_capacity = std::max<int64_t>(n_threads, 8);
+  decode_state.resize(sz(decode_capacity * (H * c.kv_lora_rank + 2 * H)));
+  decode_tokens.reserve(sz(T));
   scores.resize(sz(ctx));
   rope_cs.resize(sz(std::max(c.qk_rope_head_dim, c.index_head_dim)));
   if (naive_attention) {

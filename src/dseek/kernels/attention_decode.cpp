@@ -1,0 +1,75 @@
+#include "dseek/kernels/attention_decode.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "dseek/kernels/cpu_features.h"
+
+namespace dseek {
+
+namespace {
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+}  // namespace
+
+void decode_state_init(float* o, float* m, float* l, int64_t H, int64_t R) {
+  std::fill(o, o + H * R, 0.f);
+  std::fill(m, m + H, kNegInf);
+  std::fill(l, l + H, 0.f);
+}
+
+void decode_attend_rows_ref(float* o, float* m, float* l, const DecodeQuery& q, const float* rows, int64_t n,
+                            int64_t stride, const uint8_t* allowed) {
+  const int64_t R = q.R;
+  for (int64_t j = 0; j < n; ++j) {
+    if (allowed && !allowed[j]) continue;
+    const float* c = rows + j * stride;
+    for (int64_t h = 0; h < q.H; ++h) {
+      const float* ql = q.q_lat + h * R;
+      const float* qp = q.q_pe + h * q.q_pe_stride;
+      float s = 0.f;
+      for (int64_t k = 0; k < R; ++k) s += ql[k] * c[k];
+      for (int64_t k = 0; k < q.rope; ++k) s += qp[k] * c[R + k];
+      s *= q.scale;
+      float* oh = o + h * R;
+      if (s > m[h]) {  // a new maximum rescales what is summed so far (exp(-inf) = 0 at the start)
+        const float a = std::exp(m[h] - s);
+        for (int64_t k = 0; k < R; ++k) oh[k] *= a;
+        l[h] *= a;
+        m[h] = s;
+      }
+      const float p = std::exp(s - m[h]);
+      l[h] += p;
+      for (int64_t k = 0; k < R; ++k) oh[k] += p * c[k];
+    }
+  }
+}
+
+void decode_attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const float* rows, int64_t n,
+                        int64_t stride, const uint8_t* allowed) {
+  if (cpu_features().avx512f) return decode_attend_rows_avx512(o, m, l, q, rows, n, stride, allowed);
+  decode_attend_rows_ref(o, m, l, q, rows, n, stride, allowed);
+}
+
+void decode_state_merge(float* o, float* m, float* l, const float* o2, const float* m2, const float* l2, int64_t H,
+                        int64_t R) {
+  for (int64_t h = 0; h < H; ++h) {
+    if (m2[h] == kNegInf) continue;  // nothing in the other state
+    const float mx = std::max(m[h], m2[h]);
+    const float a = std::exp(m[h] - mx), b = std::exp(m2[h] - mx);
+    float* oh = o + h * R;
+    const float* o2h = o2 + h * R;
+    for (int64_t k = 0; k < R; ++k) oh[k] = a * oh[k] + b * o2h[k];
+    l[h] = a * l[h] + b * l2[h];
+    m[h] = mx;
+  }
+}
+
+void decode_state_finish(float* o, const float* l, int64_t H, int64_t R) {
+  for (int64_t h = 0; h < H; ++h) {
+    const float inv = l[h] > 0.f ? 1.f / l[h] : 0.f;
+    for (int64_t k = 0; k < R; ++k) o[h * R + k] *= inv;
+  }
+}
+
+}  // namespace dseek

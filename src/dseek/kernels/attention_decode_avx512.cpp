@@ -1,0 +1,168 @@
+// AVX-512 kernel of attention_decode.h. Compiled with -mavx512f -mfma (CMakeLists.txt);
+// decode_attend_rows calls it only when cpu_features() reports AVX-512 F.
+//
+// Rows come in chunks of kChunk. Per chunk and group of up to 16 heads: the scores of each row as
+// 16 dot products over [c_kv | k_pe] with one load of each row vector (HN accumulators, then the
+// transposing reduction: lane h = head h), the online-softmax update with the heads as lanes, and
+// o_h += p_hj c_kv_j with HN accumulators per 16 columns while the chunk's rows (in L2) stream past.
+#include "dseek/kernels/attention_decode.h"
+
+#if defined(__AVX512F__) && defined(__FMA__)
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+#include "dseek/kernels/masks_avx512.h"
+#include "dseek/kernels/transpose_avx512.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace dseek {
+
+namespace {
+
+using mm::mask16;
+
+constexpr int64_t kChunk = 64;  // rows per online-softmax step: 64 x 2.3 KB of V2/V3 rows stay in L2
+
+// e^x, Cephes' expf scheme (as train/ops.cpp exp_vec): n = round(x / ln 2), r = x - n ln 2 in two
+// parts, a degree-6 polynomial on [-ln2/2, ln2/2], then 2^n by vscalefps. x is clamped to
+// [-87, 88]; callers zero what must be exactly 0 (masked rows).
+inline __m512 exp512(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.f)), _mm512_set1_ps(88.f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+// Heads [g0, g0 + hn) (hn <= HN) of the state; qbuf holds their queries as HN rows of L = R + rope
+// floats [q_lat | q_pe], zero rows past hn.
+template <int HN>
+void attend_group(float* o, float* m, float* l, int64_t hn, const float* qbuf, int64_t R, int64_t L, float scale,
+                  const float* rows, int64_t n, int64_t stride, const uint8_t* allowed) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  const __mmask16 hm = mask16(hn);
+  alignas(64) float S[kChunk][16];
+  for (int64_t j0 = 0; j0 < n; j0 += kChunk) {
+    const int64_t jn = std::min(kChunk, n - j0);
+    // Scores: lane h of S[jj] = head h's score of row j0 + jj.
+    for (int64_t jj = 0; jj < jn; ++jj) {
+      const float* c = rows + (j0 + jj) * stride;
+      __m512 acc[16];
+      for (int h = 0; h < 16; ++h) acc[h] = _mm512_setzero_ps();
+      int64_t k = 0;
+      for (; k + 16 <= L; k += 16) {
+        const __m512 cv = _mm512_loadu_ps(c + k);
+        for (int h = 0; h < HN; ++h) acc[h] = _mm512_fmadd_ps(_mm512_loadu_ps(qbuf + h * L + k), cv, acc[h]);
+      }
+      if (k < L) {
+        const __mmask16 km = mask16(L - k);
+        const __m512 cv = _mm512_maskz_loadu_ps(km, c + k);
+        for (int h = 0; h < HN; ++h) acc[h] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(km, qbuf + h * L + k), cv, acc[h]);
+      }
+      __m512 s = _mm512_mul_ps(reduce16(acc), _mm512_set1_ps(scale));
+      if (allowed && !allowed[j0 + jj]) s = _mm512_set1_ps(neg_inf);
+      _mm512_store_ps(S[jj], s);
+    }
+    // Online softmax with the heads as lanes.
+    __m512 cm = _mm512_set1_ps(neg_inf);
+    for (int64_t jj = 0; jj < jn; ++jj) cm = _mm512_max_ps(cm, _mm512_load_ps(S[jj]));
+    const __m512 m_old = _mm512_mask_loadu_ps(_mm512_set1_ps(neg_inf), hm, m);
+    const __m512 mx = _mm512_max_ps(m_old, cm);
+    const __mmask16 live = _mm512_cmp_ps_mask(mx, _mm512_set1_ps(neg_inf), _CMP_NEQ_OQ);  // some row counted
+    const __m512 alpha = _mm512_mask_blend_ps(live, _mm512_set1_ps(1.f),
+                                              _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m_old, _mm512_set1_ps(neg_inf), _CMP_NEQ_OQ),
+                                                                  exp512(_mm512_sub_ps(m_old, mx))));
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t jj = 0; jj < jn; ++jj) {
+      const __m512 s = _mm512_load_ps(S[jj]);
+      const __mmask16 counted = _mm512_cmp_ps_mask(s, _mm512_set1_ps(neg_inf), _CMP_NEQ_OQ);  // masked rows: 0
+      const __m512 p = _mm512_maskz_mov_ps(counted, exp512(_mm512_sub_ps(s, mx)));
+      _mm512_store_ps(S[jj], p);
+      sum = _mm512_add_ps(sum, p);
+    }
+    const __m512 l_old = _mm512_maskz_loadu_ps(hm, l);
+    _mm512_mask_storeu_ps(l, hm, _mm512_fmadd_ps(l_old, alpha, sum));
+    _mm512_mask_storeu_ps(m, hm, mx);
+    alignas(64) float a[16];
+    _mm512_store_ps(a, alpha);
+    const bool rescale = _mm512_mask_cmp_ps_mask(hm, alpha, _mm512_set1_ps(1.f), _CMP_NEQ_UQ) != 0;
+    // o_h = alpha_h o_h + sum over the chunk's rows of p_hj c_kv_j, 16 columns at a time.
+    for (int64_t k = 0; k < R; k += 16) {
+      const __mmask16 km = mask16(R - k);
+      __m512 acc[HN];
+      for (int h = 0; h < HN; ++h) {
+        acc[h] = h < hn ? _mm512_maskz_loadu_ps(km, o + h * R + k) : _mm512_setzero_ps();
+        if (rescale) acc[h] = _mm512_mul_ps(acc[h], _mm512_set1_ps(a[h]));
+      }
+      for (int64_t jj = 0; jj < jn; ++jj) {
+        const __m512 cv = _mm512_maskz_loadu_ps(km, rows + (j0 + jj) * stride + k);
+        for (int h = 0; h < HN; ++h) acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(S[jj][h]), cv, acc[h]);
+      }
+      for (int h = 0; h < HN; ++h)
+        if (h < hn) _mm512_mask_storeu_ps(o + h * R + k, km, acc[h]);
+    }
+  }
+}
+
+}  // namespace
+
+void decode_attend_rows_avx512(float* o, float* m, float* l, const DecodeQuery& q, const float* rows, int64_t n,
+                               int64_t stride, const uint8_t* allowed) {
+  const int64_t R = q.R, L = q.R + q.rope;
+  for (int64_t g0 = 0; g0 < q.H; g0 += 16) {
+    const int64_t hn = std::min<int64_t>(16, q.H - g0);
+    const int HN = hn <= 4 ? 4 : hn <= 8 ? 8 : 16;
+    // The group's queries as rows [q_lat | q_pe] like the cache rows, zeros past hn.
+    alignas(64) float qbuf_stack[16 * 640];
+    std::vector<float> qbuf_heap;
+    float* qbuf = qbuf_stack;
+    if (HN * L > 16 * 640) {
+      qbuf_heap.resize(size_t(HN * L));
+      qbuf = qbuf_heap.data();
+    }
+    for (int h = 0; h < HN; ++h) {
+      float* d = qbuf + h * L;
+      if (h < hn) {
+        std::copy(q.q_lat + (g0 + h) * R, q.q_lat + (g0 + h) * R + R, d);
+        std::copy(q.q_pe + (g0 + h) * q.q_pe_stride, q.q_pe + (g0 + h) * q.q_pe_stride + q.rope, d + R);
+      } else {
+        std::fill(d, d + L, 0.f);
+      }
+    }
+    float* og = o + g0 * R;
+    if (HN == 4) attend_group<4>(og, m + g0, l + g0, hn, qbuf, R, L, q.scale, rows, n, stride, allowed);
+    else if (HN == 8) attend_group<8>(og, m + g0, l + g0, hn, qbuf, R, L, q.scale, rows, n, stride, allowed);
+    else attend_group<16>(og, m + g0, l + g0, hn, qbuf, R, L, q.scale, rows, n, stride, allowed);
+  }
+}
+
+}  // namespace dseek
+
+#else  // built without AVX-512 flags (non-x86 hosts): decode_attend_rows never selects this kernel
+
+#include "dseek/core/error.h"
+
+namespace dseek {
+void decode_attend_rows_avx512(float*, float*, float*, const DecodeQuery&, const float*, int64_t, int64_t,
+                               const uint8_t*) {
+  throw Error("attention_decode: AVX-512 kernel not compiled in");
+}
+}  // namespace dseek
+
+#endif
