@@ -12,7 +12,6 @@
 #include "dseek/kernels/rmsnorm.h"
 #include "dseek/kernels/rope.h"
 #include "dseek/kernels/softmax.h"
-#include "dseek/kernels/vec.h"
 
 namespace dseek {
 
@@ -53,13 +52,6 @@ MlaParams MlaParams::from_config(const ModelConfig& c) {
 
 namespace {
 
-// Sequences with at least this many tokens in a call attend through GEMMs (attend_prefill_gemm);
-// 1: decode tokens too, whenever the workspace has the gather buffers (max_tokens > 1). Row by row,
-// each (position, head) costs a horizontal sum and each position a separate axpy: on the demo model
-// (4 heads, ~200 cached positions) that was 36 % of a decode step, and the two-token verification
-// pass of MTP speculation paid it twice. GEMMs: 187 -> 168 us per step at 1 token, 296 -> 222 us at 2
-// (issue 8, docs/performance.md "Serving").
-constexpr int64_t kPrefillGemmTokens = 1;
 // Sequences with at most this many tokens in a call (decode, MTP verification, a server's batched
 // step) attend with the decode kernel instead (kernels/attention_decode.h): every cache row is read
 // once for all heads, nothing is gathered or repacked. The GEMM path copied and transposed the whole
@@ -243,7 +235,7 @@ void attend_decode(const std::vector<int64_t>& toks, const TokenBatch& b, const 
 void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaParams& p, const LayerRows* rows,
                 AttnImpl impl, Workspace& ws, const uint8_t* const* allowed) {
   const int64_t H = p.n_heads, nope = p.qk_nope_head_dim, rope = p.qk_rope_head_dim, vd = p.v_head_dim;
-  const int64_t R = p.kv_lora_rank, L = p.latent_dim(), qkd = p.qk_head_dim(), T = b.T;
+  const int64_t R = p.kv_lora_rank, qkd = p.qk_head_dim(), T = b.T;
   ThreadPool* pool = ws.pool;
   const float* q = ws.q.data();  // (T, H, qkd)
   for (int64_t t = 0; t < T; ++t)
@@ -259,46 +251,20 @@ void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaP
       matmul_transposed(lat, q_nope, w_uk, T);
       for (int64_t t = 0; t < T; ++t) std::memcpy(ws.q_lat.data() + (t * H + h) * R, lat + t * R, size_t(R) * sizeof(float));
     });
-    // 2. Attention of every (query, head) against its sequence's latent cache rows [0, pos].
-    //    Each sequence runs as GEMMs over its gathered rows (kPrefillGemmTokens); row by row only
-    //    with a one-token workspace, which has no gather buffers.
+    // 2. Attention of every (query, head) against its sequence's latent cache rows [0, pos]: the
+    //    decode kernel for sequences with few tokens in this call, GEMMs over the gathered rows for
+    //    the others (prefill chunks; their workspace has the gather buffers, max_tokens > 1).
     auto use_decode = [&](int64_t sq) { return b.seq_first[sq + 1] - b.seq_first[sq] <= kDecodeTokens; };
-    auto use_gemm = [&](int64_t sq) {
-      return !use_decode(sq) && !ws.prefill_kv.empty() && b.seq_first[sq + 1] - b.seq_first[sq] >= kPrefillGemmTokens;
-    };
     std::vector<int64_t>& dec = ws.decode_tokens;
     dec.clear();
     for (int64_t t = 0; t < T; ++t)
       if (use_decode(b.seq[t])) dec.push_back(t);
     if (!dec.empty()) attend_decode(dec, b, p, rows, ws, allowed);
-    const int64_t score_off = T * std::max(nope, R) + T * std::max(R, vd);
-    auto attend = [&](int tid, int64_t r0, int64_t r1) {
-      float* s = ws.thread_scratch(tid) + score_off;
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t t = r / H, n = b.pos[t] + 1;  // r = t * H + h
-        if (use_gemm(b.seq[t]) || use_decode(b.seq[t])) continue;
-        const LayerRows& kv = rows[b.seq[t]];
-        const float* ql = ws.q_lat.data() + r * R;
-        const float* q_pe = q + r * qkd + nope;
-        for_each_run(kv, n, [&](int64_t j0, const float* row, int64_t m) {
-          for (int64_t j = 0; j < m; ++j, row += L)
-            s[j0 + j] = (vec_dot(ql, row, R) + vec_dot(q_pe, row + R, rope)) * p.softmax_scale;
-        });
-        masked_softmax(s, n, allowed ? allowed[t] : nullptr);
-        float* o = ws.o_lat.data() + r * R;
-        std::memset(o, 0, size_t(R) * sizeof(float));
-        for_each_run(kv, n, [&](int64_t j0, const float* row, int64_t m) {
-          for (int64_t j = 0; j < m; ++j, row += L)
-            if (s[j0 + j] != 0.f) vec_axpy(o, s[j0 + j], row, R);
-        });
-      }
-    };
-    if (pool && T * H > 1)
-      pool->parallel_for_tid(T * H, attend);
-    else
-      attend(0, 0, T * H);
     for (int64_t sq = 0; sq < b.n_seqs; ++sq)
-      if (use_gemm(sq)) attend_prefill_gemm(sq, b, p, rows[sq], ws, allowed);
+      if (!use_decode(sq)) {
+        DSEEK_CHECK(!ws.prefill_kv.empty(), "attention: workspace without gather buffers for a multi-token call");
+        attend_prefill_gemm(sq, b, p, rows[sq], ws, allowed);
+      }
     // 3. attn[t, h] = W_UV[h] · o_lat[t, h].
     run_heads(ws, H, [&](float* scratch, int64_t h) {
       const MatView w_uv = w.kv_b_proj.slice_rows(h * (nope + vd) + nope, vd);

@@ -26,7 +26,7 @@ Workspace::Workspace(const ModelConfig& c, int64_t T, int64_t ctx, ThreadPool* p
   q_lat.resize(sz(T * H * c.kv_lora_rank));
   o_lat.resize(sz(T * H * c.kv_lora_rank));
   n_threads = pool ? pool->size() : 1;
-  thread_stride = T * std::max(c.qk_nope_head_dim, c.kv_lora_rank) + T * std::max(c.kv_lora_rank, c.v_head_dim) + ctx;
+  thread_stride = T * std::max(c.qk_nope_head_dim, c.kv_lora_rank) + T * std::max(c.kv_lora_rank, c.v_head_dim);
   thread_stride = (thread_stride + 15) / 16 * 16;  // keep each thread's slice on its own cache lines
   attn_scratch.resize(sz(n_threads * thread_stride));
   attn.resize(sz(T * H * c.v_head_dim));

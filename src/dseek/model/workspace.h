@@ -43,7 +43,7 @@ struct Workspace {
   std::vector<float> q_lat;      // (T, H, kv_lora_rank) absorbed queries q_nope · W_UK
   std::vector<float> o_lat;      // (T, H, kv_lora_rank) attention output in latent space
   // Per-thread scratch of attention, thread_stride floats each (ThreadPool::parallel_for_tid):
-  // a head's gathered inputs (T, max(nope, R)), its outputs (T, max(R, v_head_dim)), scores (max_context).
+  // a head's gathered inputs (T, max(nope, R)) and its outputs (T, max(R, v_head_dim)).
   std::vector<float> attn_scratch;
   int64_t thread_stride = 0;
   int n_threads = 1;
