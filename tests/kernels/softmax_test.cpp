@@ -97,6 +97,41 @@ TEST(Softmax, LargeValuesDoNotOverflow) {
   EXPECT_EQ(big[1], 0.5f);
 }
 
+// attention_softmax (the AVX-512 kernel where the CPU has it) and its scalar version against a double
+// softmax of scale * s over the allowed entries: lengths around the vector width, masked entries,
+// everything masked, and large scores (the max is subtracted first).
+TEST(AttentionSoftmax, AgainstDoubleWithMasks) {
+  std::mt19937 rng(77);
+  std::normal_distribution<float> nd(0.f, 4.f);
+  for (int64_t n : {1, 15, 16, 17, 100, 4097})
+    for (int mask_mode : {0, 1, 2})
+      for (float shift : {0.f, 500.f}) {
+        std::vector<float> x(static_cast<size_t>(n));
+        for (auto& v : x) v = nd(rng) + shift;
+        std::vector<uint8_t> allowed(static_cast<size_t>(n), 1);
+        if (mask_mode == 1)
+          for (int64_t j = 0; j < n; ++j) allowed[size_t(j)] = uint8_t(j % 4 != 2);
+        if (mask_mode == 2) std::fill(allowed.begin(), allowed.end(), 0);
+        const uint8_t* al = mask_mode ? allowed.data() : nullptr;
+        const float scale = 0.125f;
+        double mx = -std::numeric_limits<double>::infinity(), sum = 0;
+        for (int64_t j = 0; j < n; ++j)
+          if (!al || al[j]) mx = std::max(mx, double(x[size_t(j)]) * scale);
+        for (int64_t j = 0; j < n; ++j)
+          if (!al || al[j]) sum += std::exp(double(x[size_t(j)]) * scale - mx);
+        for (auto fn : {&attention_softmax, &attention_softmax_ref}) {
+          std::vector<float> s = x;
+          fn(s.data(), n, scale, al);
+          for (int64_t j = 0; j < n; ++j) {
+            const double want = (al && !al[j]) || mask_mode == 2 ? 0.0 : std::exp(double(x[size_t(j)]) * scale - mx) / sum;
+            ASSERT_NEAR(s[size_t(j)], want, 1e-6 * want + 1e-12)
+                << (fn == &attention_softmax ? "attention_softmax" : "attention_softmax_ref") << " n " << n
+                << " mask " << mask_mode << " shift " << shift << " j " << j;
+          }
+        }
+      }
+}
+
 TEST(Sigmoid, HandValuesAndExtremes) {
   float x[] = {0, 1, -1, 1000, -1000, 88.8f, -80.f, -kInf, kInf};
   sigmoid_inplace(x, 9);

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <limits>
 
+#include "dseek/kernels/cpu_features.h"
+
 namespace dseek {
 
 void softmax_inplace(float* x, int64_t n) {
@@ -19,6 +21,17 @@ void softmax_inplace(float* x, int64_t n) {
   }
   const float inv = float(1.0 / sum);
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void attention_softmax_ref(float* s, int64_t n, float scale, const uint8_t* allowed) {
+  for (int64_t j = 0; j < n; ++j)
+    s[j] = allowed && !allowed[j] ? -std::numeric_limits<float>::infinity() : s[j] * scale;
+  softmax_inplace(s, n);
+}
+
+void attention_softmax(float* s, int64_t n, float scale, const uint8_t* allowed) {
+  if (cpu_features().avx512f) return attention_softmax_avx512(s, n, scale, allowed);
+  attention_softmax_ref(s, n, scale, allowed);
 }
 
 void sigmoid_inplace(float* x, int64_t n) {

@@ -169,8 +169,7 @@ void attend_prefill_gemm(int64_t sq, const TokenBatch& b, const MlaParams& p, co
     for (int64_t i = 0; i < mt; ++i) {
       const int64_t t = (r0 + i) / H, n = b.pos[t] + 1;
       float* s = S + i * n_keys;
-      for (int64_t j = 0; j < n; ++j) s[j] *= p.softmax_scale;
-      masked_softmax(s, n, allowed ? allowed[t] : nullptr);
+      attention_softmax(s, n, p.softmax_scale, allowed ? allowed[t] : nullptr);
       std::fill(s + n, s + n_keys, 0.f);
     }
     gemm_f32(GemmLayout::kNN, ws.o_lat.data() + r0 * R, R, S, n_keys, kv, L, mt, n_keys, R, false, ws.pool);

@@ -51,7 +51,7 @@ struct Workspace {
   std::vector<float> attn;       // (T, H * v_head_dim)
   // Prefill attention as GEMMs (mla_attend): one sequence's cache rows gathered contiguous
   // (max_context, latent_dim) and the scores of a tile of query rows (kPrefillTile, max_context).
-  static constexpr int64_t kPrefillTile = 64;
+  static constexpr int64_t kPrefillTile = 256;
   std::vector<float> prefill_kv;
   std::vector<float> prefill_scores;
   // Decode attention (kernels/attention_decode.h): decode_capacity online-softmax states of

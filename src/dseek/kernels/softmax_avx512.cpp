@@ -1,0 +1,76 @@
+// AVX-512 attention_softmax (softmax.h). Compiled with -mavx512f -mfma (CMakeLists.txt); called
+// only when cpu_features() reports AVX-512 F. Prefill attention runs it on every (query, head) row
+// of scores: libm's expf one element at a time was ~10 % of prefill at 4096 positions.
+#include "dseek/kernels/softmax.h"
+
+#if defined(__AVX512F__) && defined(__FMA__)
+
+#include <immintrin.h>
+
+#include <limits>
+
+#include "dseek/kernels/exp_avx512.h"
+#include "dseek/kernels/masks_avx512.h"
+
+// GCC 12's AVX-512 headers build reductions from an undefined placeholder and then warn about it.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace dseek {
+
+namespace {
+using mm::mask16;
+
+// Lanes of s[j .. j + 16) (m: the valid ones) scaled, the masked-out ones -inf.
+inline __m512 scaled(const float* s, const uint8_t* allowed, int64_t j, __mmask16 m, __m512 scale) {
+  const __m512 neg_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  __mmask16 keep = m;
+  if (allowed) keep &= _mm512_test_epi32_mask(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, allowed + j)),
+                                              _mm512_set1_epi32(0xff));
+  return _mm512_mask_mul_ps(neg_inf, keep, _mm512_maskz_loadu_ps(m, s + j), scale);
+}
+}  // namespace
+
+void attention_softmax_avx512(float* s, int64_t n, float scale, const uint8_t* allowed) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  const __m512 sc = _mm512_set1_ps(scale);
+  __m512 mx = _mm512_set1_ps(neg_inf);
+  for (int64_t j = 0; j < n; j += 16) mx = _mm512_max_ps(mx, scaled(s, allowed, j, mask16(n - j), sc));
+  const float m = _mm512_reduce_max_ps(mx);
+  if (m == neg_inf) {  // every entry masked out
+    for (int64_t j = 0; j < n; j += 16) _mm512_mask_storeu_ps(s + j, mask16(n - j), _mm512_setzero_ps());
+    return;
+  }
+  const __m512 mv = _mm512_set1_ps(m);
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 lm = mask16(n - j);
+    const __m512 x = scaled(s, allowed, j, lm, sc);
+    // exp512 clamps -inf to e^-87: masked entries must be exactly 0
+    const __m512 e = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(neg_inf), _CMP_NEQ_OQ) & lm,
+                                         exp512(_mm512_sub_ps(x, mv)));
+    _mm512_mask_storeu_ps(s + j, lm, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  const __m512 inv = _mm512_set1_ps(1.f / _mm512_reduce_add_ps(sum));
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 lm = mask16(n - j);
+    _mm512_mask_storeu_ps(s + j, lm, _mm512_mul_ps(_mm512_maskz_loadu_ps(lm, s + j), inv));
+  }
+}
+
+}  // namespace dseek
+
+#else  // built without AVX-512 flags (non-x86 hosts): attention_softmax never selects this kernel
+
+#include "dseek/core/error.h"
+
+namespace dseek {
+void attention_softmax_avx512(float*, int64_t, float, const uint8_t*) {
+  throw Error("softmax: AVX-512 kernel not compiled in");
+}
+}  // namespace dseek
+
+#endif
