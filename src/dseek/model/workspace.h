@@ -51,6 +51,8 @@ struct Workspace {
   std::vector<float> attn;       // (T, H * v_head_dim)
   // Prefill attention as GEMMs (mla_attend): one sequence's cache rows gathered contiguous
   // (max_context, latent_dim) and the scores of a tile of query rows (kPrefillTile, max_context).
+  // 256 query rows (16 tokens x 16 heads at V2-Lite shape) per tile: each tile packs the gathered
+  // rows into GEMM panels again, so 64 spent most of prefill at 4096 positions repacking.
   static constexpr int64_t kPrefillTile = 256;
   std::vector<float> prefill_kv;
   std::vector<float> prefill_scores;
