@@ -31,6 +31,8 @@ namespace {
 using mm::mask16;
 
 constexpr int64_t kChunk = 64;  // rows per online-softmax step: 64 x 2.3 KB of V2/V3 rows stay in L2
+// The score pass prefetches the row this many ahead (past a run's end: other rows, never a fault).
+constexpr int64_t kRowsAhead = 4;
 
 // Heads [g0, g0 + hn) (hn <= HN) of the state; qbuf holds their queries as HN rows of L = R + rope
 // floats [q_lat | q_pe], zero rows past hn.
@@ -48,7 +50,9 @@ void attend_group(float* o, float* m, float* l, int64_t hn, const float* qbuf, i
       __m512 acc[16];
       for (int h = 0; h < 16; ++h) acc[h] = _mm512_setzero_ps();
       int64_t k = 0;
+      const char* ahead = reinterpret_cast<const char*>(c + kRowsAhead * stride);
       for (; k + 16 <= L; k += 16) {
+        _mm_prefetch(ahead + 4 * k, _MM_HINT_T0);  // a row's first touch waited on memory (~40 % of samples)
         const __m512 cv = _mm512_loadu_ps(c + k);
         for (int h = 0; h < HN; ++h) acc[h] = _mm512_fmadd_ps(_mm512_loadu_ps(qbuf + h * L + k), cv, acc[h]);
       }
