@@ -19,11 +19,6 @@
 #include "dseek/kernels/masks_avx512.h"
 #include "dseek/kernels/transpose_avx512.h"
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
 namespace dseek {
 
 namespace {

@@ -22,13 +22,6 @@
 #include "dseek/kernels/masks_avx512.h"
 #include "dseek/kernels/transpose_avx512.h"
 
-// GCC 12's AVX-512 headers build some results from undefined placeholders and then warn about
-// them once inlined here (as in matmul_avx512.cpp).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
 namespace dseek::mm {
 namespace {
 
@@ -36,7 +29,6 @@ constexpr int64_t kTok = kQGemmTokens;
 constexpr int64_t kRows = 32;       // weight rows per panel (two 16-lane vectors)
 constexpr int64_t kCols = 256;      // columns per packed panel: 8 blocks, 8 KB of codes + 1 KB of scales
 constexpr int64_t kBlockRows = 64;  // rows packed together; each token tile sweeps their panels
-
 
 struct Panel {
   alignas(64) uint32_t codes[kCols / 4 * kRows];  // [group][row]: 4 unsigned codes (value + 128)

@@ -1,6 +1,7 @@
 // Tail masks and row addressing shared by the AVX-512 kernel files (matmul_avx512.cpp,
-// gemm_q8_avx512.cpp). Include it only from files compiled with AVX-512 flags: the helpers live in
-// an anonymous namespace, so each such file gets its own copy (see matmul_kernels.h).
+// gemm_q8_avx512.cpp, attention_decode_avx512.cpp, softmax_avx512.cpp). Include it only from files
+// compiled with AVX-512 flags: the helpers live in an anonymous namespace, so each such file gets its
+// own copy (see matmul_kernels.h).
 #pragma once
 
 #include <immintrin.h>
@@ -8,6 +9,13 @@
 #include <cstdint>
 
 #include "dseek/kernels/matmul_kernels.h"
+
+// GCC 12's AVX-512 headers build some results from _mm256_undefined_si256() (extracts, reductions)
+// and then warn about their own placeholder once inlined: silenced for every file including this.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace dseek::mm {
 namespace {

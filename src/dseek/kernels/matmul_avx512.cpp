@@ -21,13 +21,6 @@
 #include "dseek/kernels/masks_avx512.h"
 #include "dseek/kernels/transpose_avx512.h"
 
-// GCC 12's AVX-512 headers build some results from _mm256_undefined_si256() (extracts, reductions)
-// and then warn about their own placeholder once inlined here.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
 namespace dseek::mm {
 namespace {
 

@@ -12,12 +12,6 @@
 #include "dseek/kernels/exp_avx512.h"
 #include "dseek/kernels/masks_avx512.h"
 
-// GCC 12's AVX-512 headers build reductions from an undefined placeholder and then warn about it.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
 namespace dseek {
 
 namespace {
