@@ -47,7 +47,8 @@ void decode_attend_rows_ref(float* o, float* m, float* l, const DecodeQuery& q, 
 
 void decode_attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const float* rows, int64_t n,
                         int64_t stride, const uint8_t* allowed) {
-  if (cpu_features().avx512f) return decode_attend_rows_avx512(o, m, l, q, rows, n, stride, allowed);
+  const CpuFeatures& f = cpu_features();  // the kernel file is built with AVX-512 F/BW/VL and FMA
+  if (f.avx512f && f.avx512bw && f.avx512vl && f.fma) return decode_attend_rows_avx512(o, m, l, q, rows, n, stride, allowed);
   decode_attend_rows_ref(o, m, l, q, rows, n, stride, allowed);
 }
 

@@ -1,5 +1,5 @@
-// AVX-512 kernel of attention_decode.h. Compiled with -mavx512f -mfma (CMakeLists.txt);
-// decode_attend_rows calls it only when cpu_features() reports AVX-512 F.
+// AVX-512 kernel of attention_decode.h. Compiled with AVX-512 F/BW/VL and FMA (CMakeLists.txt);
+// decode_attend_rows calls it only when cpu_features() reports them.
 //
 // Rows come in chunks of kChunk. Per chunk and group of up to 16 heads: the scores of each row as
 // 16 dot products over [c_kv | k_pe] with one load of each row vector (HN accumulators, then the

@@ -30,7 +30,8 @@ void attention_softmax_ref(float* s, int64_t n, float scale, const uint8_t* allo
 }
 
 void attention_softmax(float* s, int64_t n, float scale, const uint8_t* allowed) {
-  if (cpu_features().avx512f) return attention_softmax_avx512(s, n, scale, allowed);
+  const CpuFeatures& f = cpu_features();  // the kernel file is built with AVX-512 F/BW/VL and FMA
+  if (f.avx512f && f.avx512bw && f.avx512vl && f.fma) return attention_softmax_avx512(s, n, scale, allowed);
   attention_softmax_ref(s, n, scale, allowed);
 }
 

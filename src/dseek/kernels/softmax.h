@@ -8,8 +8,8 @@ namespace dseek {
 // x (n) <- softmax(x), max-subtracted; -inf entries become 0. All -inf rows become all 0.
 void softmax_inplace(float* x, int64_t n);
 // Attention's softmax of one query row: s (n) <- softmax_j(scale * s_j) over the allowed j (allowed
-// null: all), 0 for the others; all masked: all 0. AVX-512 where the CPU has it (exp within ~2 ulp of
-// libm's, float sums), else the scalar softmax_inplace.
+// null: all), 0 for the others; all masked: all 0. AVX-512 (F/BW/VL) where the CPU has it (exp within
+// ~2 ulp of libm's, float sums), else the scalar softmax_inplace.
 void attention_softmax(float* s, int64_t n, float scale, const uint8_t* allowed);
 void attention_softmax_ref(float* s, int64_t n, float scale, const uint8_t* allowed);
 void attention_softmax_avx512(float* s, int64_t n, float scale, const uint8_t* allowed);

@@ -1,5 +1,5 @@
-// AVX-512 attention_softmax (softmax.h). Compiled with -mavx512f -mfma (CMakeLists.txt); called
-// only when cpu_features() reports AVX-512 F. Prefill attention runs it on every (query, head) row
+// AVX-512 attention_softmax (softmax.h). Compiled with AVX-512 F/BW/VL and FMA (CMakeLists.txt);
+// called only when cpu_features() reports them. Prefill attention runs it on every (query, head) row
 // of scores: libm's expf one element at a time was ~10 % of prefill at 4096 positions.
 #include "dseek/kernels/softmax.h"
 

@@ -185,6 +185,7 @@ void attend_decode(const std::vector<int64_t>& toks, const TokenBatch& b, const 
   const int threads = ws.pool ? ws.pool->size() : 1;
   const int64_t parts = int64_t(toks.size()) >= threads ? 1 : threads;
   const int64_t per = H * R + 2 * H;  // o, m, l of one state
+  DSEEK_CHECK(ws.decode_capacity >= parts, "attention: workspace sized for fewer threads than its pool has");
   const int64_t cap = ws.decode_capacity / parts * parts;  // whole tokens per round
   const int64_t items = int64_t(toks.size()) * parts;
   for (int64_t i0 = 0; i0 < items; i0 += cap) {
