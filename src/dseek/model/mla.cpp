@@ -6,8 +6,8 @@
 #include <limits>
 
 #include "dseek/core/error.h"
-#include "dseek/kernels/gemm.h"
 #include "dseek/kernels/attention_decode.h"
+#include "dseek/kernels/gemm.h"
 #include "dseek/kernels/matmul.h"
 #include "dseek/kernels/rmsnorm.h"
 #include "dseek/kernels/rope.h"
