@@ -160,8 +160,8 @@ void attend_prefill_gemm(int64_t sq, const TokenBatch& b, const MlaParams& p, co
     std::memcpy(kv + j0 * L, row, size_t(m * L) * sizeof(float));
   });
   const float* q = ws.q.data();
-  for (int64_t r0 = t0 * H; r0 < t1 * H; r0 += Workspace::kPrefillTile) {
-    const int64_t mt = std::min(Workspace::kPrefillTile, t1 * H - r0);
+  for (int64_t r0 = t0 * H; r0 < t1 * H; r0 += ws.prefill_tile) {
+    const int64_t mt = std::min(ws.prefill_tile, t1 * H - r0);
     const int64_t n_keys = b.pos[(r0 + mt - 1) / H] + 1;
     float* S = ws.prefill_scores.data();  // (mt, n_keys)
     gemm_f32(GemmLayout::kNT, S, n_keys, ws.q_lat.data() + r0 * R, R, kv, L, mt, R, n_keys, false, ws.pool);

@@ -32,7 +32,9 @@ Workspace::Workspace(const ModelConfig& c, int64_t T, int64_t ctx, ThreadPool* p
   attn.resize(sz(T * H * c.v_head_dim));
   if (T > 1) {
     prefill_kv.resize(sz(ctx * c.kv_latent_dim()));
-    prefill_scores.resize(sz(kPrefillTile * ctx));
+    constexpr int64_t kScoreBudget = (int64_t(32) << 20) / int64_t(sizeof(float));
+    prefill_tile = std::clamp<int64_t>(kScoreBudget / std::max<int64_t>(ctx, 1), 64, 256);
+    prefill_scores.resize(sz(prefill_tile * ctx));
   }
   decode_capacity = std::max<int64_t>(n_threads, 8);
   decode_state.resize(sz(decode_capacity * (H * c.kv_lora_rank + 2 * H)));

@@ -50,10 +50,11 @@ struct Workspace {
   float* thread_scratch(int tid) { return attn_scratch.data() + tid * thread_stride; }
   std::vector<float> attn;       // (T, H * v_head_dim)
   // Prefill attention as GEMMs (mla_attend): one sequence's cache rows gathered contiguous
-  // (max_context, latent_dim) and the scores of a tile of query rows (kPrefillTile, max_context).
-  // 256 query rows (16 tokens x 16 heads at V2-Lite shape) per tile: each tile packs the gathered
-  // rows into GEMM panels again, so 64 spent most of prefill at 4096 positions repacking.
-  static constexpr int64_t kPrefillTile = 256;
+  // (max_context, latent_dim) and the scores of a tile of query rows (prefill_tile, max_context).
+  // Every tile packs the gathered rows into GEMM panels again, so tiles are as tall as a 32 MB score
+  // buffer allows, 64 to 256 query rows (16 tokens x 16 heads at V2-Lite shape): with 64 at 4096
+  // positions, prefill spent most of its time repacking.
+  int64_t prefill_tile = 64;
   std::vector<float> prefill_kv;
   std::vector<float> prefill_scores;
   // Decode attention (kernels/attention_decode.h): decode_capacity online-softmax states of
