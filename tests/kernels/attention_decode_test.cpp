@@ -1,10 +1,12 @@
 // decode_attend_rows (the SIMD kernel where the CPU has it) and its scalar version against softmax
 // attention in double: awkward head counts (groups of 16 with a partial one), widths that are not
-// multiples of 16, chunk edges (64 rows), masked rows, and a context split in two states then merged.
+// multiples of 16, chunk edges (64 rows), masked rows, and a context split in two states (one of them
+// given as 16-row runs, as a paged cache gives it, so chunks span run ends) then merged.
 #include "dseek/kernels/attention_decode.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -43,7 +45,16 @@ std::vector<double> reference(const DecodeQuery& q, const float* rows, int64_t n
   return out;
 }
 
-using AttendFn = void (*)(float*, float*, float*, const DecodeQuery&, const float*, int64_t, int64_t, const uint8_t*);
+using AttendFn = void (*)(float*, float*, float*, const DecodeQuery&, const LatentRun*, int64_t, int64_t);
+
+// Rows [j0, j1) as runs of at most `len` rows (a paged cache's blocks when len is 16).
+std::vector<LatentRun> runs_of(const float* rows, const uint8_t* allowed, int64_t j0, int64_t j1, int64_t stride,
+                               int64_t len) {
+  std::vector<LatentRun> runs;
+  for (int64_t j = j0; j < j1; j += len)
+    runs.push_back({rows + j * stride, std::min(len, j1 - j), allowed ? allowed + j : nullptr});
+  return runs;
+}
 
 void check(const Case& c, int mask_mode, AttendFn fn, bool split, std::mt19937& rng, const char* name) {
   const int64_t L = c.R + c.rope, stride = L + 3;  // rows padded, as a paged cache's never are: any stride works
@@ -67,15 +78,18 @@ void check(const Case& c, int mask_mode, AttendFn fn, bool split, std::mt19937& 
   const uint8_t* al = mask_mode ? allowed.data() : nullptr;
   std::vector<float> o(size_t(c.H * c.R)), m(size_t(c.H)), l(size_t(c.H));
   decode_state_init(o.data(), m.data(), l.data(), c.H, c.R);
-  if (split) {  // rows [0, h) in one state, [h, n) in another, merged
+  if (split) {  // rows [0, h) in one state, [h, n) in another as 16-row runs (paged blocks), merged
     const int64_t half = c.n / 2;
     std::vector<float> o2(o.size()), m2(m.size()), l2(l.size());
     decode_state_init(o2.data(), m2.data(), l2.data(), c.H, c.R);
-    fn(o.data(), m.data(), l.data(), q, rows.data(), half, stride, al);
-    fn(o2.data(), m2.data(), l2.data(), q, rows.data() + half * stride, c.n - half, stride, al ? al + half : nullptr);
+    const std::vector<LatentRun> a = runs_of(rows.data(), al, 0, half, stride, half);
+    const std::vector<LatentRun> b = runs_of(rows.data(), al, half, c.n, stride, 16);
+    fn(o.data(), m.data(), l.data(), q, a.data(), int64_t(a.size()), stride);
+    fn(o2.data(), m2.data(), l2.data(), q, b.data(), int64_t(b.size()), stride);
     decode_state_merge(o.data(), m.data(), l.data(), o2.data(), m2.data(), l2.data(), c.H, c.R);
   } else {
-    fn(o.data(), m.data(), l.data(), q, rows.data(), c.n, stride, al);
+    const std::vector<LatentRun> a = runs_of(rows.data(), al, 0, c.n, stride, c.n);
+    fn(o.data(), m.data(), l.data(), q, a.data(), int64_t(a.size()), stride);
   }
   decode_state_finish(o.data(), l.data(), c.H, c.R);
   const std::vector<double> ref = reference(q, rows.data(), c.n, stride, al);

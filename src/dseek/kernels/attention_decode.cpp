@@ -18,38 +18,39 @@ void decode_state_init(float* o, float* m, float* l, int64_t H, int64_t R) {
   std::fill(l, l + H, 0.f);
 }
 
-void decode_attend_rows_ref(float* o, float* m, float* l, const DecodeQuery& q, const float* rows, int64_t n,
-                            int64_t stride, const uint8_t* allowed) {
+void decode_attend_rows_ref(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs,
+                            int64_t n_runs, int64_t stride) {
   const int64_t R = q.R;
-  for (int64_t j = 0; j < n; ++j) {
-    if (allowed && !allowed[j]) continue;
-    const float* c = rows + j * stride;
-    for (int64_t h = 0; h < q.H; ++h) {
-      const float* ql = q.q_lat + h * R;
-      const float* qp = q.q_pe + h * q.q_pe_stride;
-      float s = 0.f;
-      for (int64_t k = 0; k < R; ++k) s += ql[k] * c[k];
-      for (int64_t k = 0; k < q.rope; ++k) s += qp[k] * c[R + k];
-      s *= q.scale;
-      float* oh = o + h * R;
-      if (s > m[h]) {  // a new maximum rescales what is summed so far (exp(-inf) = 0 at the start)
-        const float a = std::exp(m[h] - s);
-        for (int64_t k = 0; k < R; ++k) oh[k] *= a;
-        l[h] *= a;
-        m[h] = s;
+  for (const LatentRun* run = runs; run < runs + n_runs; ++run)
+    for (int64_t j = 0; j < run->n; ++j) {
+      if (run->allowed && !run->allowed[j]) continue;
+      const float* c = run->rows + j * stride;
+      for (int64_t h = 0; h < q.H; ++h) {
+        const float* ql = q.q_lat + h * R;
+        const float* qp = q.q_pe + h * q.q_pe_stride;
+        float s = 0.f;
+        for (int64_t k = 0; k < R; ++k) s += ql[k] * c[k];
+        for (int64_t k = 0; k < q.rope; ++k) s += qp[k] * c[R + k];
+        s *= q.scale;
+        float* oh = o + h * R;
+        if (s > m[h]) {  // a new maximum rescales what is summed so far (exp(-inf) = 0 at the start)
+          const float a = std::exp(m[h] - s);
+          for (int64_t k = 0; k < R; ++k) oh[k] *= a;
+          l[h] *= a;
+          m[h] = s;
+        }
+        const float p = std::exp(s - m[h]);
+        l[h] += p;
+        for (int64_t k = 0; k < R; ++k) oh[k] += p * c[k];
       }
-      const float p = std::exp(s - m[h]);
-      l[h] += p;
-      for (int64_t k = 0; k < R; ++k) oh[k] += p * c[k];
     }
-  }
 }
 
-void decode_attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const float* rows, int64_t n,
-                        int64_t stride, const uint8_t* allowed) {
+void decode_attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs, int64_t n_runs,
+                        int64_t stride) {
   const CpuFeatures& f = cpu_features();  // the kernel file is built with AVX-512 F/BW/VL and FMA
-  if (f.avx512f && f.avx512bw && f.avx512vl && f.fma) return decode_attend_rows_avx512(o, m, l, q, rows, n, stride, allowed);
-  decode_attend_rows_ref(o, m, l, q, rows, n, stride, allowed);
+  if (f.avx512f && f.avx512bw && f.avx512vl && f.fma) return decode_attend_rows_avx512(o, m, l, q, runs, n_runs, stride);
+  decode_attend_rows_ref(o, m, l, q, runs, n_runs, stride);
 }
 
 void decode_state_merge(float* o, float* m, float* l, const float* o2, const float* m2, const float* l2, int64_t H,

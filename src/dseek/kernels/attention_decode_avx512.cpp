@@ -1,10 +1,11 @@
 // AVX-512 kernel of attention_decode.h. Compiled with AVX-512 F/BW/VL and FMA (CMakeLists.txt);
 // decode_attend_rows calls it only when cpu_features() reports them.
 //
-// Rows come in chunks of kChunk. Per chunk and group of up to 16 heads: the scores of each row as
-// 16 dot products over [c_kv | k_pe] with one load of each row vector (HN accumulators, then the
-// transposing reduction: lane h = head h), the online-softmax update with the heads as lanes, and
-// o_h += p_hj c_kv_j with HN accumulators per 16 columns while the chunk's rows (in L2) stream past.
+// Rows come in chunks of kChunk, gathered across the runs (a paged cache's 16-row blocks). Per
+// chunk and group of up to 16 heads: the scores of each row as 16 dot products over [c_kv | k_pe]
+// with one load of each row vector (HN accumulators, then the transposing reduction: lane h = head
+// h), the online-softmax update with the heads as lanes, and o_h += p_hj c_kv_j with HN accumulators
+// per 16 columns while the chunk's rows (in L2) stream past.
 #include "dseek/kernels/attention_decode.h"
 
 #if defined(__AVX512F__) && defined(__FMA__)
@@ -26,26 +27,62 @@ namespace {
 using mm::mask16;
 
 constexpr int64_t kChunk = 64;  // rows per online-softmax step: 64 x 2.3 KB of V2/V3 rows stay in L2
-// The score pass prefetches the row this many ahead (past a run's end: other rows, never a fault).
+// The score pass prefetches the row this many ahead (across run ends).
 constexpr int64_t kRowsAhead = 4;
 
 // Heads [g0, g0 + hn) (hn <= HN) of the state; qbuf holds their queries as HN rows of L = R + rope
 // floats [q_lat | q_pe], zero rows past hn.
+// The next rows of a list of runs, kChunk (+ kRowsAhead to prefetch) at a time across run ends.
+struct RowCursor {
+  const LatentRun* run;
+  const LatentRun* end;
+  int64_t j = 0;  // row within *run
+  RowCursor(const LatentRun* runs, int64_t n_runs) : run(runs), end(runs + n_runs) { skip_empty(); }
+  void skip_empty() {
+    while (run < end && j >= run->n) {
+      ++run;
+      j = 0;
+    }
+  }
+  // Up to `want` rows from here without moving: their addresses and whether each is counted.
+  int64_t peek(const float** rows, bool* in, int64_t want, int64_t stride) const {
+    int64_t got = 0;
+    for (const LatentRun* r = run; r < end && got < want; ++r)
+      for (int64_t i = r == run ? j : 0; i < r->n && got < want; ++i, ++got) {
+        rows[got] = r->rows + i * stride;
+        in[got] = !r->allowed || r->allowed[i];
+      }
+    return got;
+  }
+  void advance(int64_t n) {
+    while (n > 0 && run < end) {
+      const int64_t step = std::min(n, run->n - j);
+      j += step;
+      n -= step;
+      skip_empty();
+    }
+  }
+};
+
 template <int HN>
 void attend_group(float* o, float* m, float* l, int64_t hn, const float* qbuf, int64_t R, int64_t L, float scale,
-                  const float* rows, int64_t n, int64_t stride, const uint8_t* allowed) {
+                  const LatentRun* runs, int64_t n_runs, int64_t stride) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const __mmask16 hm = mask16(hn);
   alignas(64) float S[kChunk][16];
-  for (int64_t j0 = 0; j0 < n; j0 += kChunk) {
-    const int64_t jn = std::min(kChunk, n - j0);
-    // Scores: lane h of S[jj] = head h's score of row j0 + jj.
+  const float* rp[kChunk + kRowsAhead];
+  bool in[kChunk + kRowsAhead];
+  for (RowCursor cur(runs, n_runs);;) {
+    const int64_t got = cur.peek(rp, in, kChunk + kRowsAhead, stride);
+    if (got == 0) break;
+    const int64_t jn = std::min(kChunk, got);
+    // Scores: lane h of S[jj] = head h's score of row jj of the chunk.
     for (int64_t jj = 0; jj < jn; ++jj) {
-      const float* c = rows + (j0 + jj) * stride;
+      const float* c = rp[jj];
       __m512 acc[16];
       for (int h = 0; h < 16; ++h) acc[h] = _mm512_setzero_ps();
       int64_t k = 0;
-      const char* ahead = reinterpret_cast<const char*>(c + kRowsAhead * stride);
+      const char* ahead = reinterpret_cast<const char*>(rp[std::min(jj + kRowsAhead, got - 1)]);
       for (; k + 16 <= L; k += 16) {
         _mm_prefetch(ahead + 4 * k, _MM_HINT_T0);  // a row's first touch waited on memory (~40 % of samples)
         const __m512 cv = _mm512_loadu_ps(c + k);
@@ -57,7 +94,7 @@ void attend_group(float* o, float* m, float* l, int64_t hn, const float* qbuf, i
         for (int h = 0; h < HN; ++h) acc[h] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(km, qbuf + h * L + k), cv, acc[h]);
       }
       __m512 s = _mm512_mul_ps(reduce16(acc), _mm512_set1_ps(scale));
-      if (allowed && !allowed[j0 + jj]) s = _mm512_set1_ps(neg_inf);
+      if (!in[jj]) s = _mm512_set1_ps(neg_inf);
       _mm512_store_ps(S[jj], s);
     }
     // Online softmax with the heads as lanes.
@@ -92,19 +129,20 @@ void attend_group(float* o, float* m, float* l, int64_t hn, const float* qbuf, i
         if (rescale) acc[h] = _mm512_mul_ps(acc[h], _mm512_set1_ps(a[h]));
       }
       for (int64_t jj = 0; jj < jn; ++jj) {
-        const __m512 cv = _mm512_maskz_loadu_ps(km, rows + (j0 + jj) * stride + k);
+        const __m512 cv = _mm512_maskz_loadu_ps(km, rp[jj] + k);
         for (int h = 0; h < HN; ++h) acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(S[jj][h]), cv, acc[h]);
       }
       for (int h = 0; h < HN; ++h)
         if (h < hn) _mm512_mask_storeu_ps(o + h * R + k, km, acc[h]);
     }
+    cur.advance(jn);
   }
 }
 
 }  // namespace
 
-void decode_attend_rows_avx512(float* o, float* m, float* l, const DecodeQuery& q, const float* rows, int64_t n,
-                               int64_t stride, const uint8_t* allowed) {
+void decode_attend_rows_avx512(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs,
+                               int64_t n_runs, int64_t stride) {
   const int64_t R = q.R, L = q.R + q.rope;
   for (int64_t g0 = 0; g0 < q.H; g0 += 16) {
     const int64_t hn = std::min<int64_t>(16, q.H - g0);
@@ -127,9 +165,9 @@ void decode_attend_rows_avx512(float* o, float* m, float* l, const DecodeQuery& 
       }
     }
     float* og = o + g0 * R;
-    if (HN == 4) attend_group<4>(og, m + g0, l + g0, hn, qbuf, R, L, q.scale, rows, n, stride, allowed);
-    else if (HN == 8) attend_group<8>(og, m + g0, l + g0, hn, qbuf, R, L, q.scale, rows, n, stride, allowed);
-    else attend_group<16>(og, m + g0, l + g0, hn, qbuf, R, L, q.scale, rows, n, stride, allowed);
+    if (HN == 4) attend_group<4>(og, m + g0, l + g0, hn, qbuf, R, L, q.scale, runs, n_runs, stride);
+    else if (HN == 8) attend_group<8>(og, m + g0, l + g0, hn, qbuf, R, L, q.scale, runs, n_runs, stride);
+    else attend_group<16>(og, m + g0, l + g0, hn, qbuf, R, L, q.scale, runs, n_runs, stride);
   }
 }
 
@@ -140,8 +178,7 @@ void decode_attend_rows_avx512(float* o, float* m, float* l, const DecodeQuery& 
 #include "dseek/core/error.h"
 
 namespace dseek {
-void decode_attend_rows_avx512(float*, float*, float*, const DecodeQuery&, const float*, int64_t, int64_t,
-                               const uint8_t*) {
+void decode_attend_rows_avx512(float*, float*, float*, const DecodeQuery&, const LatentRun*, int64_t, int64_t) {
   throw Error("attention_decode: AVX-512 kernel not compiled in");
 }
 }  // namespace dseek

@@ -206,10 +206,18 @@ void attend_decode(const std::vector<int64_t>& toks, const TokenBatch& b, const 
         q.scale = p.softmax_scale;
         const LayerRows& kv = rows[b.seq[t]];
         const int64_t j1 = n * (part + 1) / parts;
-        for (int64_t j = n * part / parts; j < j1;) {  // contiguous runs: one, or one per paged block
+        // Contiguous runs of rows: one, or one per paged block, handed over kMaxRuns at a time.
+        constexpr int64_t kMaxRuns = 64;
+        LatentRun runs[kMaxRuns];
+        int64_t nr = 0;
+        for (int64_t j = n * part / parts; j < j1;) {
           const int64_t run_end = kv.blocks ? std::min(j1, (j / kv.block_size + 1) * kv.block_size) : j1;
-          decode_attend_rows(o, m, l, q, kv.row(j), run_end - j, kv.dim, allowed ? allowed[t] + j : nullptr);
+          runs[nr++] = LatentRun{kv.row(j), run_end - j, allowed ? allowed[t] + j : nullptr};
           j = run_end;
+          if (nr == kMaxRuns || j == j1) {
+            decode_attend_rows(o, m, l, q, runs, nr, kv.dim);
+            nr = 0;
+          }
         }
       }
     };
