@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -68,6 +69,16 @@ TEST(TrainSpeed, DISABLED_ConfigS) {
     tm.forward_backward(tokens.data(), o.batch, o.seq);
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
+  // One more call from zeroed gradients: its loss and gradient checksum let two builds be compared
+  // bit for bit (a change meant to be exact must print the same line).
+  tm.zero_grad();
+  const TrainModel::StepResult r = tm.forward_backward(tokens.data(), o.batch, o.seq);
+  double gsum = 0.0, gabs = 0.0;
+  for (int64_t i = 0; i < tm.num_parameters(); ++i) {
+    gsum += double(tm.grad_data()[i]) * double(i % 7 + 1);
+    gabs += std::abs(double(tm.grad_data()[i]));
+  }
+  std::printf("checksum: loss %.9g, gradient sum %.17g, |gradient| sum %.17g\n", r.loss, gsum, gabs);
   ms.erase(ms.begin());  // warm-up
   std::sort(ms.begin(), ms.end());
   const double med = ms[ms.size() / 2];

@@ -60,9 +60,10 @@ void plan_mlp_acts(MlpActs& a, FloatArena& arena, int64_t N, int64_t I);
 // out (N, D) overwritten.
 void mlp_forward(float* out, const MlpActs& a, const float* x, const MlpTensors& w, int64_t N, int64_t D,
                  ThreadPool* pool);
-// dx (N, D) += (null: skipped), dw += ; scratch: 2 * N * I floats.
+// dx (N, D) += (null: skipped; accumulate_dx false: overwritten), dw += ; scratch: 2 * N * I floats.
 void mlp_backward(float* dx, const MlpTensors& dw, const float* dout, const float* x, const MlpActs& a,
-                  const MlpTensors& w, int64_t N, int64_t D, FloatArena& scratch, ThreadPool* pool);
+                  const MlpTensors& w, int64_t N, int64_t D, FloatArena& scratch, ThreadPool* pool,
+                  bool accumulate_dx = true);
 
 // ---- Multi-head Latent Attention (DeepSeek-V2 §2.1), the "naive" (decompressed) form ----
 
@@ -105,8 +106,10 @@ void plan_mla_acts(MlaActs& a, FloatArena& arena, const MlaDims& d, int64_t B, i
 // out (N, D) overwritten; x (N, D) is the input_layernorm output; rows are (B, T), position = t.
 void mla_forward(float* out, const MlaActs& a, const float* x, const MlaTensors& w, const MlaDims& d, int64_t B,
                  int64_t T, ThreadPool* pool);
+// dx (N, D) += (accumulate_dx false: overwritten), dw += .
 void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const float* x, const MlaActs& a,
-                  const MlaTensors& w, const MlaDims& d, int64_t B, int64_t T, FloatArena& scratch, ThreadPool* pool);
+                  const MlaTensors& w, const MlaDims& d, int64_t B, int64_t T, FloatArena& scratch, ThreadPool* pool,
+                  bool accumulate_dx = true);
 
 // ---- DeepSeekMoE: router, routed experts (only for their tokens), shared experts ----
 
@@ -142,9 +145,10 @@ void plan_moe_acts(MoeActs& a, FloatArena& arena, IntArena& ints, const MoeDims&
 double moe_forward(float* out, const MoeActs& a, const float* x, const MoeTensors& w, const MoeDims& d, int64_t B,
                    int64_t T, int64_t* load, FloatArena& scratch, ThreadPool* pool);
 // dbalance: the weight of this layer's balance loss in the total loss (1 in training, 0 to skip).
+// dx (N, D) += (accumulate_dx false: overwritten), dw += .
 void moe_backward(float* dx, const MoeTensors& dw, const float* dout, const float* x, const MoeActs& a,
                   const MoeTensors& w, const MoeDims& d, int64_t B, int64_t T, float dbalance, FloatArena& scratch,
-                  ThreadPool* pool);
+                  ThreadPool* pool, bool accumulate_dx = true);
 
 // ---- Pre-norm decoder block: x += mla(input_layernorm(x)); x += ffn(post_attention_layernorm(x)) ----
 

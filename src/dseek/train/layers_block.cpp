@@ -46,15 +46,13 @@ void block_backward(float* dx, const BlockTensors& dw, const BlockActs& a, const
                     int64_t B, int64_t T, float dbalance, FloatArena& scratch, ThreadPool* pool) {
   const int64_t N = B * T, D = d.mla.D;
   const int64_t mark = scratch.mark();
-  float* dln = scratch.take(N * D);  // (N, D) gradient of a normed sub-block input
-  std::memset(dln, 0, size_t(N * D) * sizeof(float));
+  float* dln = scratch.take(N * D);  // (N, D) gradient of a normed sub-block input, overwritten by each sub-block
   if (w.is_moe)
-    moe_backward(dln, dw.moe, dx, a.ln2, a.moe, w.moe, d.moe, B, T, dbalance, scratch, pool);
+    moe_backward(dln, dw.moe, dx, a.ln2, a.moe, w.moe, d.moe, B, T, dbalance, scratch, pool, false);
   else
-    mlp_backward(dln, dw.mlp, dx, a.ln2, a.mlp, w.mlp, N, D, scratch, pool);
+    mlp_backward(dln, dw.mlp, dx, a.ln2, a.mlp, w.mlp, N, D, scratch, pool, false);
   rmsnorm_backward(dx, dw.post_attention_layernorm, dln, a.x_mid, w.post_attention_layernorm, a.rstd2, N, D, pool);
-  std::memset(dln, 0, size_t(N * D) * sizeof(float));
-  mla_backward(dln, dw.self_attn, dx, a.ln1, a.attn, w.self_attn, d.mla, B, T, scratch, pool);
+  mla_backward(dln, dw.self_attn, dx, a.ln1, a.attn, w.self_attn, d.mla, B, T, scratch, pool, false);
   rmsnorm_backward(dx, dw.input_layernorm, dln, a.x_in, w.input_layernorm, a.rstd1, N, D, pool);
   scratch.rewind(mark);
 }

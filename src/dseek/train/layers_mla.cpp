@@ -116,7 +116,8 @@ void mla_forward(float* out, const MlaActs& a, const float* x, const MlaTensors&
 }
 
 void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const float* x, const MlaActs& a,
-                  const MlaTensors& w, const MlaDims& d, int64_t B, int64_t T, FloatArena& scratch, ThreadPool* pool) {
+                  const MlaTensors& w, const MlaDims& d, int64_t B, int64_t T, FloatArena& scratch, ThreadPool* pool,
+                  bool accumulate_dx) {
   const int64_t N = B * T, D = d.D, H = d.H, nope = d.nope, rope = d.rope, vd = d.vd, R = d.kv_lora_rank;
   const int64_t qkd = d.qk_head_dim(), L = R + rope, kvd = nope + vd, half = rope / 2;
   const int64_t mark = scratch.mark();
@@ -125,12 +126,11 @@ void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const floa
   float* dkv = scratch.take(N * H * kvd);  // (N, H, nope + vd)
   float* dkv_a = scratch.take(N * L);      // (N, R + rope): [dc_kv before norm | dk_pe before rope]
   float* dc_kv = scratch.take(N * R);      // (N, R) after norm
-  std::memset(d_o, 0, size_t(N * H * vd) * sizeof(float));
-  std::memset(dq, 0, size_t(N * H * qkd) * sizeof(float));
-  std::memset(dkv, 0, size_t(N * H * kvd) * sizeof(float));
+  // d_o, dc_kv and dq_an are overwritten by their first product, dq and dkv by the attention loop
+  // (each (token, head) slot once); dkv_a's rope part sums the heads and its latent part is
+  // accumulated by the norm's backward, so only it starts at zero.
   std::memset(dkv_a, 0, size_t(N * L) * sizeof(float));
-  std::memset(dc_kv, 0, size_t(N * R) * sizeof(float));
-  linear_backward(d_o, dw.o_proj, dout, a.o, w.o_proj, N, H * vd, D, pool, d.matmul);
+  linear_backward(d_o, dw.o_proj, dout, a.o, w.o_proj, N, H * vd, D, pool, d.matmul, false);
 
   // Attention: one sequence per task (k_pe is shared by the heads, so heads of one sequence stay
   // on one thread and dkv_a needs no reduction). Per head, with dS = P ∘ (dP − rowsum(P ∘ dP)) · scale:
@@ -174,16 +174,16 @@ void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const floa
         }
         for (int64_t t = 0; t < T; ++t) {
           const int64_t n = b * T + t;
-          vec_axpy(dq + (n * H + h) * qkd, 1.f, dqh + t * qkd, qkd);
-          vec_axpy(dkv + (n * H + h) * kvd, 1.f, dkh + t * qkd, nope);
-          vec_axpy(dkv + (n * H + h) * kvd + nope, 1.f, dvh + t * vd, vd);
+          std::memcpy(dq + (n * H + h) * qkd, dqh + t * qkd, size_t(qkd) * sizeof(float));
+          std::memcpy(dkv + (n * H + h) * kvd, dkh + t * qkd, size_t(nope) * sizeof(float));
+          std::memcpy(dkv + (n * H + h) * kvd + nope, dvh + t * vd, size_t(vd) * sizeof(float));
           vec_axpy(dkv_a + n * L + R, 1.f, dkh + t * qkd + nope, rope);
         }
       }
   });
 
   // Undo the rotations (k_pe and each head's q_pe) and the kv_a_layernorm.
-  linear_backward(dc_kv, dw.kv_b_proj, dkv, a.c_kv, w.kv_b_proj, N, R, H * kvd, pool, d.matmul);
+  linear_backward(dc_kv, dw.kv_b_proj, dkv, a.c_kv, w.kv_b_proj, N, R, H * kvd, pool, d.matmul, false);
   for (int64_t n = 0; n < N; ++n) {
     const int64_t t = n % T;
     const float* cs = d.cos + t * half;
@@ -193,14 +193,13 @@ void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const floa
     rmsnorm_backward(dkv_a + n * L, dw.kv_a_layernorm, dc_kv + n * R, a.kv_a + n * L, w.kv_a_layernorm, a.kv_rstd + n,
                      1, R);
   }
-  linear_backward(dx, dw.kv_a_proj_with_mqa, dkv_a, x, w.kv_a_proj_with_mqa, N, D, L, pool, d.matmul);
+  linear_backward(dx, dw.kv_a_proj_with_mqa, dkv_a, x, w.kv_a_proj_with_mqa, N, D, L, pool, d.matmul, accumulate_dx);
   if (d.q_lora_rank > 0) {
     const int64_t Q = d.q_lora_rank;
     float* dq_an = scratch.take(N * Q);  // (N, q_lora_rank)
     float* dq_a = scratch.take(N * Q);   // (N, q_lora_rank)
-    std::memset(dq_an, 0, size_t(N * Q) * sizeof(float));
     std::memset(dq_a, 0, size_t(N * Q) * sizeof(float));
-    linear_backward(dq_an, dw.q_b_proj, dq, a.q_an, w.q_b_proj, N, Q, H * qkd, pool, d.matmul);
+    linear_backward(dq_an, dw.q_b_proj, dq, a.q_an, w.q_b_proj, N, Q, H * qkd, pool, d.matmul, false);
     rmsnorm_backward(dq_a, dw.q_a_layernorm, dq_an, a.q_a, w.q_a_layernorm, a.q_a_rstd, N, Q, pool);
     linear_backward(dx, dw.q_a_proj, dq_a, x, w.q_a_proj, N, D, Q, pool, d.matmul);
   } else {

@@ -30,13 +30,14 @@ void mlp_forward(float* out, const MlpActs& a, const float* x, const MlpTensors&
 namespace {
 
 // mlp_backward with its two (N, I) temporaries given: dact (becomes dgate) and dup.
+// accumulate_dx false: dx is overwritten (its first product does not add).
 void mlp_backward_into(float* dx, const MlpTensors& dw, const float* dout, const float* x, const MlpActs& a,
-                       const MlpTensors& w, int64_t N, int64_t D, float* dact, float* dup, ThreadPool* pool) {
+                       const MlpTensors& w, int64_t N, int64_t D, float* dact, float* dup, ThreadPool* pool,
+                       bool accumulate_dx) {
   const int64_t I = w.inter;
-  std::memset(dact, 0, size_t(N * I) * sizeof(float));
-  linear_backward(dact, dw.down_proj, dout, a.act, w.down_proj, N, I, D, pool, w.matmul);
+  linear_backward(dact, dw.down_proj, dout, a.act, w.down_proj, N, I, D, pool, w.matmul, false);
   swiglu_backward_overwrite(dact, dup, a.gate, a.up, N * I, pool);
-  linear_backward(dx, dw.gate_proj, dact, x, w.gate_proj, N, D, I, pool, w.matmul);
+  linear_backward(dx, dw.gate_proj, dact, x, w.gate_proj, N, D, I, pool, w.matmul, accumulate_dx);
   linear_backward(dx, dw.up_proj, dup, x, w.up_proj, N, D, I, pool, w.matmul);
 }
 
@@ -77,12 +78,13 @@ void for_each_expert(const int32_t* start, int64_t E, ThreadPool* pool,
 }  // namespace
 
 void mlp_backward(float* dx, const MlpTensors& dw, const float* dout, const float* x, const MlpActs& a,
-                  const MlpTensors& w, int64_t N, int64_t D, FloatArena& scratch, ThreadPool* pool) {
+                  const MlpTensors& w, int64_t N, int64_t D, FloatArena& scratch, ThreadPool* pool,
+                  bool accumulate_dx) {
   const int64_t I = w.inter;
   const int64_t mark = scratch.mark();
   float* dact = scratch.take(N * I);  // (N, I), becomes dgate
   float* dup = scratch.take(N * I);   // (N, I)
-  mlp_backward_into(dx, dw, dout, x, a, w, N, D, dact, dup, pool);
+  mlp_backward_into(dx, dw, dout, x, a, w, N, D, dact, dup, pool, accumulate_dx);
   scratch.rewind(mark);
 }
 
@@ -200,11 +202,14 @@ double moe_forward(float* out, const MoeActs& a, const float* x, const MoeTensor
 
 void moe_backward(float* dx, const MoeTensors& dw, const float* dout, const float* x, const MoeActs& a,
                   const MoeTensors& w, const MoeDims& d, int64_t B, int64_t T, float dbalance, FloatArena& scratch,
-                  ThreadPool* pool) {
+                  ThreadPool* pool, bool accumulate_dx) {
   const RouterParams& rp = d.router;
   const int64_t E = rp.n_routed_experts, k = rp.num_experts_per_tok, D = d.D, N = B * T;
   const int64_t mark = scratch.mark();
-  if (w.shared_experts.inter > 0) mlp_backward(dx, dw.shared_experts, dout, x, a.shared, w.shared_experts, N, D, scratch, pool);
+  const bool shared = w.shared_experts.inter > 0;
+  if (shared)
+    mlp_backward(dx, dw.shared_experts, dout, x, a.shared, w.shared_experts, N, D, scratch, pool, accumulate_dx);
+  const bool dx_fresh = !accumulate_dx && !shared;  // the combine below writes dx's first contribution
 
   // Routed experts: out_t = Σ_slot g_slot y_slot, so dy = g dout_t and dg = dout_t · y.
   float* dweights = scratch.take(N * k);  // (N, k)
@@ -224,7 +229,6 @@ void moe_backward(float* dx, const MoeTensors& dw, const float* dout, const floa
         dg += g_out[c] * y[c];
       }
       dweights[r] = dg;
-      std::memset(dxg + i * D, 0, size_t(D) * sizeof(float));
     }
   });
   {
@@ -236,7 +240,7 @@ void moe_backward(float* dx, const MoeTensors& dw, const float* dout, const floa
       const int64_t s0 = a.expert_start[e], n = a.expert_start[e + 1] - s0;
       const MlpTensors& we = w.experts[size_t(e)];
       mlp_backward_into(dxg + s0 * D, dw.experts[size_t(e)], dyg + s0 * D, xg + s0 * D,
-                        expert_rows(a.expert, s0, we.inter), we, n, D, dact + s0 * I, dup + s0 * I, p);
+                        expert_rows(a.expert, s0, we.inter), we, n, D, dact + s0 * I, dup + s0 * I, p, false);
     });
   }
   parallel_rows(pool, N, k * D, [&](int64_t t0, int64_t t1) {
@@ -244,7 +248,10 @@ void moe_backward(float* dx, const MoeTensors& dw, const float* dout, const floa
       float* o = dx + t * D;
       for (int64_t j = 0; j < k; ++j) {
         const float* g = dxg + int64_t(a.pos[t * k + j]) * D;
-        for (int64_t c = 0; c < D; ++c) o[c] += g[c];
+        if (j == 0 && dx_fresh)
+          std::memcpy(o, g, size_t(D) * sizeof(float));
+        else
+          for (int64_t c = 0; c < D; ++c) o[c] += g[c];
       }
     }
   });

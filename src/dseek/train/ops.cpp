@@ -122,8 +122,11 @@ void linear_forward(float* y, const float* x, const float* W, int64_t N, int64_t
 }
 
 void linear_backward(float* dx, float* dW, const float* dy, const float* x, const float* W, int64_t N, int64_t in,
-                     int64_t out, ThreadPool* pool, GemmPrecision precision) {
-  if (dx) gemm_nn_acc(dx, dy, W, N, out, in, pool, precision);
+                     int64_t out, ThreadPool* pool, GemmPrecision precision, bool accumulate_dx) {
+  if (dx && accumulate_dx)
+    gemm_nn_acc(dx, dy, W, N, out, in, pool, precision);
+  else if (dx)
+    gemm_nn(dx, dy, W, N, out, in, pool, precision);
   gemm_tn_acc(dW, dy, x, out, N, in, pool, precision);
 }
 

@@ -35,8 +35,10 @@ void rmsnorm_backward(float* dx, float* dweight, const float* dout, const float*
 void linear_forward(float* y, const float* x, const float* W, int64_t N, int64_t in, int64_t out, ThreadPool* pool,
                     GemmPrecision precision = GemmPrecision::kF32);
 // dx (N, in) += dy · W (skipped when dx is null), dW (out, in) += dyᵀ · x.
+// accumulate_dx false: dx = dy · W, overwritten (a fresh gradient buffer needs no memset first).
 void linear_backward(float* dx, float* dW, const float* dy, const float* x, const float* W, int64_t N, int64_t in,
-                     int64_t out, ThreadPool* pool, GemmPrecision precision = GemmPrecision::kF32);
+                     int64_t out, ThreadPool* pool, GemmPrecision precision = GemmPrecision::kF32,
+                     bool accumulate_dx = true);
 
 // out (n) = silu(gate) * up. Overwrites out.
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t n, ThreadPool* pool = nullptr);

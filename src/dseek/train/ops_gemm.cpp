@@ -12,6 +12,11 @@ void gemm_nt(float* C, const float* A, const float* B, int64_t M, int64_t K, int
   gemm_f32(GemmLayout::kNT, C, N, A, K, B, K, M, K, N, false, pool, GemmKernel::kAuto, precision);
 }
 
+void gemm_nn(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, ThreadPool* pool,
+             GemmPrecision precision) {
+  gemm_f32(GemmLayout::kNN, C, N, A, K, B, N, M, K, N, false, pool, GemmKernel::kAuto, precision);
+}
+
 void gemm_nn_acc(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, ThreadPool* pool,
                  GemmPrecision precision) {
   gemm_f32(GemmLayout::kNN, C, N, A, K, B, N, M, K, N, true, pool, GemmKernel::kAuto, precision);

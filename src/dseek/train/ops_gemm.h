@@ -19,6 +19,9 @@ namespace dseek {
 // C (M, N) = A (M, K) · Bᵀ with B (N, K).
 void gemm_nt(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, ThreadPool* pool,
              GemmPrecision precision = GemmPrecision::kF32);
+// C (M, N) = A (M, K) · B (K, N). Overwrites C (a gradient's first contribution: no memset first).
+void gemm_nn(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, ThreadPool* pool,
+             GemmPrecision precision = GemmPrecision::kF32);
 // C (M, N) += A (M, K) · B (K, N).
 void gemm_nn_acc(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, ThreadPool* pool,
                  GemmPrecision precision = GemmPrecision::kF32);

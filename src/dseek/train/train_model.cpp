@@ -396,8 +396,7 @@ TrainModel::StepResult TrainModel::Impl::run(const int32_t* tokens, int64_t B, i
   if (backward) {
     // The loss is known once the logits are: turn them into dlogits now and free the buffer for MTP.
     softmax_cross_entropy_backward(a.logits, a.logits, a.targets, 1.f / float(N), N, V, tp);
-    std::memset(a.dhf, 0, size_t(N * D) * sizeof(float));
-    linear_backward(a.dhf, dw.lm_head, a.logits, a.hf, w.lm_head, N, D, V, tp, opts.matmul);
+    linear_backward(a.dhf, dw.lm_head, a.logits, a.hf, w.lm_head, N, D, V, tp, opts.matmul, false);
   }
 
   // ---- MTP depths: depth d (1-based) at position i < T - d reads emb(t_{i+d}) and the previous
@@ -433,8 +432,7 @@ TrainModel::StepResult TrainModel::Impl::run(const int32_t* tokens, int64_t B, i
     r.mtp_loss += double(opts.mtp_lambda) / double(Dm) * ce;
     if (backward) {
       softmax_cross_entropy_backward(a.logits, a.logits, m.targets, opts.mtp_lambda / float(Dm) / float(Nd), Nd, V, tp);
-      std::memset(m.dhs, 0, size_t(Nd * D) * sizeof(float));
-      linear_backward(m.dhs, dw.lm_head, a.logits, m.hs, w.lm_head, Nd, D, V, tp, opts.matmul);
+      linear_backward(m.dhs, dw.lm_head, a.logits, m.hs, w.lm_head, Nd, D, V, tp, opts.matmul, false);
     }
   }
   r.loss = r.main_loss + r.mtp_loss + r.balance_loss;
@@ -453,10 +451,9 @@ TrainModel::StepResult TrainModel::Impl::run(const int32_t* tokens, int64_t B, i
     float* dcat = scratch.take(Nd * 2 * D);  // (Nd, 2D)
     float* de = scratch.take(Nd * D);        // (Nd, D)
     float* dh = scratch.take(Nd * D);        // (Nd, D)
-    std::memset(dcat, 0, size_t(Nd * 2 * D) * sizeof(float));
     std::memset(de, 0, size_t(Nd * D) * sizeof(float));
     std::memset(dh, 0, size_t(Nd * D) * sizeof(float));
-    linear_backward(dcat, mdw.eh_proj, m.dout, m.cat, mw.eh_proj, Nd, 2 * D, D, tp, opts.matmul);
+    linear_backward(dcat, mdw.eh_proj, m.dout, m.cat, mw.eh_proj, Nd, 2 * D, D, tp, opts.matmul, false);
     for (int64_t n = 0; n < Nd; ++n) {
       rmsnorm_backward(de + n * D, mdw.enorm, dcat + n * 2 * D, m.emb + n * D, mw.enorm, m.emb_rstd + n, 1, D);
       rmsnorm_backward(dh + n * D, mdw.hnorm, dcat + n * 2 * D + D, m.h_prev + n * D, mw.hnorm, m.h_rstd + n, 1, D);
