@@ -64,6 +64,36 @@ TEST(AdamW, MatchesHandComputedUpdate) {
   EXPECT_NEAR(x[0], 1.0 * (1 - 0.1 * 0.1) + 0.1, 1e-6);
 }
 
+// The trainer fuses clipping into the update: step(..., grad_scale) must equal scale_grads, then step,
+// bit for bit, and leave the stored gradients unscaled.
+TEST(AdamW, GradScaleEqualsScalingFirst) {
+  const int64_t n = 1000;
+  std::vector<float> w1(n), w2(n), g1(n), g2(n);
+  for (int64_t i = 0; i < n; ++i) {
+    w1[size_t(i)] = w2[size_t(i)] = std::sin(0.37f * float(i));
+    g1[size_t(i)] = g2[size_t(i)] = 0.01f * std::cos(1.3f * float(i)) * float(i % 17);
+  }
+  std::vector<ParamTensor> p1 = {{"w", {n}, w1.data(), g1.data(), true}};
+  std::vector<ParamTensor> p2 = {{"w", {n}, w2.data(), g2.data(), true}};
+  AdamW o1(p1, AdamWConfig{}), o2(p2, AdamWConfig{});
+  for (int s = 0; s < 3; ++s) {
+    const double norm = grad_global_norm(p1);
+    const float scale = clip_scale(norm, 0.05);
+    ASSERT_LT(scale, 1.f);
+    std::vector<float> g_before = g2;
+    scale_grads(p1, scale);
+    o1.step(p1, 1e-2);
+    o2.step(p2, 1e-2, nullptr, scale);
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_EQ(w1[size_t(i)], w2[size_t(i)]) << "step " << s << " index " << i;
+      ASSERT_EQ(o1.m(0)[size_t(i)], o2.m(0)[size_t(i)]);
+      ASSERT_EQ(o1.v(0)[size_t(i)], o2.v(0)[size_t(i)]);
+      ASSERT_EQ(g2[size_t(i)], g_before[size_t(i)]);
+    }
+    g1 = g_before;  // the same gradients again next step
+  }
+}
+
 TEST(AdamW, NoDecayWhereNotFlagged) {
   std::vector<float> w = {3.0f}, g = {0.0f};
   std::vector<ParamTensor> p = {{"norm", {1}, w.data(), g.data(), false}};

@@ -36,16 +36,52 @@ void for_pieces(const std::vector<Piece>& ps, ThreadPool* pool, Fn&& fn) {
   }
 }
 
+// Σ g² of one piece in double, 8 partial sums (a single double accumulator is a serial chain of
+// adds the compiler may not vectorize or reorder).
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("O3")))
+double sum_squares(const float* g, int64_t n) {
+  constexpr int kLanes = 8;
+  double acc[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += double(g[j + l]) * double(g[j + l]);
+  double s = 0.0;
+  for (int l = 0; l < kLanes; ++l) s += acc[l];
+  for (; j < n; ++j) s += double(g[j]) * double(g[j]);
+  return s;
+}
+
+struct AdamWCoefs {
+  float b1, b2, eps, step_size, bc2_sqrt, decay, grad_scale;
+};
+
+// One pass over a piece: reads w, g, m, v once, writes w, m, v. g is multiplied by grad_scale as it is
+// read (what scale_grads would have stored). Scalar: GCC keeps sqrt's errno path under -O2 and does
+// not vectorize it; the pass is close to memory-bound either way (28 bytes per parameter).
+void adamw_piece(float* __restrict w, const float* __restrict g, float* __restrict m, float* __restrict v, int64_t n,
+                 bool decay, const AdamWCoefs& c) {
+  const float b1 = c.b1, b2 = c.b2, eps = c.eps, step_size = c.step_size, bc2_sqrt = c.bc2_sqrt;
+  const float wd = decay ? c.decay : 1.f, gs = c.grad_scale;
+  const float one_b1 = 1.0f - b1, one_b2 = 1.0f - b2;
+  for (int64_t j = 0; j < n; ++j) {
+    const float gj = g[j] * gs;  // exact when gs is 1
+    const float wj = w[j] * wd;  // exact when wd is 1 (no decay)
+    const float mj = b1 * m[j] + one_b1 * gj;
+    const float vj = b2 * v[j] + one_b2 * gj * gj;
+    m[j] = mj;
+    v[j] = vj;
+    const float denom = std::sqrt(vj) / bc2_sqrt + eps;
+    w[j] = wj - step_size * (mj / denom);
+  }
+}
+
 }  // namespace
 
 double grad_global_norm(std::span<const ParamTensor> params, ThreadPool* pool) {
   const std::vector<Piece> ps = pieces(params);
   std::vector<double> partial(ps.size(), 0.0);
   for_pieces(ps, pool, [&](int64_t k, const Piece& p) {
-    const float* g = params[p.param].grad;
-    double s = 0.0;
-    for (int64_t j = p.begin; j < p.end; ++j) s += double(g[j]) * double(g[j]);
-    partial[size_t(k)] = s;
+    partial[size_t(k)] = sum_squares(params[p.param].grad + p.begin, p.end - p.begin);
   });
   double total = 0.0;
   for (double s : partial) total += s;
@@ -60,9 +96,14 @@ void scale_grads(std::span<const ParamTensor> params, float s, ThreadPool* pool)
   });
 }
 
+float clip_scale(double norm, double max_norm) {
+  return max_norm > 0 && norm > max_norm ? float(max_norm / (norm + 1e-6)) : 1.f;
+}
+
 double clip_grad_norm(std::span<const ParamTensor> params, double max_norm, ThreadPool* pool) {
   const double norm = grad_global_norm(params, pool);
-  if (max_norm > 0 && norm > max_norm) scale_grads(params, float(max_norm / (norm + 1e-6)), pool);
+  const float s = clip_scale(norm, max_norm);
+  if (s != 1.f) scale_grads(params, s, pool);
   return norm;
 }
 
@@ -73,30 +114,25 @@ AdamW::AdamW(std::span<const ParamTensor> params, const AdamWConfig& cfg) : cfg_
   }
 }
 
-void AdamW::step(std::span<const ParamTensor> params, double lr, ThreadPool* pool) {
+void AdamW::step(std::span<const ParamTensor> params, double lr, ThreadPool* pool, float grad_scale) {
   DSEEK_CHECK(params.size() == m_.size(), "AdamW::step: parameter list changed since construction");
   ++t_;
-  const float b1 = float(cfg_.beta1), b2 = float(cfg_.beta2), eps = float(cfg_.eps);
+  AdamWCoefs c;
+  c.b1 = float(cfg_.beta1);
+  c.b2 = float(cfg_.beta2);
+  c.eps = float(cfg_.eps);
   const double bc1 = 1.0 - std::pow(cfg_.beta1, double(t_));
   const double bc2 = 1.0 - std::pow(cfg_.beta2, double(t_));
-  const float step_size = float(lr / bc1);
-  const float bc2_sqrt = float(std::sqrt(bc2));
-  const float decay = float(1.0 - lr * cfg_.weight_decay);
+  c.step_size = float(lr / bc1);
+  c.bc2_sqrt = float(std::sqrt(bc2));
+  c.decay = float(1.0 - lr * cfg_.weight_decay);
+  c.grad_scale = grad_scale;
   const std::vector<Piece> ps = pieces(params);
   for_pieces(ps, pool, [&](int64_t, const Piece& pc) {
     const ParamTensor& p = params[pc.param];
     DSEEK_CHECK(size_t(p.numel()) == m_[pc.param].size(), "AdamW::step: parameter " + p.name + " changed size");
-    float* w = p.data;
-    const float* g = p.grad;
-    float* m = m_[pc.param].data();
-    float* v = v_[pc.param].data();
-    for (int64_t j = pc.begin; j < pc.end; ++j) {
-      if (p.decay) w[j] *= decay;
-      m[j] = b1 * m[j] + (1.0f - b1) * g[j];
-      v[j] = b2 * v[j] + (1.0f - b2) * g[j] * g[j];
-      const float denom = std::sqrt(v[j]) / bc2_sqrt + eps;
-      w[j] -= step_size * (m[j] / denom);
-    }
+    adamw_piece(p.data + pc.begin, p.grad + pc.begin, m_[pc.param].data() + pc.begin, v_[pc.param].data() + pc.begin,
+                pc.end - pc.begin, p.decay, c);
   });
 }
 

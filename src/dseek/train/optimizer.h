@@ -32,13 +32,18 @@ void scale_grads(std::span<const ParamTensor> params, float s, ThreadPool* pool 
 // torch.nn.utils.clip_grad_norm_: if the norm exceeds max_norm (> 0), scales gradients by
 // max_norm / (norm + 1e-6). Returns the norm before clipping.
 double clip_grad_norm(std::span<const ParamTensor> params, double max_norm, ThreadPool* pool = nullptr);
+// The factor clip_grad_norm applies for a norm: max_norm / (norm + 1e-6) above max_norm (> 0), else 1.
+float clip_scale(double norm, double max_norm);
 
 class AdamW {
  public:
   // Zero moments sized to `params` (which must be the same list, in the same order, at every step).
   AdamW(std::span<const ParamTensor> params, const AdamWConfig& cfg);
 
-  void step(std::span<const ParamTensor> params, double lr, ThreadPool* pool = nullptr);
+  // grad_scale multiplies every gradient as it is read (the clipping factor, fused: the same result as
+  // scale_grads first, without its pass over the gradients); the stored gradients are not changed.
+  // One pass per parameter: reads p, g, m, v once.
+  void step(std::span<const ParamTensor> params, double lr, ThreadPool* pool = nullptr, float grad_scale = 1.f);
 
   const AdamWConfig& config() const { return cfg_; }
   int64_t steps() const { return t_; }  // updates done so far

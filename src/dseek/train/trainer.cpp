@@ -104,8 +104,9 @@ TrainableModel::StepResult Trainer::train_step() {
   sum.balance_loss *= inv;
   // Gradients were summed over micro-batches of mean losses: divide to get the mean over all of them.
   if (t.grad_accum > 1) scale_grads(params, float(inv), pool_.get());
-  last_grad_norm_ = clip_grad_norm(params, cfg_.optimizer.grad_clip, pool_.get());
-  opt_->step(params, lr, pool_.get());
+  // Clipping is fused into the update (AdamW::step's grad_scale): one pass over the gradients fewer.
+  last_grad_norm_ = grad_global_norm(params, pool_.get());
+  opt_->step(params, lr, pool_.get(), clip_scale(last_grad_norm_, cfg_.optimizer.grad_clip));
 
   const auto& load = model_.expert_load();
   if (window_load_.size() != load.size()) {
