@@ -10,6 +10,7 @@
 
 #include "common/shared_dir.h"
 #include "dseek/core/error.h"
+#include "dseek/core/thread_pool.h"
 #include "dseek/model/model.h"
 #include "dseek/runtime/kv_cache.h"
 
@@ -57,7 +58,7 @@ struct PagedPool {
   }
 };
 
-void run_case(const std::string& name, bool with_mtp) {
+void run_case(const std::string& name, bool with_mtp, int threads = 1) {
   LoadOptions lo;
   lo.load_mtp = with_mtp;
   const Model m = Model::load(test::golden_model_dir(name), lo);
@@ -101,7 +102,10 @@ void run_case(const std::string& name, bool with_mtp) {
     for (int64_t b = 0; b < (lens[s] + bs - 1) / bs; ++b) tables[s].push_back(ids[next++]);
 
   int64_t total = std::accumulate(lens.begin(), lens.end(), int64_t(0));
-  Workspace ws(c, total, 32, nullptr, /*naive_attention=*/false);
+  // With a pool, decode groups of a sequence's tokens split into at most 4 (the workspace's
+  // states over the threads) and each group's context into per-thread parts that merge.
+  ThreadPool threaded(threads);
+  Workspace ws(c, total, 32, threads > 1 ? &threaded : nullptr, /*naive_attention=*/false);
   std::vector<int64_t> fed(lens.size(), 0);
   std::vector<float> logits(size_t(total * V)), hidden(size_t(total * D)), mtp_logits(size_t(total * V));
   for (size_t step = 0;; ++step) {
@@ -159,6 +163,7 @@ void run_case(const std::string& name, bool with_mtp) {
 // MTP attention is causal, so both see the same keys.
 TEST(BatchForward, V3PagedBatchMatchesSingleSequence) { run_case("v3", /*with_mtp=*/true); }
 TEST(BatchForward, V2LitePagedBatchMatchesSingleSequence) { run_case("v2lite", false); }
+TEST(BatchForward, V3PagedBatchOnTwoThreads) { run_case("v3", /*with_mtp=*/true, /*threads=*/2); }
 TEST(BatchForward, V32SparseAttentionPerSequence) { run_case("v32", false); }
 
 // MTP rows below logits_from only write their cache rows (Model::mtp_forward_batch skips their

@@ -30,8 +30,6 @@ constexpr int64_t kChunk = 64;  // rows per online-softmax step: 64 x 2.3 KB of 
 // The score pass prefetches the row this many ahead (across run ends).
 constexpr int64_t kRowsAhead = 4;
 
-// Heads [g0, g0 + hn) (hn <= HN) of the state; qbuf holds their queries as HN rows of L = R + rope
-// floats [q_lat | q_pe], zero rows past hn.
 // The next rows of a list of runs, kChunk (+ kRowsAhead to prefetch) at a time across run ends.
 struct RowCursor {
   const LatentRun* run;
@@ -64,78 +62,72 @@ struct RowCursor {
   }
 };
 
+// One chunk of rows, rp[0 .. jn) (rp[jn .. got) only to prefetch), for heads [0, hn) (hn <= HN) of
+// the state; qbuf holds their queries as HN rows of L = R + rope floats [q_lat | q_pe], zero past hn.
 template <int HN>
-void attend_group(float* o, float* m, float* l, int64_t hn, const float* qbuf, int64_t R, int64_t L, float scale,
-                  const LatentRun* runs, int64_t n_runs, int64_t stride) {
+void attend_chunk(float* o, float* m, float* l, int64_t hn, const float* qbuf, int64_t R, int64_t L, float scale,
+                  const float* const* rp, const bool* in, int64_t jn, int64_t got) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const __mmask16 hm = mask16(hn);
   alignas(64) float S[kChunk][16];
-  const float* rp[kChunk + kRowsAhead];
-  bool in[kChunk + kRowsAhead];
-  for (RowCursor cur(runs, n_runs);;) {
-    const int64_t got = cur.peek(rp, in, kChunk + kRowsAhead, stride);
-    if (got == 0) break;
-    const int64_t jn = std::min(kChunk, got);
-    // Scores: lane h of S[jj] = head h's score of row jj of the chunk.
+  // Scores: lane h of S[jj] = head h's score of row jj of the chunk.
+  for (int64_t jj = 0; jj < jn; ++jj) {
+    const float* c = rp[jj];
+    __m512 acc[16];
+    for (int h = 0; h < 16; ++h) acc[h] = _mm512_setzero_ps();
+    int64_t k = 0;
+    const char* ahead = reinterpret_cast<const char*>(rp[std::min(jj + kRowsAhead, got - 1)]);
+    for (; k + 16 <= L; k += 16) {
+      _mm_prefetch(ahead + 4 * k, _MM_HINT_T0);  // a row's first touch waited on memory (~40 % of samples)
+      const __m512 cv = _mm512_loadu_ps(c + k);
+      for (int h = 0; h < HN; ++h) acc[h] = _mm512_fmadd_ps(_mm512_loadu_ps(qbuf + h * L + k), cv, acc[h]);
+    }
+    if (k < L) {
+      const __mmask16 km = mask16(L - k);
+      const __m512 cv = _mm512_maskz_loadu_ps(km, c + k);
+      for (int h = 0; h < HN; ++h) acc[h] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(km, qbuf + h * L + k), cv, acc[h]);
+    }
+    __m512 s = _mm512_mul_ps(reduce16(acc), _mm512_set1_ps(scale));
+    if (!in[jj]) s = _mm512_set1_ps(neg_inf);
+    _mm512_store_ps(S[jj], s);
+  }
+  // Online softmax with the heads as lanes.
+  __m512 cm = _mm512_set1_ps(neg_inf);
+  for (int64_t jj = 0; jj < jn; ++jj) cm = _mm512_max_ps(cm, _mm512_load_ps(S[jj]));
+  const __m512 m_old = _mm512_mask_loadu_ps(_mm512_set1_ps(neg_inf), hm, m);
+  const __m512 mx = _mm512_max_ps(m_old, cm);
+  const __mmask16 live = _mm512_cmp_ps_mask(mx, _mm512_set1_ps(neg_inf), _CMP_NEQ_OQ);  // some row counted
+  const __m512 alpha = _mm512_mask_blend_ps(live, _mm512_set1_ps(1.f),
+                                            _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m_old, _mm512_set1_ps(neg_inf), _CMP_NEQ_OQ),
+                                                                exp512(_mm512_sub_ps(m_old, mx))));
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t jj = 0; jj < jn; ++jj) {
+    const __m512 s = _mm512_load_ps(S[jj]);
+    const __mmask16 counted = _mm512_cmp_ps_mask(s, _mm512_set1_ps(neg_inf), _CMP_NEQ_OQ);  // masked rows: 0
+    const __m512 p = _mm512_maskz_mov_ps(counted, exp512(_mm512_sub_ps(s, mx)));
+    _mm512_store_ps(S[jj], p);
+    sum = _mm512_add_ps(sum, p);
+  }
+  const __m512 l_old = _mm512_maskz_loadu_ps(hm, l);
+  _mm512_mask_storeu_ps(l, hm, _mm512_fmadd_ps(l_old, alpha, sum));
+  _mm512_mask_storeu_ps(m, hm, mx);
+  alignas(64) float a[16];
+  _mm512_store_ps(a, alpha);
+  const bool rescale = _mm512_mask_cmp_ps_mask(hm, alpha, _mm512_set1_ps(1.f), _CMP_NEQ_UQ) != 0;
+  // o_h = alpha_h o_h + sum over the chunk's rows of p_hj c_kv_j, 16 columns at a time.
+  for (int64_t k = 0; k < R; k += 16) {
+    const __mmask16 km = mask16(R - k);
+    __m512 acc[HN];
+    for (int h = 0; h < HN; ++h) {
+      acc[h] = h < hn ? _mm512_maskz_loadu_ps(km, o + h * R + k) : _mm512_setzero_ps();
+      if (rescale) acc[h] = _mm512_mul_ps(acc[h], _mm512_set1_ps(a[h]));
+    }
     for (int64_t jj = 0; jj < jn; ++jj) {
-      const float* c = rp[jj];
-      __m512 acc[16];
-      for (int h = 0; h < 16; ++h) acc[h] = _mm512_setzero_ps();
-      int64_t k = 0;
-      const char* ahead = reinterpret_cast<const char*>(rp[std::min(jj + kRowsAhead, got - 1)]);
-      for (; k + 16 <= L; k += 16) {
-        _mm_prefetch(ahead + 4 * k, _MM_HINT_T0);  // a row's first touch waited on memory (~40 % of samples)
-        const __m512 cv = _mm512_loadu_ps(c + k);
-        for (int h = 0; h < HN; ++h) acc[h] = _mm512_fmadd_ps(_mm512_loadu_ps(qbuf + h * L + k), cv, acc[h]);
-      }
-      if (k < L) {
-        const __mmask16 km = mask16(L - k);
-        const __m512 cv = _mm512_maskz_loadu_ps(km, c + k);
-        for (int h = 0; h < HN; ++h) acc[h] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(km, qbuf + h * L + k), cv, acc[h]);
-      }
-      __m512 s = _mm512_mul_ps(reduce16(acc), _mm512_set1_ps(scale));
-      if (!in[jj]) s = _mm512_set1_ps(neg_inf);
-      _mm512_store_ps(S[jj], s);
+      const __m512 cv = _mm512_maskz_loadu_ps(km, rp[jj] + k);
+      for (int h = 0; h < HN; ++h) acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(S[jj][h]), cv, acc[h]);
     }
-    // Online softmax with the heads as lanes.
-    __m512 cm = _mm512_set1_ps(neg_inf);
-    for (int64_t jj = 0; jj < jn; ++jj) cm = _mm512_max_ps(cm, _mm512_load_ps(S[jj]));
-    const __m512 m_old = _mm512_mask_loadu_ps(_mm512_set1_ps(neg_inf), hm, m);
-    const __m512 mx = _mm512_max_ps(m_old, cm);
-    const __mmask16 live = _mm512_cmp_ps_mask(mx, _mm512_set1_ps(neg_inf), _CMP_NEQ_OQ);  // some row counted
-    const __m512 alpha = _mm512_mask_blend_ps(live, _mm512_set1_ps(1.f),
-                                              _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m_old, _mm512_set1_ps(neg_inf), _CMP_NEQ_OQ),
-                                                                  exp512(_mm512_sub_ps(m_old, mx))));
-    __m512 sum = _mm512_setzero_ps();
-    for (int64_t jj = 0; jj < jn; ++jj) {
-      const __m512 s = _mm512_load_ps(S[jj]);
-      const __mmask16 counted = _mm512_cmp_ps_mask(s, _mm512_set1_ps(neg_inf), _CMP_NEQ_OQ);  // masked rows: 0
-      const __m512 p = _mm512_maskz_mov_ps(counted, exp512(_mm512_sub_ps(s, mx)));
-      _mm512_store_ps(S[jj], p);
-      sum = _mm512_add_ps(sum, p);
-    }
-    const __m512 l_old = _mm512_maskz_loadu_ps(hm, l);
-    _mm512_mask_storeu_ps(l, hm, _mm512_fmadd_ps(l_old, alpha, sum));
-    _mm512_mask_storeu_ps(m, hm, mx);
-    alignas(64) float a[16];
-    _mm512_store_ps(a, alpha);
-    const bool rescale = _mm512_mask_cmp_ps_mask(hm, alpha, _mm512_set1_ps(1.f), _CMP_NEQ_UQ) != 0;
-    // o_h = alpha_h o_h + sum over the chunk's rows of p_hj c_kv_j, 16 columns at a time.
-    for (int64_t k = 0; k < R; k += 16) {
-      const __mmask16 km = mask16(R - k);
-      __m512 acc[HN];
-      for (int h = 0; h < HN; ++h) {
-        acc[h] = h < hn ? _mm512_maskz_loadu_ps(km, o + h * R + k) : _mm512_setzero_ps();
-        if (rescale) acc[h] = _mm512_mul_ps(acc[h], _mm512_set1_ps(a[h]));
-      }
-      for (int64_t jj = 0; jj < jn; ++jj) {
-        const __m512 cv = _mm512_maskz_loadu_ps(km, rp[jj] + k);
-        for (int h = 0; h < HN; ++h) acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(S[jj][h]), cv, acc[h]);
-      }
-      for (int h = 0; h < HN; ++h)
-        if (h < hn) _mm512_mask_storeu_ps(o + h * R + k, km, acc[h]);
-    }
-    cur.advance(jn);
+    for (int h = 0; h < HN; ++h)
+      if (h < hn) _mm512_mask_storeu_ps(o + h * R + k, km, acc[h]);
   }
 }
 
@@ -143,31 +135,42 @@ void attend_group(float* o, float* m, float* l, int64_t hn, const float* qbuf, i
 
 void decode_attend_rows_avx512(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs,
                                int64_t n_runs, int64_t stride) {
-  const int64_t R = q.R, L = q.R + q.rope;
-  for (int64_t g0 = 0; g0 < q.H; g0 += 16) {
-    const int64_t hn = std::min<int64_t>(16, q.H - g0);
-    const int HN = hn <= 4 ? 4 : hn <= 8 ? 8 : 16;
-    // The group's queries as rows [q_lat | q_pe] like the cache rows, zeros past hn.
-    alignas(64) float qbuf_stack[16 * 640];
-    std::vector<float> qbuf_heap;
-    float* qbuf = qbuf_stack;
-    if (HN * L > 16 * 640) {
-      qbuf_heap.resize(size_t(HN * L));
-      qbuf = qbuf_heap.data();
+  const int64_t R = q.R, L = q.R + q.rope, groups = (q.H + 15) / 16;
+  // Every group's queries as rows [q_lat | q_pe] like the cache rows, zeros past the last head: the
+  // chunk loop is outside the group loop, so a chunk's rows come from memory once for all groups
+  // (V3's 128 heads, or the stacked heads of several tokens) and stay in L2 for the others.
+  constexpr int64_t kStackFloats = 32 * 640;
+  alignas(64) float qbuf_stack[kStackFloats];
+  std::vector<float> qbuf_heap;
+  float* qbuf = qbuf_stack;
+  if (groups * 16 * L > kStackFloats) {
+    qbuf_heap.resize(size_t(groups * 16 * L));
+    qbuf = qbuf_heap.data();
+  }
+  for (int64_t h = 0; h < groups * 16; ++h) {
+    float* d = qbuf + h * L;
+    if (h < q.H) {
+      std::copy(q.q_lat + h * R, q.q_lat + h * R + R, d);
+      std::copy(q.q_pe + h * q.q_pe_stride, q.q_pe + h * q.q_pe_stride + q.rope, d + R);
+    } else {
+      std::fill(d, d + L, 0.f);
     }
-    for (int h = 0; h < HN; ++h) {
-      float* d = qbuf + h * L;
-      if (h < hn) {
-        std::copy(q.q_lat + (g0 + h) * R, q.q_lat + (g0 + h) * R + R, d);
-        std::copy(q.q_pe + (g0 + h) * q.q_pe_stride, q.q_pe + (g0 + h) * q.q_pe_stride + q.rope, d + R);
-      } else {
-        std::fill(d, d + L, 0.f);
-      }
+  }
+  const float* rp[kChunk + kRowsAhead];
+  bool in[kChunk + kRowsAhead];
+  for (RowCursor cur(runs, n_runs);;) {
+    const int64_t got = cur.peek(rp, in, kChunk + kRowsAhead, stride);
+    if (got == 0) break;
+    const int64_t jn = std::min(kChunk, got);
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t g0 = g * 16, hn = std::min<int64_t>(16, q.H - g0);
+      const float* qg = qbuf + g0 * L;
+      float* og = o + g0 * R;
+      if (hn <= 4) attend_chunk<4>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got);
+      else if (hn <= 8) attend_chunk<8>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got);
+      else attend_chunk<16>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got);
     }
-    float* og = o + g0 * R;
-    if (HN == 4) attend_group<4>(og, m + g0, l + g0, hn, qbuf, R, L, q.scale, runs, n_runs, stride);
-    else if (HN == 8) attend_group<8>(og, m + g0, l + g0, hn, qbuf, R, L, q.scale, runs, n_runs, stride);
-    else attend_group<16>(og, m + g0, l + g0, hn, qbuf, R, L, q.scale, runs, n_runs, stride);
+    cur.advance(jn);
   }
 }
 

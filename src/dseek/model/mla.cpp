@@ -179,62 +179,92 @@ void attend_prefill_gemm(int64_t sq, const TokenBatch& b, const MlaParams& p, co
 // Decode attention of the tokens `toks` (each against its cache rows [0, pos]): a token's rows are
 // split across the pool's threads when there are fewer tokens than threads, each part an online-
 // softmax state (ws.decode_state), merged per token into o_lat.
-void attend_decode(const std::vector<int64_t>& toks, const TokenBatch& b, const MlaParams& p, const LayerRows* rows,
+// Adds rows [j0, j1) of one sequence's cache to the state of query q, kMaxRuns runs at a time
+// (one run, or one per paged block).
+void attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const LayerRows& kv, int64_t j0, int64_t j1,
+                 const uint8_t* allowed) {
+  constexpr int64_t kMaxRuns = 64;
+  LatentRun runs[kMaxRuns];
+  int64_t nr = 0;
+  for (int64_t j = j0; j < j1;) {
+    const int64_t run_end = kv.blocks ? std::min(j1, (j / kv.block_size + 1) * kv.block_size) : j1;
+    runs[nr++] = LatentRun{kv.row(j), run_end - j, allowed ? allowed + j : nullptr};
+    j = run_end;
+    if (nr == kMaxRuns || j == j1) {
+      decode_attend_rows(o, m, l, q, runs, nr, kv.dim);
+      nr = 0;
+    }
+  }
+}
+
+// groups: (first token, count) pairs; a group's tokens are one sequence's, at consecutive positions.
+// A group attends as one query of count * H heads over the rows its first token sees, so each row
+// is read once for all of them (an MTP verification, a server step's few tokens); token i of the
+// group then adds its own last i rows. Each group's context splits across the threads when there
+// are fewer groups than threads.
+void attend_decode(const std::vector<int64_t>& groups, const TokenBatch& b, const MlaParams& p, const LayerRows* rows,
                    Workspace& ws, const uint8_t* const* allowed) {
   const int64_t H = p.n_heads, R = p.kv_lora_rank, qkd = p.qk_head_dim();
   const int threads = ws.pool ? ws.pool->size() : 1;
-  const int64_t parts = int64_t(toks.size()) >= threads ? 1 : threads;
-  const int64_t per = H * R + 2 * H;  // o, m, l of one state
+  const int64_t n_groups = int64_t(groups.size()) / 2;
+  const int64_t parts = n_groups >= threads ? 1 : threads;
+  const int64_t per = H * R + 2 * H;  // o, m, l of one token's state
   DSEEK_CHECK(ws.decode_capacity >= parts, "attention: workspace sized for fewer threads than its pool has");
-  const int64_t cap = ws.decode_capacity / parts * parts;  // whole tokens per round
-  const int64_t items = int64_t(toks.size()) * parts;
-  for (int64_t i0 = 0; i0 < items; i0 += cap) {
-    const int64_t i1 = std::min(items, i0 + cap);
+  for (int64_t g0 = 0; g0 < n_groups;) {
+    // A round: the groups whose states (count x parts each) fit the workspace.
+    int64_t g1 = g0, used = 0;
+    while (g1 < n_groups && used + groups[size_t(2 * g1 + 1)] * parts <= ws.decode_capacity)
+      used += groups[size_t(2 * g1++ + 1)] * parts;
+    DSEEK_CHECK(g1 > g0, "attention: a decode group larger than the workspace's states");
+    auto state = [&](int64_t g, int64_t part) {  // the item's state: count tokens' o, then m, then l
+      int64_t off = 0;
+      for (int64_t k = g0; k < g; ++k) off += groups[size_t(2 * k + 1)] * parts;
+      return ws.decode_state.data() + (off + part * groups[size_t(2 * g + 1)]) * per;
+    };
     auto run = [&](int64_t a, int64_t e) {
       for (int64_t i = a; i < e; ++i) {
-        const int64_t t = toks[size_t(i / parts)], part = i % parts, n = b.pos[t] + 1;
-        float* o = ws.decode_state.data() + (i - i0) * per;
-        float *m = o + H * R, *l = m + H;
-        decode_state_init(o, m, l, H, R);
+        const int64_t g = g0 + i / parts, part = i % parts;
+        const int64_t t0 = groups[size_t(2 * g)], cnt = groups[size_t(2 * g + 1)], n = b.pos[t0] + 1;
+        float* o = state(g, part);
+        float *m = o + cnt * H * R, *l = m + cnt * H;
+        decode_state_init(o, m, l, cnt * H, R);
         DecodeQuery q;
-        q.q_lat = ws.q_lat.data() + t * H * R;
-        q.q_pe = ws.q.data() + t * H * qkd + p.qk_nope_head_dim;
+        q.q_lat = ws.q_lat.data() + t0 * H * R;
+        q.q_pe = ws.q.data() + t0 * H * qkd + p.qk_nope_head_dim;
         q.q_pe_stride = qkd;
-        q.H = H;
+        q.H = cnt * H;
         q.R = R;
         q.rope = p.qk_rope_head_dim;
         q.scale = p.softmax_scale;
-        const LayerRows& kv = rows[b.seq[t]];
-        const int64_t j1 = n * (part + 1) / parts;
-        // Contiguous runs of rows: one, or one per paged block, handed over kMaxRuns at a time.
-        constexpr int64_t kMaxRuns = 64;
-        LatentRun runs[kMaxRuns];
-        int64_t nr = 0;
-        for (int64_t j = n * part / parts; j < j1;) {
-          const int64_t run_end = kv.blocks ? std::min(j1, (j / kv.block_size + 1) * kv.block_size) : j1;
-          runs[nr++] = LatentRun{kv.row(j), run_end - j, allowed ? allowed[t] + j : nullptr};
-          j = run_end;
-          if (nr == kMaxRuns || j == j1) {
-            decode_attend_rows(o, m, l, q, runs, nr, kv.dim);
-            nr = 0;
-          }
+        const LayerRows& kv = rows[b.seq[t0]];
+        attend_rows(o, m, l, q, kv, n * part / parts, n * (part + 1) / parts, allowed ? allowed[t0] : nullptr);
+        if (part + 1 < parts) continue;
+        for (int64_t k = 1; k < cnt; ++k) {  // token k's rows past the group's first token
+          DecodeQuery qk = q;
+          qk.q_lat += k * H * R;
+          qk.q_pe += k * H * qkd;
+          qk.H = H;
+          attend_rows(o + k * H * R, m + k * H, l + k * H, qk, kv, n, n + k, nullptr);
         }
       }
     };
-    if (ws.pool && i1 - i0 > 1)
-      ws.pool->parallel_for(i1 - i0, [&](int64_t a, int64_t e) { run(i0 + a, i0 + e); });
+    const int64_t items = (g1 - g0) * parts;
+    if (ws.pool && items > 1)
+      ws.pool->parallel_for(items, [&](int64_t a, int64_t e) { run(a, e); });
     else
-      run(i0, i1);
-    for (int64_t i = i0; i < i1; i += parts) {
-      float* o = ws.decode_state.data() + (i - i0) * per;
-      float *m = o + H * R, *l = m + H;
+      run(0, items);
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t t0 = groups[size_t(2 * g)], cnt = groups[size_t(2 * g + 1)], hs = cnt * H;
+      float* o = state(g, 0);
+      float *m = o + hs * R, *l = m + hs;
       for (int64_t k = 1; k < parts; ++k) {
-        const float* o2 = o + k * per;
-        decode_state_merge(o, m, l, o2, o2 + H * R, o2 + H * R + H, H, R);
+        const float* o2 = state(g, k);
+        decode_state_merge(o, m, l, o2, o2 + hs * R, o2 + hs * R + hs, hs, R);
       }
-      decode_state_finish(o, l, H, R);
-      std::memcpy(ws.o_lat.data() + toks[size_t(i / parts)] * H * R, o, size_t(H * R) * sizeof(float));
+      decode_state_finish(o, l, hs, R);
+      std::memcpy(ws.o_lat.data() + t0 * H * R, o, size_t(hs * R) * sizeof(float));
     }
+    g0 = g1;
   }
 }
 
@@ -263,10 +293,21 @@ void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaP
     //    decode kernel for sequences with few tokens in this call, GEMMs over the gathered rows for
     //    the others (prefill chunks; their workspace has the gather buffers, max_tokens > 1).
     auto use_decode = [&](int64_t sq) { return b.seq_first[sq + 1] - b.seq_first[sq] <= kDecodeTokens; };
-    std::vector<int64_t>& dec = ws.decode_tokens;
+    // Groups of a sequence's consecutive tokens, as many as one round's states hold (per-token row
+    // masks, V3.2's sparse attention, keep one token per group).
+    const int threads = ws.pool ? ws.pool->size() : 1;
+    const int64_t max_group = allowed ? 1 : std::max<int64_t>(1, ws.decode_capacity / threads);
+    std::vector<int64_t>& dec = ws.decode_groups;
     dec.clear();
-    for (int64_t t = 0; t < T; ++t)
-      if (use_decode(b.seq[t])) dec.push_back(t);
+    for (int64_t t = 0; t < T; ++t) {
+      if (!use_decode(b.seq[t])) continue;
+      const size_t last = dec.size();
+      if (last > 0 && dec[last - 1] < max_group && b.seq[dec[last - 2]] == b.seq[t] &&
+          dec[last - 2] + dec[last - 1] == t && b.pos[dec[last - 2]] + dec[last - 1] == b.pos[t])
+        ++dec[last - 1];
+      else
+        dec.insert(dec.end(), {t, 1});
+    }
     if (!dec.empty()) attend_decode(dec, b, p, rows, ws, allowed);
     for (int64_t sq = 0; sq < b.n_seqs; ++sq)
       if (!use_decode(sq)) {

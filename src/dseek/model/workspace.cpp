@@ -38,7 +38,7 @@ Workspace::Workspace(const ModelConfig& c, int64_t T, int64_t ctx, ThreadPool* p
   }
   decode_capacity = std::max<int64_t>(n_threads, 8);
   decode_state.resize(sz(decode_capacity * (H * c.kv_lora_rank + 2 * H)));
-  decode_tokens.reserve(sz(T));
+  decode_groups.reserve(sz(2 * T));
   scores.resize(sz(ctx));
   rope_cs.resize(sz(std::max(c.qk_rope_head_dim, c.index_head_dim)));
   if (naive_attention) {

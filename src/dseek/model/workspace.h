@@ -61,7 +61,7 @@ struct Workspace {
   // H * kv_lora_rank + 2 H floats (a token, or a token's part of the context per thread).
   std::vector<float> decode_state;
   int64_t decode_capacity = 0;
-  std::vector<int64_t> decode_tokens;  // (max_tokens) the call's tokens that attend this way
+  std::vector<int64_t> decode_groups;  // (2 max_tokens) (first token, count) of the call's decode groups
   std::vector<float> scores;     // (max_context) indexer scores of one query
   std::vector<float> rope_cs;    // (qk_rope_head_dim): cos | sin
   std::vector<float> ctx_ckv;    // naive path: (max_context, kv_lora_rank) gathered c_kv
