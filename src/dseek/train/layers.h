@@ -84,7 +84,7 @@ struct MlaDims {
   float softmax_scale = 0.f;     // as model/mla.cpp MlaParams (YaRN mscale² included)
   const float* cos = nullptr;    // (max T, rope / 2) scaled by the YaRN attention factor
   const float* sin = nullptr;    // (max T, rope / 2)
-  GemmPrecision matmul = GemmPrecision::kF32;  // of the projections; attention products stay float32
+  GemmPrecision matmul = GemmPrecision::kF32;  // of the projections and the attention products
   int64_t qk_head_dim() const { return nope + rope; }
 };
 

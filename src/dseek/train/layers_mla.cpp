@@ -97,7 +97,7 @@ void mla_forward(float* out, const MlaActs& a, const float* x, const MlaTensors&
       float* P = a.probs + bh * T * T;  // (T, T)
       for (int64_t r0 = 0; r0 < T; r0 += kCausalBlock) {  // rows [r0, r1) see keys [0, r1)
         const int64_t r1 = std::min(T, r0 + kCausalBlock);
-        gemm_f32(GemmLayout::kNT, P + r0 * T, T, qh + r0 * qkd, qkd, kh, qkd, r1 - r0, qkd, r1, false, nullptr);
+        gemm_f32(GemmLayout::kNT, P + r0 * T, T, qh + r0 * qkd, qkd, kh, qkd, r1 - r0, qkd, r1, false, nullptr, GemmKernel::kAuto, d.matmul);
       }
       for (int64_t t = 0; t < T; ++t) {
         float* p = P + t * T;
@@ -106,7 +106,7 @@ void mla_forward(float* out, const MlaActs& a, const float* x, const MlaTensors&
       }
       for (int64_t r0 = 0; r0 < T; r0 += kCausalBlock) {
         const int64_t r1 = std::min(T, r0 + kCausalBlock);
-        gemm_f32(GemmLayout::kNN, oh + r0 * vd, vd, P + r0 * T, T, vh, vd, r1 - r0, r1, vd, false, nullptr);
+        gemm_f32(GemmLayout::kNN, oh + r0 * vd, vd, P + r0 * T, T, vh, vd, r1 - r0, r1, vd, false, nullptr, GemmKernel::kAuto, d.matmul);
       }
       for (int64_t t = 0; t < T; ++t)
         std::memcpy(a.o + ((b * T + t) * H + h) * vd, oh + t * vd, size_t(vd) * sizeof(float));
@@ -153,7 +153,7 @@ void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const floa
         const float* P = a.probs + (b * H + h) * T * T;  // (T, T), zero above the diagonal
         for (int64_t r0 = 0; r0 < T; r0 += kCausalBlock) {
           const int64_t r1 = std::min(T, r0 + kCausalBlock);
-          gemm_f32(GemmLayout::kNT, dS + r0 * T, T, doh + r0 * vd, vd, vh, vd, r1 - r0, vd, r1, false, nullptr);
+          gemm_f32(GemmLayout::kNT, dS + r0 * T, T, doh + r0 * vd, vd, vh, vd, r1 - r0, vd, r1, false, nullptr, GemmKernel::kAuto, d.matmul);
         }
         for (int64_t t = 0; t < T; ++t) {
           const float* p = P + t * T;
@@ -167,10 +167,10 @@ void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const floa
           // Key rows [r0, r1) get gradient from query rows [r0, T); query rows [r0, r1) from keys [0, r1).
           const int64_t r1 = std::min(T, r0 + kCausalBlock);
           gemm_f32(GemmLayout::kTN, dvh + r0 * vd, vd, P + r0 * T + r0, T, doh + r0 * vd, vd, r1 - r0, T - r0, vd, false,
-                   nullptr);
+                   nullptr, GemmKernel::kAuto, d.matmul);
           gemm_f32(GemmLayout::kTN, dkh + r0 * qkd, qkd, dS + r0 * T + r0, T, qh + r0 * qkd, qkd, r1 - r0, T - r0, qkd,
-                   false, nullptr);
-          gemm_f32(GemmLayout::kNN, dqh + r0 * qkd, qkd, dS + r0 * T, T, kh, qkd, r1 - r0, r1, qkd, false, nullptr);
+                   false, nullptr, GemmKernel::kAuto, d.matmul);
+          gemm_f32(GemmLayout::kNN, dqh + r0 * qkd, qkd, dS + r0 * T, T, kh, qkd, r1 - r0, r1, qkd, false, nullptr, GemmKernel::kAuto, d.matmul);
         }
         for (int64_t t = 0; t < T; ++t) {
           const int64_t n = b * T + t;
