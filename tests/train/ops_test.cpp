@@ -69,6 +69,58 @@ TEST(TrainOps, RmsnormGradient) {
   check_gradient("dw", w.data(), dw.data(), C, loss);
 }
 
+// The strided form (rows inside wider rows, as MLA's [c_kv | k_pe] and MTP's concatenation) equals the
+// contiguous one on copies, and with more than one 32-row block the pool's size changes nothing.
+TEST(TrainOps, RmsnormBackwardStridedAndThreaded) {
+  const int64_t N = 70, C = 24, ld_x = 40, ld_dout = 56;
+  auto x = randn(N * ld_x, 1), w = randn(C, 2, 0.5f), r = randn(N * ld_dout, 3), rstd = randn(N, 4, 0.1f);
+  for (auto& v : rstd) v = 1.f + std::fabs(v);
+  std::vector<float> xc(size_t(N * C)), rc(size_t(N * C));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t i = 0; i < C; ++i) {
+      xc[size_t(n * C + i)] = x[size_t(n * ld_x + i)];
+      rc[size_t(n * C + i)] = r[size_t(n * ld_dout + i)];
+    }
+  std::vector<float> dx(size_t(N * ld_x), 0.5f), dw(size_t(C), 0.25f), dxc(size_t(N * C), 0.5f), dwc(size_t(C), 0.25f);
+  ThreadPool pool(2);
+  rmsnorm_backward(dx.data(), dw.data(), r.data(), x.data(), w.data(), rstd.data(), N, C, &pool, ld_x, ld_dout);
+  rmsnorm_backward(dxc.data(), dwc.data(), rc.data(), xc.data(), w.data(), rstd.data(), N, C, nullptr);
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t i = 0; i < C; ++i) ASSERT_EQ(dx[size_t(n * ld_x + i)], dxc[size_t(n * C + i)]) << n << " " << i;
+    for (int64_t i = C; i < ld_x; ++i) ASSERT_EQ(dx[size_t(n * ld_x + i)], 0.5f) << "wrote past the row";
+  }
+  for (int64_t i = 0; i < C; ++i) ASSERT_EQ(dw[size_t(i)], dwc[size_t(i)]) << i;
+}
+
+// The vectorized elementwise helpers against scalar double references, at lengths off the vector width.
+TEST(TrainOps, ElementwiseHelpersMatchScalar) {
+  for (int64_t n : {1, 7, 15, 16, 17, 33, 255, 4097, 9000}) {
+    auto a = randn(n, 1), b = randn(n, 2);
+    std::vector<float> out(static_cast<size_t>(n));
+    ThreadPool pool(2);
+    add_vectors(out.data(), a.data(), b.data(), n, &pool);
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(out[size_t(i)], a[size_t(i)] + b[size_t(i)]) << n;
+    scale_vector(out.data(), 0.375f, a.data(), n);
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(out[size_t(i)], 0.375f * a[size_t(i)]) << n;
+    // softmax_backward_row: only the sum is reordered (16 partial float sums).
+    auto p = randn(n, 3), ds = randn(n, 4);
+    for (auto& v : p) v = std::fabs(v) / float(n);
+    std::vector<float> got = ds;
+    softmax_backward_row(got.data(), p.data(), n, 0.7f);
+    double sum = 0.0, mag = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+      sum += double(p[size_t(i)]) * ds[size_t(i)];
+      mag += std::fabs(double(p[size_t(i)]) * ds[size_t(i)]);
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const double want = double(p[size_t(i)]) * (double(ds[size_t(i)]) - sum) * 0.7;
+      // float sum error ≤ n 2⁻²⁴ Σ|p ds|, then three roundings of the product.
+      const double tol = 0.7 * p[size_t(i)] * (double(n) * 0x1p-24 * mag) + 4 * 0x1p-24 * std::fabs(want) + 1e-30;
+      ASSERT_NEAR(got[size_t(i)], want, tol) << n << " " << i;
+    }
+  }
+}
+
 TEST(TrainOps, SwigluGradient) {
   const int64_t n = 16;
   auto g = randn(n, 1, 2.f), u = randn(n, 2), r = randn(n, 3);

@@ -31,14 +31,14 @@ double block_forward(float* x_out, const BlockActs& a, const float* x_in, const 
   rmsnorm_forward(a.ln1, a.rstd1, a.x_in, w.input_layernorm, N, D, d.eps, pool);
   float* y = x_out;  // (N, D) sub-block output, x_out is free until the end
   mla_forward(y, a.attn, a.ln1, w.self_attn, d.mla, B, T, pool);
-  for (int64_t i = 0; i < N * D; ++i) a.x_mid[i] = a.x_in[i] + y[i];
+  add_vectors(a.x_mid, a.x_in, y, N * D, pool);
   rmsnorm_forward(a.ln2, a.rstd2, a.x_mid, w.post_attention_layernorm, N, D, d.eps, pool);
   double balance = 0.0;
   if (w.is_moe)
     balance = moe_forward(y, a.moe, a.ln2, w.moe, d.moe, B, T, load, scratch, pool);
   else
     mlp_forward(y, a.mlp, a.ln2, w.mlp, N, D, pool);
-  for (int64_t i = 0; i < N * D; ++i) x_out[i] = a.x_mid[i] + y[i];
+  add_vectors(x_out, a.x_mid, y, N * D, pool);
   return balance;
 }
 

@@ -158,9 +158,7 @@ void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const floa
         for (int64_t t = 0; t < T; ++t) {
           const float* p = P + t * T;
           float* ds = dS + t * T;
-          float sum = 0.f;
-          for (int64_t j = 0; j <= t; ++j) sum += p[j] * ds[j];
-          for (int64_t j = 0; j <= t; ++j) ds[j] = p[j] * (ds[j] - sum) * d.softmax_scale;  // softmax backward
+          softmax_backward_row(ds, p, t + 1, d.softmax_scale);
           for (int64_t j = t + 1; j < T; ++j) ds[j] = 0.f;
         }
         for (int64_t r0 = 0; r0 < T; r0 += kCausalBlock) {
@@ -184,15 +182,17 @@ void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const floa
 
   // Undo the rotations (k_pe and each head's q_pe) and the kv_a_layernorm.
   linear_backward(dc_kv, dw.kv_b_proj, dkv, a.c_kv, w.kv_b_proj, N, R, H * kvd, pool, d.matmul, false);
-  for (int64_t n = 0; n < N; ++n) {
-    const int64_t t = n % T;
-    const float* cs = d.cos + t * half;
-    const float* sn = d.sin + t * half;
-    rope_backward(dkv_a + n * L + R, cs, sn, half);
-    for (int64_t h = 0; h < H; ++h) rope_backward(dq + (n * H + h) * qkd + nope, cs, sn, half);
-    rmsnorm_backward(dkv_a + n * L, dw.kv_a_layernorm, dc_kv + n * R, a.kv_a + n * L, w.kv_a_layernorm, a.kv_rstd + n,
-                     1, R);
-  }
+  parallel_rows(pool, N, (H + 1) * rope * 3, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const int64_t t = n % T;
+      const float* cs = d.cos + t * half;
+      const float* sn = d.sin + t * half;
+      rope_backward(dkv_a + n * L + R, cs, sn, half);
+      for (int64_t h = 0; h < H; ++h) rope_backward(dq + (n * H + h) * qkd + nope, cs, sn, half);
+    }
+  });
+  // The latent's rows are the first R of each (R + rope) row of kv_a / dkv_a.
+  rmsnorm_backward(dkv_a, dw.kv_a_layernorm, dc_kv, a.kv_a, w.kv_a_layernorm, a.kv_rstd, N, R, pool, L);
   linear_backward(dx, dw.kv_a_proj_with_mqa, dkv_a, x, w.kv_a_proj_with_mqa, N, D, L, pool, d.matmul, accumulate_dx);
   if (d.q_lora_rank > 0) {
     const int64_t Q = d.q_lora_rank;

@@ -7,6 +7,7 @@
 
 #include "dseek/core/error.h"
 #include "dseek/kernels/softmax.h"
+#include "dseek/kernels/vec.h"
 #include "dseek/train/layers.h"
 #include "dseek/train/ops.h"
 
@@ -164,20 +165,20 @@ double moe_forward(float* out, const MoeActs& a, const float* x, const MoeTensor
   parallel_rows(pool, N, k * D, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       float* o = out + t * D;
-      std::memset(o, 0, size_t(D) * sizeof(float));
       for (int64_t j = 0; j < k; ++j) {
         const float g = a.weights[t * k + j];
         const float* y = a.expert_y + int64_t(a.pos[t * k + j]) * D;
-        for (int64_t c = 0; c < D; ++c) o[c] += g * y[c];
+        if (j == 0)
+          scale_vector(o, g, y, D);
+        else
+          vec_axpy(o, g, y, D);
       }
     }
   });
   if (w.shared_experts.inter > 0) {
     float* ys = xg;  // (N, D) reuse
     mlp_forward(ys, a.shared, x, w.shared_experts, N, D, pool);
-    parallel_rows(pool, N, D, [&](int64_t t0, int64_t t1) {
-      for (int64_t i = t0 * D; i < t1 * D; ++i) out[i] += ys[i];
-    });
+    add_vectors(out, out, ys, N * D, pool);
   }
 
   double balance = 0.0;
@@ -223,12 +224,8 @@ void moe_backward(float* dx, const MoeTensors& dw, const float* dout, const floa
       const float* y = a.expert_y + i * D;
       const float g = a.weights[r];
       std::memcpy(xg + i * D, x + (r / k) * D, size_t(D) * sizeof(float));
-      float dg = 0.f;
-      for (int64_t c = 0; c < D; ++c) {
-        dyg[i * D + c] = g * g_out[c];
-        dg += g_out[c] * y[c];
-      }
-      dweights[r] = dg;
+      scale_vector(dyg + i * D, g, g_out, D);
+      dweights[r] = vec_dot(g_out, y, D);
     }
   });
   {
@@ -251,7 +248,7 @@ void moe_backward(float* dx, const MoeTensors& dw, const float* dout, const floa
         if (j == 0 && dx_fresh)
           std::memcpy(o, g, size_t(D) * sizeof(float));
         else
-          for (int64_t c = 0; c < D; ++c) o[c] += g[c];
+          vec_axpy(o, 1.f, g, D);  // exact adds
       }
     }
   });

@@ -9,6 +9,7 @@
 
 #include "dseek/core/error.h"
 #include "dseek/kernels/rope.h"
+#include "dseek/kernels/vec.h"
 #include "dseek/train/ops_gemm.h"
 
 namespace dseek {
@@ -31,11 +32,7 @@ void embedding_forward(float* out, const int32_t* tokens, const float* table, in
 }
 
 void embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int64_t N, int64_t C) {
-  for (int64_t n = 0; n < N; ++n) {
-    float* d = dtable + int64_t(tokens[n]) * C;
-    const float* g = dout + n * C;
-    for (int64_t c = 0; c < C; ++c) d[c] += g[c];
-  }
+  for (int64_t n = 0; n < N; ++n) vec_axpy(dtable + int64_t(tokens[n]) * C, 1.f, dout + n * C, C);  // exact adds
 }
 
 namespace {
@@ -75,13 +72,13 @@ void rmsnorm_forward_rows(float* out, float* rstd, const float* x, const float* 
 // Rows [n0, n1); dweight contributions go to dw_part (C), which the caller sums.
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("O3")))
 void rmsnorm_backward_rows(float* dx, float* dw_part, const float* dout, const float* x, const float* weight,
-                           const float* rstd, int64_t n0, int64_t n1, int64_t C) {
+                           const float* rstd, int64_t n0, int64_t n1, int64_t C, int64_t ld_x, int64_t ld_dout) {
   // y_i = x_i r w_i, r = (mean(x²) + eps)^(-1/2), dr/dx_j = -r³ x_j / C:
   // dx_j = r w_j dy_j - (r³ / C) x_j Σ_i dy_i w_i x_i.
   for (int64_t n = n0; n < n1; ++n) {
-    const float* xn = x + n * C;
-    const float* g = dout + n * C;
-    float* dxn = dx + n * C;
+    const float* xn = x + n * ld_x;
+    const float* g = dout + n * ld_dout;
+    float* dxn = dx + n * ld_x;
     const float r = rstd[n];
     const double dot = dot_double(g, weight, xn, C);
     const float k = float(dot * double(r) * double(r) * double(r) / double(C));
@@ -100,9 +97,11 @@ void rmsnorm_forward(float* out, float* rstd, const float* x, const float* weigh
 }
 
 void rmsnorm_backward(float* dx, float* dweight, const float* dout, const float* x, const float* weight,
-                      const float* rstd, int64_t N, int64_t C, ThreadPool* pool) {
+                      const float* rstd, int64_t N, int64_t C, ThreadPool* pool, int64_t ld_x, int64_t ld_dout) {
+  if (ld_x == 0) ld_x = C;
+  if (ld_dout == 0) ld_dout = C;
   if (N <= kNormRowBlock) {
-    rmsnorm_backward_rows(dx, dweight, dout, x, weight, rstd, 0, N, C);
+    rmsnorm_backward_rows(dx, dweight, dout, x, weight, rstd, 0, N, C, ld_x, ld_dout);
     return;
   }
   const int64_t blocks = (N + kNormRowBlock - 1) / kNormRowBlock;
@@ -110,7 +109,7 @@ void rmsnorm_backward(float* dx, float* dweight, const float* dout, const float*
   parallel_rows(pool, blocks, kNormRowBlock * 5 * C, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b)
       rmsnorm_backward_rows(dx, part.data() + b * C, dout, x, weight, rstd, b * kNormRowBlock,
-                            std::min(N, (b + 1) * kNormRowBlock), C);
+                            std::min(N, (b + 1) * kNormRowBlock), C, ld_x, ld_dout);
   });
   for (int64_t b = 0; b < blocks; ++b)
     for (int64_t i = 0; i < C; ++i) dweight[i] += part[size_t(b * C + i)];
@@ -212,7 +211,44 @@ void softmax_scaled_range(float* x, int64_t n, float scale) {
   for (i = 0; i < n; ++i) x[i] *= inv;
 }
 
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("O3")))
+void add_range(float* out, const float* a, const float* b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+}
+
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("O3")))
+void scale_range(float* out, float s, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = s * x[i];
+}
+
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("O3")))
+void softmax_backward_range(float* ds, const float* p, int64_t n, float scale) {
+  constexpr int kLanes = 16;
+  float sums[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) sums[j] += p[i + j] * ds[i + j];
+  float sum = 0.f;
+  for (int j = 0; j < kLanes; ++j) sum += sums[j];
+  for (; i < n; ++i) sum += p[i] * ds[i];
+  for (i = 0; i < n; ++i) ds[i] = p[i] * (ds[i] - sum) * scale;
+}
+
 }  // namespace
+
+void add_vectors(float* out, const float* a, const float* b, int64_t n, ThreadPool* pool) {
+  constexpr int64_t kRow = 4096;
+  parallel_rows(pool, (n + kRow - 1) / kRow, kRow, [&](int64_t r0, int64_t r1) {
+    const int64_t i0 = r0 * kRow, i1 = std::min(n, r1 * kRow);
+    add_range(out + i0, a + i0, b + i0, i1 - i0);
+  });
+}
+
+void scale_vector(float* out, float s, const float* x, int64_t n) { scale_range(out, s, x, n); }
+
+void softmax_backward_row(float* ds, const float* p, int64_t n, float scale) {
+  if (n > 0) softmax_backward_range(ds, p, n, scale);
+}
 
 void softmax_scaled_inplace(float* x, int64_t n, float scale) {
   if (n > 0) softmax_scaled_range(x, n, scale);

@@ -27,9 +27,11 @@ void embedding_backward(float* dtable, const float* dout, const int32_t* tokens,
 void rmsnorm_forward(float* out, float* rstd, const float* x, const float* weight, int64_t N, int64_t C, float eps,
                      ThreadPool* pool = nullptr);
 // dx (N, C) += ..., dweight (C) += ... for dout (N, C). dweight's row sum is taken in fixed blocks of
-// rows, so it does not depend on the pool's size.
+// rows, so it does not depend on the pool's size. ld_x: row stride of x and dx, ld_dout: of dout
+// (0: C), for rows that are part of wider rows (MLA's latent [c_kv | k_pe], MTP's concatenation).
 void rmsnorm_backward(float* dx, float* dweight, const float* dout, const float* x, const float* weight,
-                      const float* rstd, int64_t N, int64_t C, ThreadPool* pool = nullptr);
+                      const float* rstd, int64_t N, int64_t C, ThreadPool* pool = nullptr, int64_t ld_x = 0,
+                      int64_t ld_dout = 0);
 
 // y (N, out) = x (N, in) · Wᵀ, W (out, in). Overwrites y. `precision`: see ops_gemm.h.
 void linear_forward(float* y, const float* x, const float* W, int64_t N, int64_t in, int64_t out, ThreadPool* pool,
@@ -71,6 +73,14 @@ double softmax_cross_entropy_forward(float* probs, float* losses, const float* l
 // passes 1/N). Overwrites dlogits; may alias probs.
 void softmax_cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets, float dloss, int64_t N,
                                     int64_t V, ThreadPool* pool);
+
+// Elementwise helpers the compiler vectorizes (-O2 leaves such loops scalar): out (n) = a + b, out (n) = s · x.
+// out may alias an input. add_vectors runs over rows of 4096 values on pool when given and worth it.
+void add_vectors(float* out, const float* a, const float* b, int64_t n, ThreadPool* pool = nullptr);
+void scale_vector(float* out, float s, const float* x, int64_t n);
+// The attention softmax's backward of one causal row in place: ds (n) <- p ∘ (ds − Σ p ∘ ds) · scale,
+// the sum in 16 partial float sums (a single accumulator is a serial chain of adds).
+void softmax_backward_row(float* ds, const float* p, int64_t n, float scale);
 
 // Row-parallel helper: fn(begin, end) over [0, n) on pool when given and worth it.
 void parallel_rows(ThreadPool* pool, int64_t n, int64_t work_per_row, const std::function<void(int64_t, int64_t)>& fn);

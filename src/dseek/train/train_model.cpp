@@ -6,6 +6,7 @@
 #include "dseek/core/error.h"
 #include "dseek/kernels/matmul.h"
 #include "dseek/kernels/rope.h"
+#include "dseek/kernels/vec.h"
 #include "dseek/model/mla.h"
 #include "dseek/model/tensor_specs.h"
 #include "dseek/train/ops.h"
@@ -454,17 +455,13 @@ TrainModel::StepResult TrainModel::Impl::run(const int32_t* tokens, int64_t B, i
     std::memset(de, 0, size_t(Nd * D) * sizeof(float));
     std::memset(dh, 0, size_t(Nd * D) * sizeof(float));
     linear_backward(dcat, mdw.eh_proj, m.dout, m.cat, mw.eh_proj, Nd, 2 * D, D, tp, opts.matmul, false);
-    for (int64_t n = 0; n < Nd; ++n) {
-      rmsnorm_backward(de + n * D, mdw.enorm, dcat + n * 2 * D, m.emb + n * D, mw.enorm, m.emb_rstd + n, 1, D);
-      rmsnorm_backward(dh + n * D, mdw.hnorm, dcat + n * 2 * D + D, m.h_prev + n * D, mw.hnorm, m.h_rstd + n, 1, D);
-    }
+    rmsnorm_backward(de, mdw.enorm, dcat, m.emb, mw.enorm, m.emb_rstd, Nd, D, tp, D, 2 * D);
+    rmsnorm_backward(dh, mdw.hnorm, dcat + D, m.h_prev, mw.hnorm, m.h_rstd, Nd, D, tp, D, 2 * D);
     embedding_backward(dw.embed_tokens, de, m.tokens, Nd, D);
     float* dprev = d == 1 ? a.dhf : a.mtp[size_t(d - 2)].dout;
     for (int64_t b = 0; b < B; ++b)
       for (int64_t i = 0; i < Td; ++i) {
-        float* o = dprev + (b * Tp + i) * D;
-        const float* g = dh + (b * Td + i) * D;
-        for (int64_t c = 0; c < D; ++c) o[c] += g[c];
+        vec_axpy(dprev + (b * Tp + i) * D, 1.f, dh + (b * Td + i) * D, D);  // exact adds
       }
     scratch.rewind(mark);
   }
