@@ -4,7 +4,7 @@
 // N = rows (tokens, B*T flattened), C = channels of the op, V = vocab_size.
 // The forwards compute what the inference kernels (kernels/rmsnorm, softmax, rope) compute, but not
 // bit for bit: products run on the training GEMM (FMA, blocked sums), exp is a vectorized polynomial
-// in SwiGLU and the attention softmax, RMSNorm sums in 8 partial double sums. The loss-equality tests
+// in SwiGLU, the attention softmax and the cross-entropy, RMSNorm sums in 8 partial double sums. The loss-equality tests
 // (tests/train/train_model_test.cpp) bound training vs `dseek run` on the same checkpoint (≤ 1e-4).
 #pragma once
 
