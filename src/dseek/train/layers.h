@@ -133,6 +133,7 @@ struct MoeActs {
   int32_t* expert_start = nullptr;  // (E + 1) offsets into rows
   int32_t* rows = nullptr;       // (N * k) flat t * k + slot, grouped by expert
   int32_t* pos = nullptr;        // (N * k) inverse of rows: rows[pos[t * k + slot]] = t * k + slot
+  float* xg = nullptr;           // (N * k, D) expert inputs in grouped order (kept: backward reads them)
   MlpActs expert;                // (N * k, I) rows in grouped order
   float* expert_y = nullptr;     // (N * k, D) expert outputs in grouped order
   MlpActs shared;                // (N, I_shared)

@@ -99,6 +99,7 @@ void plan_moe_acts(MoeActs& a, FloatArena& arena, IntArena& ints, const MoeDims&
   a.expert_start = ints.take(E + 1);
   a.rows = ints.take(N * k);
   a.pos = ints.take(N * k);
+  a.xg = arena.take(N * k * d.D);
   plan_mlp_acts(a.expert, arena, N * k, I);
   a.expert_y = arena.take(N * k * d.D);
   if (I_shared > 0) plan_mlp_acts(a.shared, arena, N, I_shared);
@@ -152,7 +153,7 @@ double moe_forward(float* out, const MoeActs& a, const float* x, const MoeTensor
   }
   for (int64_t i = 0; i < N * k; ++i) a.pos[a.rows[i]] = int32_t(i);
 
-  float* xg = scratch.take(N * k * D);  // (N * k, D) tokens gathered by expert
+  float* xg = a.xg;  // (N * k, D) tokens gathered by expert
   parallel_rows(pool, N * k, D, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) std::memcpy(xg + i * D, x + (a.rows[i] / k) * D, size_t(D) * sizeof(float));
   });
@@ -176,7 +177,7 @@ double moe_forward(float* out, const MoeActs& a, const float* x, const MoeTensor
     }
   });
   if (w.shared_experts.inter > 0) {
-    float* ys = xg;  // (N, D) reuse
+    float* ys = scratch.take(N * D);  // (N, D)
     mlp_forward(ys, a.shared, x, w.shared_experts, N, D, pool);
     add_vectors(out, out, ys, N * D, pool);
   }
@@ -214,7 +215,7 @@ void moe_backward(float* dx, const MoeTensors& dw, const float* dout, const floa
 
   // Routed experts: out_t = Σ_slot g_slot y_slot, so dy = g dout_t and dg = dout_t · y.
   float* dweights = scratch.take(N * k);  // (N, k)
-  float* xg = scratch.take(N * k * D);    // (N * k, D) gathered inputs
+  const float* xg = a.xg;                 // (N * k, D) gathered inputs (the forward's)
   float* dyg = scratch.take(N * k * D);   // (N * k, D) gathered output gradients
   float* dxg = scratch.take(N * k * D);   // (N * k, D) gathered input gradients
   parallel_rows(pool, N * k, 3 * D, [&](int64_t i0, int64_t i1) {
@@ -223,7 +224,6 @@ void moe_backward(float* dx, const MoeTensors& dw, const float* dout, const floa
       const float* g_out = dout + (r / k) * D;
       const float* y = a.expert_y + i * D;
       const float g = a.weights[r];
-      std::memcpy(xg + i * D, x + (r / k) * D, size_t(D) * sizeof(float));
       scale_vector(dyg + i * D, g, g_out, D);
       dweights[r] = vec_dot(g_out, y, D);
     }
