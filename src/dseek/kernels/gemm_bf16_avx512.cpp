@@ -112,23 +112,28 @@ void pack_b_bf16_avx512(float* dst, const float* B, int64_t brs, int64_t bcs, in
   for (int64_t p0 = 0; p0 < cols; p0 += kNR) {
     const int64_t nr = std::min(kNR, cols - p0);
     float* d = dst + (p0 / kNR) * pairs * kNR;
-    for (int h = 0; h < 2; ++h) {
+    if (bcs == 1) {  // rows of B contiguous along the columns: per pair, both rows' 32 columns at once,
+                     // one contiguous 128-byte panel row written (a sequential read and write stream)
+      const __mmask16 m0 = mask16(nr), m1 = mask16(nr - 16);
+      for (int64_t p = 0; p < pairs; ++p) {
+        const float* r0 = B + 2 * p * brs + p0;
+        const bool odd = 2 * p + 1 < kc;
+        const __m512 lo0 = _mm512_maskz_loadu_ps(m0, r0), lo1 = _mm512_maskz_loadu_ps(m1, r0 + 16);
+        const __m512 hi0 = odd ? _mm512_maskz_loadu_ps(m0, r0 + brs) : _mm512_setzero_ps();
+        const __m512 hi1 = odd ? _mm512_maskz_loadu_ps(m1, r0 + brs + 16) : _mm512_setzero_ps();
+        _mm512_storeu_ps(d + p * kNR, pairs_of(lo0, hi0));
+        _mm512_storeu_ps(d + p * kNR + 16, pairs_of(lo1, hi1));
+      }
+      continue;
+    }
+    for (int h = 0; h < 2; ++h) {  // brs == 1: column n contiguous along k (the nt forward's weights)
       const int64_t n0 = p0 + 16 * h, nh = nr - 16 * h;
-      if (bcs == 1) {  // rows of B contiguous along the columns
-        for (int64_t p = 0; p < pairs; ++p) {
-          const float* r0 = B + 2 * p * brs + n0;
-          const __m512 lo = _mm512_maskz_loadu_ps(mask16(nh), r0);
-          const __m512 hi = 2 * p + 1 < kc ? _mm512_maskz_loadu_ps(mask16(nh), r0 + brs) : _mm512_setzero_ps();
-          _mm512_storeu_ps(d + p * kNR + 16 * h, pairs_of(lo, hi));
-        }
-      } else {  // brs == 1: column n contiguous along k (the nt forward's weights)
-        for (int64_t p = 0; p < pairs; p += 16) {
-          __m512 r[16];
-          for (int i = 0; i < 16; ++i)
-            r[i] = i < nh ? pairs_along(B + (n0 + i) * bcs + 2 * p, kc - 2 * p) : _mm512_setzero_ps();
-          transpose16(r);
-          for (int q = 0; q < 16 && p + q < pairs; ++q) _mm512_storeu_ps(d + (p + q) * kNR + 16 * h, r[q]);
-        }
+      for (int64_t p = 0; p < pairs; p += 16) {
+        __m512 r[16];
+        for (int i = 0; i < 16; ++i)
+          r[i] = i < nh ? pairs_along(B + (n0 + i) * bcs + 2 * p, kc - 2 * p) : _mm512_setzero_ps();
+        transpose16(r);
+        for (int q = 0; q < 16 && p + q < pairs; ++q) _mm512_storeu_ps(d + (p + q) * kNR + 16 * h, r[q]);
       }
     }
   }
