@@ -51,6 +51,10 @@ int main(int argc, char** argv) {
       {"kv_a dx", GemmLayout::kNN, 2048, 80, 256},           {"dense up dW", GemmLayout::kTN, 1024, 2048, 256},
       {"expert up dW", GemmLayout::kTN, 256, 512, 256},      {"kv_a dW", GemmLayout::kTN, 80, 2048, 256},
       {"router dW", GemmLayout::kTN, 16, 2048, 256},
+      // Attention per (sequence, head), one 64-row causal block against 192 keys (layers_mla.cpp; run
+      // without the pool, one (sequence, head) per thread): qk_head_dim 48, v_head_dim 32.
+      {"attn scores", GemmLayout::kNT, 64, 48, 192},         {"attn P·V", GemmLayout::kNN, 64, 192, 32},
+      {"attn dV = PᵀdO", GemmLayout::kTN, 64, 192, 32},      {"attn dQ = dS·K", GemmLayout::kNN, 64, 192, 48},
   };
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> dist(-1.f, 1.f);
@@ -64,7 +68,7 @@ int main(int argc, char** argv) {
       const GemmKernel k = v == 0 ? GemmKernel::kPortable : GemmKernel::kAvx512;
       const GemmPrecision prec = v == 2 ? GemmPrecision::kBf16 : GemmPrecision::kF32;
       if (!gemm_kernel_supported(k) || (prec == GemmPrecision::kBf16 && !gemm_bf16_supported())) continue;
-      const double ms = median_ms(s, k, prec, &pool, a, b, c);
+      const double ms = median_ms(s, k, prec, s.M * s.K * s.N < (int64_t(1) << 21) ? nullptr : &pool, a, b, c);
       const char* lay = s.layout == GemmLayout::kNT ? "nt" : s.layout == GemmLayout::kNN ? "nn" : "tn";
       std::printf("%-16s %-6s %5ld %5ld %5ld | %-11s %8.3f %8.1f\n", s.what, lay, long(s.M), long(s.K), long(s.N),
                   prec == GemmPrecision::kBf16 ? "avx512-bf16" : gemm_kernel_name(k), ms,
