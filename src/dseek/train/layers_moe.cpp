@@ -129,17 +129,25 @@ double moe_forward(float* out, const MoeActs& a, const float* x, const MoeTensor
   const int64_t E = rp.n_routed_experts, k = rp.num_experts_per_tok, D = d.D, N = B * T;
   const int64_t mark = scratch.mark();
   linear_forward(a.logits, x, w.gate, N, D, E, pool);
-  float* route_scratch = scratch.take(route_scratch_size(rp));
-  for (int64_t t = 0; t < N; ++t) {
-    const float* l = a.logits + t * E;
-    route_token(a.ids + t * k, a.weights + t * k, l, rp, route_scratch);
-    float* s = a.scores + t * E;  // the unbiased scores route_token used for the weights
-    std::memcpy(s, l, size_t(E) * sizeof(float));
-    if (rp.scoring_func == ScoringFunc::kSoftmax)
-      softmax_inplace(s, E);
-    else
-      sigmoid_inplace(s, E);
-  }
+  // Tokens are routed independently: one route scratch per thread, each thread a contiguous range.
+  const int64_t rs = route_scratch_size(rp), threads = pool ? pool->size() : 1;
+  float* route_scratch = scratch.take(rs * threads);
+  auto route = [&](float* rscratch, int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* l = a.logits + t * E;
+      route_token(a.ids + t * k, a.weights + t * k, l, rp, rscratch);
+      float* s = a.scores + t * E;  // the unbiased scores route_token used for the weights
+      std::memcpy(s, l, size_t(E) * sizeof(float));
+      if (rp.scoring_func == ScoringFunc::kSoftmax)
+        softmax_inplace(s, E);
+      else
+        sigmoid_inplace(s, E);
+    }
+  };
+  if (threads > 1 && N * E >= 4096)
+    pool->parallel_for_tid(N, [&](int tid, int64_t t0, int64_t t1) { route(route_scratch + tid * rs, t0, t1); });
+  else
+    route(route_scratch, 0, N);
 
   // Counting sort of (token, slot) pairs by expert.
   int32_t* start = a.expert_start;

@@ -225,7 +225,7 @@ TrainModel::TrainModel(const ModelConfig& cfg, const TrainOptions& opts) : impl_
   const int64_t mla_bwd = N * (H * md.vd + H * qkd + H * kvd + (R + md.rope) + R + 1 + 2 * Q);
   const int64_t moe_bwd = N * (k + 3 * k * D + E + 2 * k * I + 2 * Is) + 64;
   const int64_t dense_bwd = 2 * N * I_dense;
-  const int64_t moe_fwd = N * k * D + 2 * N * D + route_scratch_size(m.dims[0].moe.router) + 64;
+  const int64_t moe_fwd = N * k * D + 2 * N * D + route_scratch_size(m.dims[0].moe.router) * m.pool->size() + 64;
   const int64_t mtp_bwd = 4 * N * D;
   const int64_t bound = N * D + mla_bwd + std::max({moe_bwd, dense_bwd, moe_fwd}) + mtp_bwd + 256;
   m.scratch_buf.assign(size_t(bound), 0.f);
@@ -413,17 +413,22 @@ TrainModel::StepResult TrainModel::Impl::run(const int32_t* tokens, int64_t B, i
       for (int64_t i = 0; i < Td; ++i) {
         m.tokens[b * Td + i] = tokens[b * (T + 1) + i + d];
         m.targets[b * Td + i] = tokens[b * (T + 1) + i + d + 1];
-        std::memcpy(m.h_prev + (b * Td + i) * D, prev + (b * Tp + i) * D, size_t(D) * sizeof(float));
       }
+    parallel_rows(tp, Nd, D, [&](int64_t n0, int64_t n1) {
+      for (int64_t n = n0; n < n1; ++n)
+        std::memcpy(m.h_prev + n * D, prev + ((n / Td) * Tp + n % Td) * D, size_t(D) * sizeof(float));
+    });
     embedding_forward(m.emb, m.tokens, w.embed_tokens, Nd, V, D);
     float* en = m.block.ln1;  // (Nd, D) temporaries, overwritten by block_forward below
     float* hn = m.block.ln2;
     rmsnorm_forward(en, m.emb_rstd, m.emb, mw.enorm, Nd, D, eps, tp);
     rmsnorm_forward(hn, m.h_rstd, m.h_prev, mw.hnorm, Nd, D, eps, tp);
-    for (int64_t n = 0; n < Nd; ++n) {  // concat order as the checkpoint's eh_proj columns
-      std::memcpy(m.cat + n * 2 * D, en + n * D, size_t(D) * sizeof(float));
-      std::memcpy(m.cat + n * 2 * D + D, hn + n * D, size_t(D) * sizeof(float));
-    }
+    parallel_rows(tp, Nd, 2 * D, [&](int64_t n0, int64_t n1) {
+      for (int64_t n = n0; n < n1; ++n) {  // concat order as the checkpoint's eh_proj columns
+        std::memcpy(m.cat + n * 2 * D, en + n * D, size_t(D) * sizeof(float));
+        std::memcpy(m.cat + n * 2 * D + D, hn + n * D, size_t(D) * sizeof(float));
+      }
+    });
     linear_forward(m.block.x_in, m.cat, mw.eh_proj, Nd, 2 * D, D, tp, opts.matmul);
     r.balance_loss += block_forward(m.out, m.block, m.block.x_in, mw.block, dims[size_t(L + d - 1)], B, Td,
                                     load_of(L + d - 1), scratch, tp);
