@@ -98,7 +98,8 @@ struct MlaActs {
   float* c_kv = nullptr;    // (N, kv_lora_rank) normed latent
   float* k_pe = nullptr;    // (N, rope) rotated, shared by the heads
   float* kv = nullptr;      // (N, H, nope + vd) kv_b_proj(c_kv): [k_nope | v] per head
-  float* probs = nullptr;   // (B, H, T, T) causal softmax (upper triangle unused)
+  float* probs = nullptr;   // (B, H, T, T) causal softmax; above the diagonal zero to the end of each
+                            // 64-row causal block, unset (never read) beyond
   float* o = nullptr;       // (N, H, vd) attention output before o_proj
 };
 void plan_mla_acts(MlaActs& a, FloatArena& arena, const MlaDims& d, int64_t B, int64_t T);

@@ -105,7 +105,9 @@ void mla_forward(float* out, const MlaActs& a, const float* x, const MlaTensors&
       for (int64_t t = 0; t < T; ++t) {
         float* p = P + t * T;
         softmax_scaled_inplace(p, t + 1, d.softmax_scale);
-        for (int64_t j = t + 1; j < T; ++j) p[j] = 0.f;
+        // Zero above the diagonal up to the end of t's causal block: what the block products read
+        // (here and in the backward); the rest of the row is never read.
+        for (int64_t j = t + 1, j1 = std::min(T, (t / kCausalBlock + 1) * kCausalBlock); j < j1; ++j) p[j] = 0.f;
       }
       for (int64_t r0 = 0; r0 < T; r0 += kCausalBlock) {
         const int64_t r1 = std::min(T, r0 + kCausalBlock);
@@ -154,7 +156,7 @@ void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const floa
         const float* qh = a.q + (b * T * H + h) * qkd;
         float* dqh = dq + (b * T * H + h) * qkd;
         float* dvh = dkv + (b * T * H + h) * kvd + nope;
-        const float* P = a.probs + (b * H + h) * T * T;  // (T, T), zero above the diagonal
+        const float* P = a.probs + (b * H + h) * T * T;  // (T, T), zero above the diagonal in each causal block
         for (int64_t r0 = 0; r0 < T; r0 += kCausalBlock) {
           const int64_t r1 = std::min(T, r0 + kCausalBlock);
           gemm_f32(GemmLayout::kNT, dS + r0 * T, T, doh + r0 * vd, vd, vh, vd, r1 - r0, vd, r1, false, nullptr,
@@ -164,7 +166,7 @@ void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const floa
           const float* p = P + t * T;
           float* ds = dS + t * T;
           softmax_backward_row(ds, p, t + 1, d.softmax_scale);
-          for (int64_t j = t + 1; j < T; ++j) ds[j] = 0.f;
+          for (int64_t j = t + 1, j1 = std::min(T, (t / kCausalBlock + 1) * kCausalBlock); j < j1; ++j) ds[j] = 0.f;
         }
         for (int64_t r0 = 0; r0 < T; r0 += kCausalBlock) {
           // Key rows [r0, r1) get gradient from query rows [r0, T); query rows [r0, r1) from keys [0, r1).
