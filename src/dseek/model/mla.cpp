@@ -176,9 +176,6 @@ void attend_prefill_gemm(int64_t sq, const TokenBatch& b, const MlaParams& p, co
   }
 }
 
-// Decode attention of the tokens `toks` (each against its cache rows [0, pos]): a token's rows are
-// split across the pool's threads when there are fewer tokens than threads, each part an online-
-// softmax state (ws.decode_state), merged per token into o_lat.
 // Adds rows [j0, j1) of one sequence's cache to the state of query q, kMaxRuns runs at a time
 // (one run, or one per paged block).
 void attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const LayerRows& kv, int64_t j0, int64_t j1,
@@ -201,7 +198,8 @@ void attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const Layer
 // A group attends as one query of count * H heads over the rows its first token sees, so each row
 // is read once for all of them (an MTP verification, a server step's few tokens); token i of the
 // group then adds its own last i rows. Each group's context splits across the threads when there
-// are fewer groups than threads.
+// are fewer groups than threads, each part an online-softmax state (ws.decode_state), merged per
+// group into o_lat.
 void attend_decode(const std::vector<int64_t>& groups, const TokenBatch& b, const MlaParams& p, const LayerRows* rows,
                    Workspace& ws, const uint8_t* const* allowed) {
   const int64_t H = p.n_heads, R = p.kv_lora_rank, qkd = p.qk_head_dim();
