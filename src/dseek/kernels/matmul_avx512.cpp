@@ -296,15 +296,40 @@ struct Fp8 {
       const uint8_t* w = row_of(j, r);
       const float* srow = j.scale_inv + ((j.row_offset + r) / j.block) * j.scale_cols;
       const __m256i k7f = _mm256_set1_epi8(0x7f);
+      const __m512i k7f64 = _mm512_set1_epi8(0x7f);
       const __m512i keep = _mm512_set1_epi16(int16_t(0xbfff));
       __m512 acc[T][U];
       for (int t = 0; t < T; ++t)
         for (int u = 0; u < U; ++u) acc[t][u] = _mm512_setzero_ps();
-      __mmask32 nan = 0;
+      __mmask64 nan = 0;
       for (int64_t kb = 0, sb = 0; kb < j.K; kb += j.block, ++sb) {
         const int64_t ke = min64(j.K, kb + j.block);
         const __m512 s = _mm512_set1_ps(srow[sb] * 256.f);
-        for (int64_t k = kb; k < ke; k += 32) {
+        int64_t k = kb;
+        // Whole 64-byte steps without masks: the masked loop below costs ~40 instructions per 32
+        // weights, mostly mask and address arithmetic (one thread, L2, N = 256, K = 2048: B = 1
+        // 53 -> 42 us, B = 2 68 -> 49). The same operations in the same order, so the same sums.
+        // (Widening the byte straight to a float32 pattern x 2^-120 instead of through vcvtph2ps
+        // was 10 % faster on normal codes but 1.5x slower on random ones: subnormal codes become
+        // float32 denormals, which the multiply handles slowly.)
+        for (; k + 64 <= ke; k += 64) {
+          prefetch_stream(w + k);
+          const __m512i q = _mm512_loadu_si512(w + k);
+          nan |= _mm512_cmpeq_epi8_mask(_mm512_and_si512(q, k7f64), k7f64);
+          const __m512i h0 = _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(_mm512_castsi512_si256(q)), 7), keep);
+          const __m512i h1 = _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(q, 1)), 7), keep);
+          const __m512 w0 = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(h0)), s);
+          const __m512 w1 = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(h0, 1)), s);
+          const __m512 w2 = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(h1)), s);
+          const __m512 w3 = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(h1, 1)), s);
+          for (int t = 0; t < T; ++t) {
+            acc[t][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x[t] + k), acc[t][0]);
+            acc[t][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x[t] + k + 16), acc[t][1]);
+            acc[t][0] = _mm512_fmadd_ps(w2, _mm512_loadu_ps(x[t] + k + 32), acc[t][0]);
+            acc[t][1] = _mm512_fmadd_ps(w3, _mm512_loadu_ps(x[t] + k + 48), acc[t][1]);
+          }
+        }
+        for (; k < ke; k += 32) {
           const __mmask32 m = mask32(ke - k);
           prefetch_stream(w + k);
           const __m256i q = _mm256_maskz_loadu_epi8(m, w + k);
