@@ -160,25 +160,35 @@ TEST(Sigmoid, RandomAgainstDouble) {
   }
 }
 
+// The dispatched version (AVX-512 here) and the scalar one.
+using SwigluFn = void (*)(float*, const float*, const float*, int64_t);
+const SwigluFn kSwiglus[] = {swiglu, swiglu_ref};
+
 TEST(Swiglu, HandValues) {
-  // silu(g) * u = g / (1 + e^-g) * u
-  const float gate[] = {0, 1, -1, 2, -1000, 1000, 20};
-  const float up[] = {5, 2, 3, -1, 4, 3, 0.5f};
-  float out[7];
-  swiglu(out, gate, up, 7);
-  EXPECT_EQ(out[0], 0.f);
-  EXPECT_NEAR(out[1], 2 / (1 + std::exp(-1.0)), 1e-6);   // 1.4621172
-  EXPECT_NEAR(out[2], -3 / (1 + std::exp(1.0)), 1e-6);   // -0.8068243
-  EXPECT_NEAR(out[3], -2 / (1 + std::exp(-2.0)), 1e-6);  // -1.7615942
-  EXPECT_EQ(out[4], 0.f);                                // -1000 * e^-1000 * 4 underflows to -0
-  EXPECT_FALSE(std::isnan(out[4]));
-  EXPECT_EQ(out[5], 3000.f);
-  EXPECT_NEAR(out[6], 20 / (1 + std::exp(-20.0)) * 0.5, 1e-5);
-  // In place on the gate (out aliases gate) is fine element-wise.
-  float g[] = {1, 2}, u[] = {1, 1};
-  swiglu(g, g, u, 2);
-  EXPECT_NEAR(g[0], 1 / (1 + std::exp(-1.0)), 1e-6);
-  EXPECT_NEAR(g[1], 2 / (1 + std::exp(-2.0)), 1e-6);
+  for (SwigluFn swiglu : kSwiglus) {
+    // silu(g) * u = g / (1 + e^-g) * u
+    const float gate[] = {0, 1, -1, 2, -1000, 1000, 20};
+    const float up[] = {5, 2, 3, -1, 4, 3, 0.5f};
+    float out[7];
+    swiglu(out, gate, up, 7);
+    EXPECT_EQ(out[0], 0.f);
+    EXPECT_NEAR(out[1], 2 / (1 + std::exp(-1.0)), 1e-6);   // 1.4621172
+    EXPECT_NEAR(out[2], -3 / (1 + std::exp(1.0)), 1e-6);   // -0.8068243
+    EXPECT_NEAR(out[3], -2 / (1 + std::exp(-2.0)), 1e-6);  // -1.7615942
+    EXPECT_EQ(out[4], 0.f);                                // -1000 * e^-1000 * 4 underflows to -0
+    EXPECT_FALSE(std::isnan(out[4]));
+    EXPECT_EQ(out[5], 3000.f);
+    EXPECT_NEAR(out[6], 20 / (1 + std::exp(-20.0)) * 0.5, 1e-5);
+    // In place on the gate (out aliases gate) is fine element-wise.
+    float g[] = {1, 2}, u[] = {1, 1};
+    swiglu(g, g, u, 2);
+    EXPECT_NEAR(g[0], 1 / (1 + std::exp(-1.0)), 1e-6);
+    EXPECT_NEAR(g[1], 2 / (1 + std::exp(-2.0)), 1e-6);
+    // Past the exp's range: -0, not NaN; lengths off the vector width.
+    std::vector<float> big(19, -90.f), one(19, 1.f), o(19, 1.f);
+    swiglu(o.data(), big.data(), one.data(), 19);
+    for (float v : o) EXPECT_EQ(v, 0.f);
+  }
 }
 
 TEST(Swiglu, RandomAgainstDouble) {
@@ -187,10 +197,12 @@ TEST(Swiglu, RandomAgainstDouble) {
   std::vector<float> g(777), u(777), out(777);
   for (auto& v : g) v = uni(rng);
   for (auto& v : u) v = uni(rng);
-  swiglu(out.data(), g.data(), u.data(), 777);
-  for (size_t i = 0; i < g.size(); ++i) {
-    const double want = double(g[i]) / (1 + std::exp(-double(g[i]))) * u[i];
-    ASSERT_NEAR(out[i], want, kActRelTol * std::fabs(want) + 1e-30) << "seed 6 i " << i;
+  for (SwigluFn swiglu : kSwiglus) {
+    swiglu(out.data(), g.data(), u.data(), 777);
+    for (size_t i = 0; i < g.size(); ++i) {
+      const double want = double(g[i]) / (1 + std::exp(-double(g[i]))) * u[i];
+      ASSERT_NEAR(out[i], want, kActRelTol * std::fabs(want) + 1e-30) << "seed 6 i " << i;
+    }
   }
 }
 

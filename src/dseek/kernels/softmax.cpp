@@ -40,6 +40,12 @@ void sigmoid_inplace(float* x, int64_t n) {
 }
 
 void swiglu(float* out, const float* gate, const float* up, int64_t n) {
+  const CpuFeatures& f = cpu_features();
+  if (f.avx512f && f.avx512bw && f.avx512vl && f.fma) return swiglu_avx512(out, gate, up, n);
+  swiglu_ref(out, gate, up, n);
+}
+
+void swiglu_ref(float* out, const float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
     out[i] = (g / (1.f + std::exp(-g))) * up[i];

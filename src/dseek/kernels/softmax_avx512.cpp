@@ -1,4 +1,4 @@
-// AVX-512 attention_softmax (softmax.h). Compiled with AVX-512 F/BW/VL and FMA (CMakeLists.txt);
+// AVX-512 attention_softmax and swiglu (softmax.h). Compiled with AVX-512 F/BW/VL and FMA (CMakeLists.txt);
 // called only when cpu_features() reports them. Prefill attention runs it on every (query, head) row
 // of scores: libm's expf one element at a time was ~10 % of prefill at 4096 positions.
 #include "dseek/kernels/softmax.h"
@@ -55,6 +55,18 @@ void attention_softmax_avx512(float* s, int64_t n, float scale, const uint8_t* a
   }
 }
 
+void swiglu_avx512(float* out, const float* gate, const float* up, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.f), inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = mask16(n - i);
+    const __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
+    // exp512 clamps its argument at 88; past it e^-g is +inf as in libm, so g / (1 + e^-g) is -0.
+    const __mmask16 big = _mm512_cmp_ps_mask(g, _mm512_set1_ps(-88.f), _CMP_LT_OQ);
+    const __m512 den = _mm512_mask_blend_ps(big, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), g))), inf);
+    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_div_ps(g, den), _mm512_maskz_loadu_ps(m, up + i)));
+  }
+}
+
 }  // namespace dseek
 
 #else  // built without AVX-512 flags (non-x86 hosts): attention_softmax never selects this kernel
@@ -65,6 +77,7 @@ namespace dseek {
 void attention_softmax_avx512(float*, int64_t, float, const uint8_t*) {
   throw Error("softmax: AVX-512 kernel not compiled in");
 }
+void swiglu_avx512(float*, const float*, const float*, int64_t) { throw Error("swiglu: AVX-512 kernel not compiled in"); }
 }  // namespace dseek
 
 #endif
