@@ -166,6 +166,31 @@ TEST(BatchForward, V2LitePagedBatchMatchesSingleSequence) { run_case("v2lite", f
 TEST(BatchForward, V3PagedBatchOnTwoThreads) { run_case("v3", /*with_mtp=*/true, /*threads=*/2); }
 TEST(BatchForward, V32SparseAttentionPerSequence) { run_case("v32", false); }
 
+// From 32 tokens in a call, absorbed MLA's q_nope · W_UK runs as one GEMM per head (mla.cpp); a
+// 40-token call must give the logits of the same tokens fed 5 at a time (the row kernel).
+TEST(BatchForward, LongPrefillMatchesShortChunks) {
+  for (const char* name : {"v3", "v2lite"}) {
+    const Model m = Model::load(test::golden_model_dir(name));
+    const ModelConfig& c = m.config();
+    const int64_t V = c.vocab_size, T = 40, n_layers = m.n_cache_layers();
+    std::mt19937 rng(13);
+    std::vector<int32_t> toks;
+    for (int64_t i = 0; i < T; ++i) toks.push_back(int32_t(rng() % uint32_t(V)));
+    std::vector<float> one(size_t(T * V)), chunked(size_t(T * V));
+    {
+      KVCache cache(c, n_layers, T);
+      Workspace ws(c, T, T, nullptr, /*naive_attention=*/false);
+      m.forward(toks.data(), T, 0, cache.view(), AttnImpl::kAbsorb, ws, one.data(), 0);
+    }
+    KVCache cache(c, n_layers, T);
+    Workspace ws(c, T, T, nullptr, /*naive_attention=*/false);
+    for (int64_t t0 = 0; t0 < T; t0 += 5)
+      m.forward(toks.data() + t0, 5, t0, cache.view(), AttnImpl::kAbsorb, ws, chunked.data() + t0 * V, 0);
+    for (int64_t t = 0; t < T; ++t)
+      EXPECT_LE(max_abs_diff(one.data() + t * V, chunked.data() + t * V, V), kTol) << name << " position " << t;
+  }
+}
+
 // MTP rows below logits_from only write their cache rows (Model::mtp_forward_batch skips their
 // attention, FFN and head): the cache rows, the logits of the other rows, and a later row that
 // attends to them must equal the all-rows computation.

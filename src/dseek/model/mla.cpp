@@ -57,6 +57,8 @@ namespace {
 // once for all heads, nothing is gathered or repacked. The GEMM path copied and transposed the whole
 // context per token and layer: v2lite-5l Q8_0 decode fell from 59 to 23 tokens/s at 4096 positions.
 constexpr int64_t kDecodeTokens = 8;
+// From this many tokens in a call, absorbed MLA's q_nope · W_UK runs as a GEMM per head.
+constexpr int64_t kAbsorbGemmTokens = 32;
 
 float dot(const float* a, const float* b, int64_t n) {
   float s = 0.f;
@@ -281,6 +283,15 @@ void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaP
     //    vd rows of W_UV, each R wide.
     run_heads(ws, H, [&](float* scratch, int64_t h) {
       const MatView w_uk = w.kv_b_proj.slice_rows(h * (nope + vd), nope);
+      if (T >= kAbsorbGemmTokens && nope * R <= ws.thread_stride) {
+        // Prefill: W_UK[h] as floats (nope x R, 256 KB at V2/V3 shapes), then one GEMM reading the
+        // head's q_nope in place and writing its q_lat rows in place. The row kernel of
+        // matmul_transposed re-read W_UK per token: ~6 % of v2lite-5l Q8_0 pp512.
+        for (int64_t i = 0; i < nope; ++i) dequantize_row(scratch + i * R, w_uk, i);
+        gemm_f32(GemmLayout::kNN, ws.q_lat.data() + h * R, H * R, q + h * qkd, H * qkd, scratch, R, T, nope, R,
+                 /*accumulate=*/false, nullptr);
+        return;
+      }
       float* q_nope = scratch;            // (T, nope)
       float* lat = scratch + T * std::max(nope, R);  // (T, R)
       for (int64_t t = 0; t < T; ++t) std::memcpy(q_nope + t * nope, q + (t * H + h) * qkd, size_t(nope) * sizeof(float));
