@@ -1,14 +1,16 @@
 #include "dseek/train/optimizer.h"
 
-#include <immintrin.h>
-
 #include <cmath>
 
+#if defined(__x86_64__) || defined(__i386__)
+#define DSEEK_ADAMW_AVX512 1
+#include <immintrin.h>
 // GCC 12's AVX-512 headers build some results from undefined placeholders and then warn about them
 // once inlined (as in kernels/gemm_bf16_avx512.cpp).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #endif
 
 #include "dseek/core/error.h"
@@ -85,6 +87,7 @@ void adamw_piece_scalar(float* __restrict w, const float* __restrict g, float* _
   }
 }
 
+#ifdef DSEEK_ADAMW_AVX512
 // The same with AVX-512 (16 lanes; the tail by the scalar loop). -O2 keeps the scalar loop scalar (sqrt's
 // errno path), and with one sqrt and two divisions per parameter it was ~3.5 % of a config-S step.
 // fp-contract=off: GCC would fuse the mul/add intrinsics into FMAs, which round differently
@@ -108,12 +111,13 @@ void adamw_piece_avx512(float* w, const float* g, float* m, float* v, int64_t n,
   }
   adamw_piece_scalar(w + j, g + j, m + j, v + j, n - j, decay, c);
 }
+#endif
 
 void adamw_piece(float* w, const float* g, float* m, float* v, int64_t n, bool decay, const AdamWCoefs& c) {
-  if (cpu_features().avx512f)
-    adamw_piece_avx512(w, g, m, v, n, decay, c);
-  else
-    adamw_piece_scalar(w, g, m, v, n, decay, c);
+#ifdef DSEEK_ADAMW_AVX512
+  if (cpu_features().avx512f) return adamw_piece_avx512(w, g, m, v, n, decay, c);
+#endif
+  adamw_piece_scalar(w, g, m, v, n, decay, c);
 }
 
 }  // namespace
