@@ -123,50 +123,6 @@ TEST(Gemm, Bf16PrecisionAwkwardSizes) {
       }
 }
 
-TEST(Gemm, TnPairEqualsTwoCallsBitForBit) {
-  // gemm_f32_tn_pair packs B once for both products; each C must be exactly its own gemm_f32 tn
-  // call's (same blocks, same order), for every kernel and precision, 1 and 2 threads, both splits
-  // (columns: N wide; rows: N one panel), overwrite and accumulate, one M empty.
-  struct PairCase {
-    int64_t M1, M2, K, N;
-  };
-  const std::vector<PairCase> cases = {{80, 128, 300, 256}, {256, 256, 513, 256}, {13, 7, 33, 31}, {100, 37, 257, 600},
-                                       {300, 200, 64, 16},  {0, 25, 40, 65},      {12, 0, 5, 1}};
-  ThreadPool pool2(2);
-  std::mt19937 rng(kSeed + 2);
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  struct Mode {
-    GemmKernel kernel;
-    GemmPrecision precision;
-  };
-  std::vector<Mode> modes;
-  for (GemmKernel k : kernels()) modes.push_back({k, GemmPrecision::kF32});
-  if (gemm_bf16_supported()) modes.push_back({GemmKernel::kAvx512, GemmPrecision::kBf16});
-  for (const Mode& mode : modes)
-    for (const PairCase& c : cases)
-      for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool2})
-        for (bool accumulate : {false, true}) {
-          std::vector<float> A1(size_t(c.K * c.M1)), A2(size_t(c.K * c.M2)), B(size_t(c.K * c.N));
-          std::vector<float> C1(size_t(c.M1 * c.N)), C2(size_t(c.M2 * c.N));
-          for (auto* v : {&A1, &A2, &B, &C1, &C2})
-            for (float& x : *v) x = u(rng);
-          std::vector<float> R1 = C1, R2 = C2;
-          gemm_f32(GemmLayout::kTN, R1.data(), c.N, A1.data(), c.M1, B.data(), c.N, c.M1, c.K, c.N, accumulate, pool,
-                   mode.kernel, mode.precision);
-          gemm_f32(GemmLayout::kTN, R2.data(), c.N, A2.data(), c.M2, B.data(), c.N, c.M2, c.K, c.N, accumulate, pool,
-                   mode.kernel, mode.precision);
-          gemm_f32_tn_pair(C1.data(), A1.data(), c.M1, C2.data(), A2.data(), c.M2, B.data(), c.K, c.N, accumulate, pool,
-                           mode.kernel, mode.precision);
-          const std::string where = std::string(gemm_kernel_name(mode.kernel)) +
-                                    (mode.precision == GemmPrecision::kBf16 ? " bf16" : " f32") + " M1 " +
-                                    std::to_string(c.M1) + " M2 " + std::to_string(c.M2) + " K " + std::to_string(c.K) +
-                                    " N " + std::to_string(c.N) + (pool ? " 2 threads" : " 1 thread") +
-                                    (accumulate ? " accumulate" : "");
-          for (size_t i = 0; i < C1.size(); ++i) ASSERT_EQ(C1[i], R1[i]) << where << " C1 " << i;
-          for (size_t i = 0; i < C2.size(); ++i) ASSERT_EQ(C2[i], R2[i]) << where << " C2 " << i;
-        }
-}
-
 TEST(Gemm, Bf16PrecisionNeedsItsKernel) {
   float c = 0.f, a = 1.f, b = 1.f;
   EXPECT_THROW(gemm_f32(GemmLayout::kNT, &c, 1, &a, 1, &b, 1, 1, 1, 1, false, nullptr, GemmKernel::kPortable,

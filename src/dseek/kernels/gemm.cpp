@@ -99,94 +99,63 @@ void pack_b(float* dst, const Operands& o, int64_t k0, int64_t kc, int64_t n0, i
   }
 }
 
-// Rows [m0, m1) of one product's C.
-struct Rows {
-  const Operands* o;
-  int64_t m0, m1;
-};
-
-// Columns [n0, n1) of the C of each of `parts` (which share B), all of K: each B block is packed
-// into `pack` (kKC × kNC, padded) once and multiplied by every part's A in turn.
-void run_part(const Rows* parts, int nparts, bool accumulate, int64_t n0, int64_t n1, float* pack, bool simd,
-              bool bf16) {
+// Rows [m0, m1) × columns [n0, n1) of C, all of K, packing B into `pack` (kKC × kNC, padded).
+void run_part(const Operands& o, bool accumulate, int64_t m0, int64_t m1, int64_t n0, int64_t n1, float* pack,
+              bool simd, bool bf16) {
   const BlockFn block = bf16 ? gemm::block_bf16_avx512 : simd ? gemm::block_avx512 : block_portable;
-  const Operands& ob = *parts[0].o;  // B, K, its strides
-  if (n0 >= n1) return;
+  if (m0 >= m1 || n0 >= n1) return;
   for (int64_t nc0 = n0; nc0 < n1; nc0 += kNC) {
     const int64_t nc1 = std::min(n1, nc0 + kNC);
-    for (int64_t k0 = 0; k0 < ob.K; k0 += kKC) {
-      const int64_t kc = std::min(kKC, ob.K - k0);
+    for (int64_t k0 = 0; k0 < o.K; k0 += kKC) {
+      const int64_t kc = std::min(kKC, o.K - k0);
       if (bf16)
-        gemm::pack_b_bf16_avx512(pack, ob.B + k0 * ob.brs + nc0 * ob.bcs, ob.brs, ob.bcs, kc, nc1 - nc0);
+        gemm::pack_b_bf16_avx512(pack, o.B + k0 * o.brs + nc0 * o.bcs, o.brs, o.bcs, kc, nc1 - nc0);
       else
-        pack_b(pack, ob, k0, kc, nc0, nc1, simd);
-      for (int i = 0; i < nparts; ++i) {
-        const Operands& o = *parts[i].o;
-        const int64_t m0 = parts[i].m0, m1 = parts[i].m1;
-        if (m0 >= m1) continue;
-        gemm::Block b;
-        b.A = o.A + m0 * o.ars + k0 * o.acs;
-        b.ars = o.ars;
-        b.acs = o.acs;
-        b.Bp = pack;
-        b.C = o.C + m0 * o.ldc + nc0;
-        b.ldc = o.ldc;
-        b.rows = m1 - m0;
-        b.cols = nc1 - nc0;
-        b.kc = kc;
-        b.accumulate = accumulate || k0 > 0;
-        block(b);
-      }
+        pack_b(pack, o, k0, kc, nc0, nc1, simd);
+      gemm::Block b;
+      b.A = o.A + m0 * o.ars + k0 * o.acs;
+      b.ars = o.ars;
+      b.acs = o.acs;
+      b.Bp = pack;
+      b.C = o.C + m0 * o.ldc + nc0;
+      b.ldc = o.ldc;
+      b.rows = m1 - m0;
+      b.cols = nc1 - nc0;
+      b.kc = kc;
+      b.accumulate = accumulate || k0 > 0;
+      block(b);
     }
   }
 }
 
-// One product, or (npr 2) two that share B, K and N. Each element of each C is summed by one thread
-// in the same order whatever the split and whether or not it is paired.
-void run(const Operands* prods, int npr, bool accumulate, ThreadPool* pool, GemmKernel kernel,
-         GemmPrecision precision) {
-  const Operands& o = prods[0];
-  if (o.N <= 0) return;
+void run(const Operands& o, bool accumulate, ThreadPool* pool, GemmKernel kernel, GemmPrecision precision) {
+  if (o.M <= 0 || o.N <= 0) return;
   if (o.K <= 0) {
     if (!accumulate)
-      for (int i = 0; i < npr; ++i)
-        for (int64_t m = 0; m < prods[i].M; ++m) std::memset(prods[i].C + m * prods[i].ldc, 0, size_t(o.N) * sizeof(float));
+      for (int64_t m = 0; m < o.M; ++m) std::memset(o.C + m * o.ldc, 0, size_t(o.N) * sizeof(float));
     return;
   }
   const bool simd = resolve(kernel) == GemmKernel::kAvx512;
   const bool bf16 = precision == GemmPrecision::kBf16;
   if (bf16 && !(simd && gemm_bf16_supported()))
     throw Error("gemm: bf16 precision needs the AVX-512 BF16 kernel, which this CPU or kernel choice lacks");
-  int64_t M = 0, mp = 0;
-  for (int i = 0; i < npr; ++i) {
-    M += prods[i].M;
-    mp += (std::max<int64_t>(prods[i].M, 0) + kMR - 1) / kMR;
-  }
-  if (M <= 0) return;
-  const int64_t np = (o.N + kNR - 1) / kNR;
+  const int64_t np = (o.N + kNR - 1) / kNR, mp = (o.M + kMR - 1) / kMR;
   // Below ~256k multiply-adds a fork/join costs more than the second thread saves.
-  const int64_t T = (pool && M * o.N * o.K >= (int64_t(1) << 18)) ? pool->size() : 1;
+  const int64_t T = (pool && o.M * o.N * o.K >= (int64_t(1) << 18)) ? pool->size() : 1;
   // Split the columns when that balances as well as splitting the rows: each thread then packs
   // only its own B panels. Otherwise every thread packs all of B (cheap: B is narrow then).
   const bool split_n = ((np + T - 1) / T) * mp <= ((mp + T - 1) / T) * np;
-  if (!split_n && npr > 1) {  // a row split of a pair: each product on its own
-    for (int i = 0; i < npr; ++i) run(prods + i, 1, accumulate, pool, kernel, precision);
-    return;
-  }
   const int64_t panels = split_n ? (np + T - 1) / T : np;
   const int64_t pack_floats = kKC * std::min(panels * kNR, kNC);
   std::unique_ptr<float[]> pack(new float[size_t(pack_floats * T)]);
   auto part = [&](int t) {
     float* p = pack.get() + t * pack_floats;
     if (split_n) {
-      Rows rows[2];
-      for (int i = 0; i < npr; ++i) rows[i] = Rows{prods + i, 0, prods[i].M};
       const int64_t p0 = t * np / T, p1 = (t + 1) * np / T;
-      run_part(rows, npr, accumulate, p0 * kNR, std::min(o.N, p1 * kNR), p, simd, bf16);
+      run_part(o, accumulate, 0, o.M, p0 * kNR, std::min(o.N, p1 * kNR), p, simd, bf16);
     } else {
       const int64_t r0 = t * mp / T, r1 = (t + 1) * mp / T;
-      const Rows rows{&o, r0 * kMR, std::min(o.M, r1 * kMR)};
-      run_part(&rows, 1, accumulate, 0, o.N, p, simd, bf16);
+      run_part(o, accumulate, r0 * kMR, std::min(o.M, r1 * kMR), 0, o.N, p, simd, bf16);
     }
   };
   if (T == 1)
@@ -195,11 +164,6 @@ void run(const Operands* prods, int npr, bool accumulate, ThreadPool* pool, Gemm
     pool->parallel_for_tid(T, [&](int, int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) part(int(t));
     });
-}
-
-void run(const Operands& o, bool accumulate, ThreadPool* pool, GemmKernel kernel, GemmPrecision precision) {
-  if (o.M <= 0) return;
-  run(&o, 1, accumulate, pool, kernel, precision);
 }
 
 }  // namespace
@@ -238,17 +202,6 @@ void gemm_f32_nn(float* C, const float* A, const float* B, int64_t M, int64_t K,
 void gemm_f32_tn(float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N, bool accumulate,
                  ThreadPool* pool, GemmKernel kernel) {
   gemm_f32(GemmLayout::kTN, C, N, A, M, B, N, M, K, N, accumulate, pool, kernel);
-}
-
-void gemm_f32_tn_pair(float* C1, const float* A1, int64_t M1, float* C2, const float* A2, int64_t M2, const float* B,
-                      int64_t K, int64_t N, bool accumulate, ThreadPool* pool, GemmKernel kernel, GemmPrecision precision) {
-  const Operands prods[2] = {Operands{C1, N, A1, 1, M1, B, N, 1, M1, K, N}, Operands{C2, N, A2, 1, M2, B, N, 1, M2, K, N}};
-  if (M1 <= 0 || M2 <= 0) {  // one product (or none)
-    if (M1 > 0) run(prods[0], accumulate, pool, kernel, precision);
-    if (M2 > 0) run(prods[1], accumulate, pool, kernel, precision);
-    return;
-  }
-  run(prods, 2, accumulate, pool, kernel, precision);
 }
 
 void gemm_f32_ref(GemmLayout layout, float* C, const float* A, const float* B, int64_t M, int64_t K, int64_t N,

@@ -45,14 +45,6 @@ void gemm_f32_tn(float* C, const float* A, const float* B, int64_t M, int64_t K,
                  ThreadPool* pool, GemmKernel kernel = GemmKernel::kAuto);
 
 
-// Two tn products that read the same B: C1 (M1, N) (+)= A1ᵀ · B and C2 (M2, N) (+)= A2ᵀ · B, with
-// A1 (K, M1), A2 (K, M2), B (K, N), all rows packed. Each C is bit-identical to its own gemm_f32_tn
-// (gemm_f32 with `precision`) call; B is packed once per block for both (the weight gradients of
-// two linear layers with the same input, e.g. gate_proj and up_proj).
-void gemm_f32_tn_pair(float* C1, const float* A1, int64_t M1, float* C2, const float* A2, int64_t M2, const float* B,
-                      int64_t K, int64_t N, bool accumulate, ThreadPool* pool, GemmKernel kernel = GemmKernel::kAuto,
-                      GemmPrecision precision = GemmPrecision::kF32);
-
 // The general form, with row strides (leading dimensions) for sub-matrices: C (M, N) row stride ldc;
 // kNT: A (M, K) stride lda, B (N, K) stride ldb; kNN: A (M, K) stride lda, B (K, N) stride ldb;
 // kTN: A (K, M) stride lda, B (K, N) stride ldb. The three functions above are this with packed rows.

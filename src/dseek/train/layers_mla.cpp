@@ -199,8 +199,7 @@ void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const floa
   });
   // The latent's rows are the first R of each (R + rope) row of kv_a / dkv_a.
   rmsnorm_backward(dkv_a, dw.kv_a_layernorm, dc_kv, a.kv_a, w.kv_a_layernorm, a.kv_rstd, N, R, pool, L);
-  // kv_a_proj_with_mqa and q_a_proj (q_proj) both read x: their backward runs as one pair (x packed
-  // once for both weight gradients), dx from kv_a first as before.
+  linear_backward(dx, dw.kv_a_proj_with_mqa, dkv_a, x, w.kv_a_proj_with_mqa, N, D, L, pool, d.matmul, accumulate_dx);
   if (d.q_lora_rank > 0) {
     const int64_t Q = d.q_lora_rank;
     float* dq_an = scratch.take(N * Q);  // (N, q_lora_rank)
@@ -208,11 +207,9 @@ void mla_backward(float* dx, const MlaTensors& dw, const float* dout, const floa
     std::memset(dq_a, 0, size_t(N * Q) * sizeof(float));
     linear_backward(dq_an, dw.q_b_proj, dq, a.q_an, w.q_b_proj, N, Q, H * qkd, pool, d.matmul, false);
     rmsnorm_backward(dq_a, dw.q_a_layernorm, dq_an, a.q_a, w.q_a_layernorm, a.q_a_rstd, N, Q, pool);
-    linear_backward_pair(dx, dw.kv_a_proj_with_mqa, dkv_a, w.kv_a_proj_with_mqa, L, dw.q_a_proj, dq_a, w.q_a_proj, Q,
-                         x, N, D, pool, d.matmul, accumulate_dx);
+    linear_backward(dx, dw.q_a_proj, dq_a, x, w.q_a_proj, N, D, Q, pool, d.matmul);
   } else {
-    linear_backward_pair(dx, dw.kv_a_proj_with_mqa, dkv_a, w.kv_a_proj_with_mqa, L, dw.q_proj, dq, w.q_proj, H * qkd,
-                         x, N, D, pool, d.matmul, accumulate_dx);
+    linear_backward(dx, dw.q_proj, dq, x, w.q_proj, N, D, H * qkd, pool, d.matmul);
   }
   scratch.rewind(mark);
 }

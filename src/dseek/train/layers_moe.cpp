@@ -38,8 +38,8 @@ void mlp_backward_into(float* dx, const MlpTensors& dw, const float* dout, const
   const int64_t I = w.inter;
   linear_backward(dact, dw.down_proj, dout, a.act, w.down_proj, N, I, D, pool, w.matmul, false);
   swiglu_backward_overwrite(dact, dup, a.gate, a.up, N * I, pool);
-  linear_backward_pair(dx, dw.gate_proj, dact, w.gate_proj, I, dw.up_proj, dup, w.up_proj, I, x, N, D, pool, w.matmul,
-                       accumulate_dx);
+  linear_backward(dx, dw.gate_proj, dact, x, w.gate_proj, N, D, I, pool, w.matmul, accumulate_dx);
+  linear_backward(dx, dw.up_proj, dup, x, w.up_proj, N, D, I, pool, w.matmul);
 }
 
 // Runs fn(e, inner_pool) for every routed expert e with rows (start (E + 1): row ranges). An expert

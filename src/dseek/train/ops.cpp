@@ -129,17 +129,6 @@ void linear_backward(float* dx, float* dW, const float* dy, const float* x, cons
   gemm_tn_acc(dW, dy, x, out, N, in, pool, precision);
 }
 
-void linear_backward_pair(float* dx, float* dW1, const float* dy1, const float* W1, int64_t out1, float* dW2,
-                          const float* dy2, const float* W2, int64_t out2, const float* x, int64_t N, int64_t in,
-                          ThreadPool* pool, GemmPrecision precision, bool accumulate_dx) {
-  if (dx && accumulate_dx)
-    gemm_nn_acc(dx, dy1, W1, N, out1, in, pool, precision);
-  else if (dx)
-    gemm_nn(dx, dy1, W1, N, out1, in, pool, precision);
-  if (dx) gemm_nn_acc(dx, dy2, W2, N, out2, in, pool, precision);
-  gemm_f32_tn_pair(dW1, dy1, out1, dW2, dy2, out2, x, N, in, true, pool, GemmKernel::kAuto, precision);
-}
-
 namespace {
 
 // exp(x) for the SwiGLU gates, in arithmetic the compiler vectorizes (std::exp is a libm call per

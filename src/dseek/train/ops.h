@@ -42,13 +42,6 @@ void linear_backward(float* dx, float* dW, const float* dy, const float* x, cons
                      int64_t out, ThreadPool* pool, GemmPrecision precision = GemmPrecision::kF32,
                      bool accumulate_dx = true);
 
-// Two linear layers with the same input x (N, in): dx (N, in) (+)= dy1 · W1, then += dy2 · W2;
-// dW1 (out1, in) += dy1ᵀ · x and dW2 (out2, in) += dy2ᵀ · x in one GEMM call that packs x once for
-// both. Bit-identical to linear_backward for layer 1 and then for layer 2.
-void linear_backward_pair(float* dx, float* dW1, const float* dy1, const float* W1, int64_t out1, float* dW2,
-                          const float* dy2, const float* W2, int64_t out2, const float* x, int64_t N, int64_t in,
-                          ThreadPool* pool, GemmPrecision precision = GemmPrecision::kF32, bool accumulate_dx = true);
-
 // out (n) = silu(gate) * up. Overwrites out.
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t n, ThreadPool* pool = nullptr);
 // dgate (n) += ..., dup (n) += ... . silu's exp is a vectorized polynomial (≤ ~2 ulp, ops.cpp),
