@@ -180,10 +180,8 @@ void swiglu_backward_overwrite_range(float* dact, float* dup, const float* gate,
   }
 }
 
-// Causal attention rows (the loop of mla_forward): x (n) <- softmax(scale · x). exp_vec and 16 partial
-// maxima / sums so the loops vectorize; scores are finite (no -inf masking in training).
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("O3")))
-void softmax_scaled_range(float* x, int64_t n, float scale) {
+// max of x (n >= 1) in 16 partial maxima, so the loop vectorizes; inlined into each clone below.
+__attribute__((always_inline)) inline float row_max(const float* x, int64_t n) {
   constexpr int kLanes = 16;
   float mx[kLanes];
   for (int j = 0; j < kLanes; ++j) mx[j] = x[0];
@@ -193,8 +191,17 @@ void softmax_scaled_range(float* x, int64_t n, float scale) {
   float m = mx[0];
   for (int j = 1; j < kLanes; ++j) m = std::max(m, mx[j]);
   for (; i < n; ++i) m = std::max(m, x[i]);
+  return m;
+}
+
+// Causal attention rows (the loop of mla_forward): x (n) <- softmax(scale · x). exp_vec and 16 partial
+// maxima / sums so the loops vectorize; scores are finite (no -inf masking in training).
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("O3")))
+void softmax_scaled_range(float* x, int64_t n, float scale) {
+  constexpr int kLanes = 16;
+  const float m = row_max(x, n);
   float sums[kLanes] = {};
-  i = 0;
+  int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
     for (int j = 0; j < kLanes; ++j) {
       const float e = exp_vec((x[i + j] - m) * scale);
@@ -238,19 +245,11 @@ void softmax_backward_range(float* ds, const float* p, int64_t n, float scale) {
 // exp_vec (as the attention softmax), the sum in 8 partial double sums so the loops vectorize.
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("O3")))
 double cross_entropy_row(float* p, const float* l, int64_t V, int32_t y) {
-  constexpr int kLanes = 16;
-  float mxs[kLanes];
-  for (int j = 0; j < kLanes; ++j) mxs[j] = l[0];
-  int64_t v = 0;
-  for (; v + kLanes <= V; v += kLanes)
-    for (int j = 0; j < kLanes; ++j) mxs[j] = std::max(mxs[j], l[v + j]);
-  float mx = mxs[0];
-  for (int j = 1; j < kLanes; ++j) mx = std::max(mx, mxs[j]);
-  for (; v < V; ++v) mx = std::max(mx, l[v]);
+  const float mx = row_max(l, V);
   const float ly = l[y];  // read before p (which may alias l) overwrites it
   constexpr int kSums = 8;
   double sums[kSums] = {};
-  v = 0;
+  int64_t v = 0;
   for (; v + kSums <= V; v += kSums)
     for (int j = 0; j < kSums; ++j) {
       const float e = exp_vec(l[v + j] - mx);
