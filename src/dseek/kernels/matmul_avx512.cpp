@@ -485,12 +485,6 @@ struct Q8 {
 // each token runs 8 vpdpbusd per block with its 4 activation bytes broadcast, and one conversion and
 // two FMAs scale 16 rows' block dots at once. One thread, weights in L2 (N = 256, K = 2048):
 // B = 8 1.4x, B = 4 1.1x the row stream, B = 3 level (so it keeps the stream).
-inline void transpose16i(__m512i (&v)[16]) {
-  __m512 f[16];
-  for (int i = 0; i < 16; ++i) f[i] = _mm512_castsi512_ps(v[i]);
-  transpose16(f);
-  for (int i = 0; i < 16; ++i) v[i] = _mm512_castps_si512(f[i]);
-}
 template <int T>
 void q8_lanes(const Job& j, int64_t n0, int64_t n1) {
   const int64_t nb = j.K / 32, st = j.act_stride;
@@ -515,12 +509,12 @@ void q8_lanes(const Job& j, int64_t n0, int64_t n1) {
       }
       for (int64_t b = b0; b < std::min(nb, b0 + 16); b += 2) {
         const __mmask64 m = mask64(32 * (nb - b));
-        __m512i v[16];
+        __m512 v[16];  // integer codes in float registers, for transpose16
         for (int i = 0; i < 16; ++i) {
           _mm_prefetch(reinterpret_cast<const char*>(w[i] + next + 32 * b), _MM_HINT_T0);
-          v[i] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, w[i] + 32 * b), flip);
+          v[i] = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_maskz_loadu_epi8(m, w[i] + 32 * b), flip));
         }
-        transpose16i(v);  // v[q]: bytes 4q .. 4q + 3 of the 16 rows' chunk
+        transpose16(v);  // v[q]: bytes 4q .. 4q + 3 of the 16 rows' chunk
         for (int h = 0; h < 2 && b + h < nb; ++h) {
           const __m512 dw = _mm512_load_ps(sc[b + h - b0]);
           for (int t = 0; t < T; ++t) {
@@ -528,8 +522,8 @@ void q8_lanes(const Job& j, int64_t n0, int64_t n1) {
             const int32_t* xa = reinterpret_cast<const int32_t*>(at + 32 * (b + h));
             __m512i d0 = _mm512_setzero_si512(), d1 = _mm512_setzero_si512();
             for (int q = 0; q < 8; q += 2) {
-              d0 = _mm512_dpbusd_epi32(d0, v[8 * h + q], _mm512_set1_epi32(xa[q]));
-              d1 = _mm512_dpbusd_epi32(d1, v[8 * h + q + 1], _mm512_set1_epi32(xa[q + 1]));
+              d0 = _mm512_dpbusd_epi32(d0, _mm512_castps_si512(v[8 * h + q]), _mm512_set1_epi32(xa[q]));
+              d1 = _mm512_dpbusd_epi32(d1, _mm512_castps_si512(v[8 * h + q + 1]), _mm512_set1_epi32(xa[q + 1]));
             }
             // d_w * (dot_u * dx - cx): the unsigned codes' offset 128 * sum(q) * dx comes off per block.
             const float dx = reinterpret_cast<const float*>(at + j.act_block_scale_offset)[b + h];
