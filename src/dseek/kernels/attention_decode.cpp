@@ -48,8 +48,7 @@ void decode_attend_rows_ref(float* o, float* m, float* l, const DecodeQuery& q, 
 
 void decode_attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs, int64_t n_runs,
                         int64_t stride) {
-  const CpuFeatures& f = cpu_features();  // the kernel file is built with AVX-512 F/BW/VL and FMA
-  if (f.avx512f && f.avx512bw && f.avx512vl && f.fma) return decode_attend_rows_avx512(o, m, l, q, runs, n_runs, stride);
+  if (cpu_features().avx512_fma()) return decode_attend_rows_avx512(o, m, l, q, runs, n_runs, stride);
   decode_attend_rows_ref(o, m, l, q, runs, n_runs, stride);
 }
 

@@ -59,10 +59,7 @@ void block_portable(const gemm::Block& b) {
 
 using BlockFn = void (*)(const gemm::Block&);
 
-bool has_avx512() {
-  const CpuFeatures& f = cpu_features();
-  return f.avx512f && f.avx512bw && f.avx512vl && f.fma;
-}
+bool has_avx512() { return cpu_features().avx512_fma(); }
 
 GemmKernel resolve(GemmKernel k) {
   if (k == GemmKernel::kAuto) return has_avx512() ? GemmKernel::kAvx512 : GemmKernel::kPortable;

@@ -30,8 +30,7 @@ void attention_softmax_ref(float* s, int64_t n, float scale, const uint8_t* allo
 }
 
 void attention_softmax(float* s, int64_t n, float scale, const uint8_t* allowed) {
-  const CpuFeatures& f = cpu_features();  // the kernel file is built with AVX-512 F/BW/VL and FMA
-  if (f.avx512f && f.avx512bw && f.avx512vl && f.fma) return attention_softmax_avx512(s, n, scale, allowed);
+  if (cpu_features().avx512_fma()) return attention_softmax_avx512(s, n, scale, allowed);
   attention_softmax_ref(s, n, scale, allowed);
 }
 
@@ -40,8 +39,7 @@ void sigmoid_inplace(float* x, int64_t n) {
 }
 
 void swiglu(float* out, const float* gate, const float* up, int64_t n) {
-  const CpuFeatures& f = cpu_features();
-  if (f.avx512f && f.avx512bw && f.avx512vl && f.fma) return swiglu_avx512(out, gate, up, n);
+  if (cpu_features().avx512_fma()) return swiglu_avx512(out, gate, up, n);
   swiglu_ref(out, gate, up, n);
 }
 
