@@ -29,10 +29,13 @@ enum class DType : uint8_t {
   // row sizes). In safetensors files they are stored as U8 [rows, row_bytes] plus metadata.
   kQ8_0 = 12,
   kQ4_0 = 13,
+  // Q8_0 with 16 rows interleaved for the int8 kernels (kernels/matmul_quant.h): stored as
+  // U8 [rows / 16, 16 * row_bytes].
+  kQ8_0R16 = 14,
   kSentinel  // must be last
 };
 
-// Bytes per element; 0 for the block-quantized types (kQ8_0, kQ4_0).
+// Bytes per element; 0 for the block-quantized types (kQ8_0, kQ4_0, kQ8_0R16).
 size_t dtype_size(DType t);
 // The safetensors spelling ("F32", "BF16", "F8_E4M3", ...).
 std::string_view dtype_name(DType t);

@@ -19,6 +19,8 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
+#include <type_traits>
+
 #include "dseek/kernels/masks_avx512.h"
 #include "dseek/kernels/transpose_avx512.h"
 
@@ -83,58 +85,88 @@ void pack_panel(Panel& p, const Job& j, int64_t r0, int64_t nr, int64_t k0, int6
   }
 }
 
-// y (T tokens x cols <= 32 of a tile, row stride ldy) (+)= blocks [j0, j0 + nb) of the activation
-// tile `act` (K columns) times the panel.
-template <int T>
-void tile(const uint8_t* act, int64_t K, int64_t j0, int64_t nb, const Panel& p, float* y, int64_t ldy, int64_t cols,
+// Where a register tile reads its weight rows, 16 per vector h: a packed Panel (32 rows), or
+// Q8_0_R16 groups as they are stored (matmul_quant.h: the same words and, as f16, the same
+// scales). Block b counts from the tile's first block.
+struct PanelSrc {
+  static constexpr int kVecs = 2;
+  const Panel* p;
+  const uint32_t* codes(int64_t b, int g, int h) const { return p->codes + (b * 8 + g) * kRows + 16 * h; }
+  __m512 scales(int64_t b, int h) const { return _mm512_load_ps(p->dw + b * kRows + 16 * h); }
+};
+template <int V>
+struct R16Src {
+  static constexpr int kVecs = V;  // groups of 16 rows
+  const uint8_t* codes_at[V];      // each group's codes at the first block
+  const uint8_t* scales_at[V];
+  const uint32_t* codes(int64_t b, int g, int h) const {
+    return reinterpret_cast<const uint32_t*>(codes_at[h] + 512 * b + 64 * g);
+  }
+  const char* scales_ptr(int64_t b, int h) const { return reinterpret_cast<const char*>(scales_at[h] + 32 * b); }
+  __m512 scales(int64_t b, int h) const {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales_ptr(b, h))));
+  }
+};
+
+// y (T tokens x cols <= 16 * V of a tile, row stride ldy) (+)= blocks [j0, j0 + nb) of the
+// activation tile `act` (K columns) times the V * 16 rows of src.
+template <int T, class Src>
+void tile(const uint8_t* act, int64_t K, int64_t j0, int64_t nb, const Src& src, float* y, int64_t ldy, int64_t cols,
           bool accumulate) {
+  constexpr int V = Src::kVecs;
   const uint32_t* codes = reinterpret_cast<const uint32_t*>(act) + j0 * 8 * kTok;
   const float* dxs = reinterpret_cast<const float*>(act + qgemm_dx_offset(K)) + j0 * kTok;
   const int32_t* corr = reinterpret_cast<const int32_t*>(act + qgemm_corr_offset(K)) + j0 * kTok;
-  __m512 cf[T][2];
-  for (int t = 0; t < T; ++t) cf[t][0] = cf[t][1] = _mm512_setzero_ps();
+  __m512 cf[T][V];
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < V; ++h) cf[t][h] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    __m512i ci[T][2];
-    for (int t = 0; t < T; ++t) ci[t][0] = ci[t][1] = _mm512_set1_epi32(corr[b * kTok + t]);
+    __m512i ci[T][V];
+    for (int t = 0; t < T; ++t)
+      for (int h = 0; h < V; ++h) ci[t][h] = _mm512_set1_epi32(corr[b * kTok + t]);
     for (int g = 0; g < 8; ++g) {
-      const uint32_t* wg = p.codes + (b * 8 + g) * kRows;
-      const __m512i w0 = _mm512_load_si512(wg), w1 = _mm512_load_si512(wg + 16);
+      __m512i w[V];
+      for (int h = 0; h < V; ++h) w[h] = _mm512_loadu_si512(src.codes(b, g, h));
+      if constexpr (T <= 2 && V == 4)  // decode: the stored streams, 2 KiB ahead
+        for (int h = 0; h < V; ++h) _mm_prefetch(reinterpret_cast<const char*>(src.codes(b + 4, g, h)), _MM_HINT_T0);
       const uint32_t* ag = codes + (b * 8 + g) * kTok;
       for (int t = 0; t < T; ++t) {
         const __m512i a = _mm512_set1_epi32(int(ag[t]));
-        ci[t][0] = _mm512_dpbusd_epi32(ci[t][0], w0, a);
-        ci[t][1] = _mm512_dpbusd_epi32(ci[t][1], w1, a);
+        for (int h = 0; h < V; ++h) ci[t][h] = _mm512_dpbusd_epi32(ci[t][h], w[h], a);
       }
     }
-    const __m512 d0 = _mm512_load_ps(p.dw + b * kRows), d1 = _mm512_load_ps(p.dw + b * kRows + 16);
+    if constexpr (T <= 2 && V == 4)
+      for (int h = 0; h < V; ++h) _mm_prefetch(src.scales_ptr(b + 4, h), _MM_HINT_T0);
+    __m512 d[V];
+    for (int h = 0; h < V; ++h) d[h] = src.scales(b, h);
     for (int t = 0; t < T; ++t) {
       const __m512 dx = _mm512_set1_ps(dxs[b * kTok + t]);
-      cf[t][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ci[t][0]), _mm512_mul_ps(d0, dx), cf[t][0]);
-      cf[t][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ci[t][1]), _mm512_mul_ps(d1, dx), cf[t][1]);
+      for (int h = 0; h < V; ++h)
+        cf[t][h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ci[t][h]), _mm512_mul_ps(d[h], dx), cf[t][h]);
     }
   }
-  const __mmask16 m0 = mask16(cols), m1 = cols > 16 ? mask16(cols - 16) : __mmask16(0);
+  __mmask16 m[V];
+  for (int h = 0; h < V; ++h) m[h] = cols > 16 * h ? mask16(min64(16, cols - 16 * h)) : __mmask16(0);
   for (int t = 0; t < T; ++t) {
     float* yt = y + t * ldy;
-    if (accumulate) {
-      cf[t][0] = _mm512_add_ps(cf[t][0], _mm512_maskz_loadu_ps(m0, yt));
-      cf[t][1] = _mm512_add_ps(cf[t][1], _mm512_maskz_loadu_ps(m1, yt + 16));
+    for (int h = 0; h < V; ++h) {
+      if (accumulate) cf[t][h] = _mm512_add_ps(cf[t][h], _mm512_maskz_loadu_ps(m[h], yt + 16 * h));
+      _mm512_mask_storeu_ps(yt + 16 * h, m[h], cf[t][h]);
     }
-    _mm512_mask_storeu_ps(yt, m0, cf[t][0]);
-    _mm512_mask_storeu_ps(yt + 16, m1, cf[t][1]);
   }
 }
 
-void tile_rows(int64_t rows, const uint8_t* act, int64_t K, int64_t j0, int64_t nb, const Panel& p, float* y,
+template <class Src>
+void tile_rows(int64_t rows, const uint8_t* act, int64_t K, int64_t j0, int64_t nb, const Src& src, float* y,
                int64_t ldy, int64_t cols, bool accumulate) {
   static_assert(kTok == 6, "tile_rows dispatches 1 to 6 tokens");
   switch (rows) {
-    case 1: return tile<1>(act, K, j0, nb, p, y, ldy, cols, accumulate);
-    case 2: return tile<2>(act, K, j0, nb, p, y, ldy, cols, accumulate);
-    case 3: return tile<3>(act, K, j0, nb, p, y, ldy, cols, accumulate);
-    case 4: return tile<4>(act, K, j0, nb, p, y, ldy, cols, accumulate);
-    case 5: return tile<5>(act, K, j0, nb, p, y, ldy, cols, accumulate);
-    default: return tile<6>(act, K, j0, nb, p, y, ldy, cols, accumulate);
+    case 1: return tile<1>(act, K, j0, nb, src, y, ldy, cols, accumulate);
+    case 2: return tile<2>(act, K, j0, nb, src, y, ldy, cols, accumulate);
+    case 3: return tile<3>(act, K, j0, nb, src, y, ldy, cols, accumulate);
+    case 4: return tile<4>(act, K, j0, nb, src, y, ldy, cols, accumulate);
+    case 5: return tile<5>(act, K, j0, nb, src, y, ldy, cols, accumulate);
+    default: return tile<6>(act, K, j0, nb, src, y, ldy, cols, accumulate);
   }
 }
 
@@ -162,7 +194,77 @@ void qgemm(const Job& j, int64_t n0, int64_t n1) {
         float* y = j.y + t * kTok * j.N + r0;
         const int64_t rows = min64(kTok, j.B - t * kTok);
         for (int64_t q = 0; q < np; ++q)
-          tile_rows(rows, act, K, k0 / 32, kc / 32, panels[q], y + q * kRows, j.N, min64(kRows, rb - q * kRows), k0 > 0);
+          tile_rows(rows, act, K, k0 / 32, kc / 32, PanelSrc{&panels[q]}, y + q * kRows, j.N, min64(kRows, rb - q * kRows), k0 > 0);
+      }
+    }
+  }
+}
+
+// Q8_0_R16 (rows % 16 == 0, row tasks start at multiples of 32): the same register tiles reading
+// the stored groups, nothing packed. Up to 6 tokens (one activation tile) stream each 64 (B <= 2)
+// or 32 rows over all of K; more tokens sweep column chunks of kBlockRows rows as qgemm does, so
+// each chunk's weights stay in L1 while every token tile uses them.
+void qgemm_r16(const Job& j, int64_t n0, int64_t n1) {
+  const int64_t K = j.K, nb = K / 32, tiles = (j.B + kTok - 1) / kTok;
+  // Groups of rows [r0, r0 + 16 V), from block jb; groups past `rows` repeat the last one (their
+  // outputs are masked off).
+  auto src = [&]<int V>(std::integral_constant<int, V>, int64_t r0, int64_t rows, int64_t jb) {
+    R16Src<V> s;
+    for (int h = 0; h < V; ++h) {
+      const uint8_t* g = row_of(j, r0 + 16 * min64(h, (rows - 1) / 16));
+      s.codes_at[h] = g + 512 * jb;
+      s.scales_at[h] = g + 512 * nb + 32 * jb;
+    }
+    return s;
+  };
+  if (j.B <= 2) {
+    // Decode: 64 rows at a time, so one token still has 4 independent vpdpbusd chains.
+    for (int64_t r0 = n0; r0 < n1; r0 += 64) {
+      const int64_t rows = min64(64, n1 - r0);
+      const auto s = src(std::integral_constant<int, 4>{}, r0, rows, 0);
+      if (j.B == 1)
+        tile<1>(j.act, K, 0, nb, s, j.y + r0, j.N, rows, false);
+      else
+        tile<2>(j.act, K, 0, nb, s, j.y + r0, j.N, rows, false);
+    }
+    return;
+  }
+  constexpr std::integral_constant<int, 2> two;
+  if (tiles == 1) {
+    for (int64_t r0 = n0; r0 < n1; r0 += kRows) {
+      const int64_t rows = min64(kRows, n1 - r0);
+      tile_rows(j.B, j.act, K, 0, nb, src(two, r0, rows, 0), j.y + r0, j.N, rows, false);
+    }
+    return;
+  }
+  // Lines of the chunk (r0, k0) that token tile `part` of `parts` fetches ahead for it: the chunk's
+  // groups lie 16 * row_bytes apart, too far for the hardware prefetchers to follow while they stall.
+  auto prefetch_chunk = [&](int64_t r0, int64_t k0, int64_t part, int64_t parts) {
+    if (r0 >= n1) return;
+    const int64_t groups = (min64(kBlockRows, n1 - r0) + 15) / 16, blocks = min64(kCols, K - k0) / 32;
+    const int64_t lines = groups * blocks * 9;  // per block: 8 lines of codes, 32 bytes of scales
+    for (int64_t i = part * lines / parts; i < (part + 1) * lines / parts; ++i) {
+      const int64_t g = i / (blocks * 9), l = i % (blocks * 9);
+      const uint8_t* grp = row_of(j, r0 + 16 * g);
+      const uint8_t* p = l < blocks * 8 ? grp + 512 * (k0 / 32) + 64 * l : grp + 512 * nb + 32 * (k0 / 32) + 32 * (l - blocks * 8);
+      _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);
+    }
+  };
+  for (int64_t r0 = n0; r0 < n1; r0 += kBlockRows) {
+    const int64_t rb = min64(kBlockRows, n1 - r0), np = (rb + kRows - 1) / kRows;
+    for (int64_t k0 = 0; k0 < K; k0 += kCols) {
+      const int64_t kc = min64(kCols, K - k0);
+      const bool last = k0 + kc >= K;
+      for (int64_t t = 0; t < tiles; ++t) {
+        prefetch_chunk(last ? r0 + kBlockRows : r0, last ? 0 : k0 + kc, t, tiles);
+        const uint8_t* act = j.act + t * j.act_stride;
+        float* y = j.y + t * kTok * j.N + r0;
+        const int64_t rows = min64(kTok, j.B - t * kTok);
+        for (int64_t q = 0; q < np; ++q) {
+          const int64_t nr = min64(kRows, rb - q * kRows);
+          tile_rows(rows, act, K, k0 / 32, kc / 32, src(two, r0 + q * kRows, nr, k0 / 32), y + q * kRows, j.N, nr,
+                    k0 > 0);
+        }
       }
     }
   }
@@ -214,6 +316,7 @@ QGemmKernels qgemm_avx512_kernels() {
   QGemmKernels k;
   k.q8_0 = &qgemm<CodesQ8>;
   k.q4_0 = &qgemm<CodesQ4>;
+  k.q8_0_r16 = &qgemm_r16;
   k.prep_tile = &prep_tile;
   return k;
 }

@@ -32,7 +32,14 @@ class Binder {
     const std::optional<DType> q = dtype_from_name(it->second);
     if (!q || !is_block_quantized(*q))
       throw Error(ckpt_.file_of(name) + ": metadata \"dseek.quant." + name + "\": unknown format \"" + it->second +
-                  "\" (expected Q8_0 or Q4_0)");
+                  "\" (expected Q8_0, Q4_0 or Q8_0_R16)");
+    if (*q == DType::kQ8_0R16) {
+      if (rows % kQ8R16Rows != 0)
+        throw Error(ckpt_.file_of(name) + ": \"" + name + "\" is Q8_0_R16 but has " + std::to_string(rows) +
+                    " rows, not a multiple of 16");
+      const Shape stored{rows / kQ8R16Rows, kQ8R16Rows * quant_row_bytes(*q, cols)};
+      return view(ckpt_.expect(name, stored, {DType::kU8}).data, *q, rows, cols);
+    }
     return view(ckpt_.expect(name, {rows, quant_row_bytes(*q, cols)}, {DType::kU8}).data, *q, rows, cols);
   }
   static MatView view(const void* data, DType dtype, int64_t rows, int64_t cols) {
