@@ -1,4 +1,4 @@
-// dseek quantize: a copy of a checkpoint with its matrices in Q8_0, Q8_0_R16 or Q4_0 (docs/kernels.md).
+// dseek quantize: a copy of a checkpoint with its matrices in Q8_0, Q4_0 or their 16-row interleaved forms (docs/kernels.md).
 #include <chrono>
 #include <cstdio>
 
@@ -19,8 +19,10 @@ int cmd_quantize(int argc, char** argv) {
     o.type = DType::kQ4_0;
   else if (type == "q8r" || type == "q8_0_r16")
     o.type = DType::kQ8_0R16;
+  else if (type == "q4r" || type == "q4_0_r16")
+    o.type = DType::kQ4_0R16;
   else
-    throw Error("--type: expected q8, q8r or q4, got '" + type + "'");
+    throw Error("--type: expected q8, q8r, q4 or q4r, got '" + type + "'");
   o.shard_bytes = int64_t(a.get_double("shard-gb", 2.0) * double(1 << 30));
   const auto t0 = std::chrono::steady_clock::now();
   quantize_checkpoint(a.require("model"), a.require("out"), o,

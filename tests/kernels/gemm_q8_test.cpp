@@ -131,7 +131,10 @@ void run_kernel(float* y, const float* x, const MatView& w, int64_t B, int64_t t
   j.w = static_cast<const uint8_t*>(w.data) + w.row_offset * j.w_row_bytes;
   j.w_scales_offset = w.dtype == DType::kQ8_0 ? K : K / 2;
   for (int64_t n0 = 0; n0 < w.rows; n0 += task_rows)
-    (w.dtype == DType::kQ8_0 ? k.q8_0 : w.dtype == DType::kQ4_0 ? k.q4_0 : k.q8_0_r16)(j, n0, std::min(w.rows, n0 + task_rows));
+    (w.dtype == DType::kQ8_0     ? k.q8_0
+     : w.dtype == DType::kQ4_0   ? k.q4_0
+     : w.dtype == DType::kQ8_0R16 ? k.q8_0_r16
+                                 : k.q4_0_r16)(j, n0, std::min(w.rows, n0 + task_rows));
 }
 
 void check_case(DType t, int64_t N, int64_t K, int64_t B, std::mt19937& rng) {
@@ -147,7 +150,7 @@ void check_case(DType t, int64_t N, int64_t K, int64_t B, std::mt19937& rng) {
   // threads 0: the kernel called directly in 32-row tasks; 1, 2: through matmul, where it runs
   // these B (mm::qgemm_tokens).
   for (int threads : {0, 1, 2}) {
-    if (threads > 0 && !mm::qgemm_tokens(B) && t != DType::kQ8_0R16) continue;
+    if (threads > 0 && !mm::qgemm_tokens(B) && !is_r16(t)) continue;
     std::vector<float> buf(size_t(B * N) + 2, -7.f);  // y misaligned, sentinels on both sides
     float* y = buf.data() + 1;
     if (threads == 0) {
@@ -178,35 +181,37 @@ TEST(GemmQ8, AwkwardSizes) {
         for (int64_t B : {9, 13, 16, 17, 48, 65}) check_case(t, N, K, B, rng);
 }
 
-// Q8_0_R16: the same kernel family reading the stored 16-row groups, at every B (decode's 1-2
-// tokens read 64 rows at a time, up to 6 one activation tile, more the chunked sweep).
-TEST(GemmQ8, Q8R16AwkwardSizes) {
+// Q8_0_R16 / Q4_0_R16: the same kernel family reading the stored 16-row groups, at every B (decode's
+// 1-2 tokens read 64 rows at a time, up to 6 one activation tile, more the chunked sweep).
+TEST(GemmQ8, R16AwkwardSizes) {
   if (!has_int8_gemm()) GTEST_SKIP() << "no AVX-512 BF16 + VNNI";
   std::mt19937 rng(kSeed + 10);
-  for (int64_t K : {32, 96, 288, 544})
-    for (int64_t N : {16, 48, 80, 144})
-      for (int64_t B : {1, 2, 3, 6, 7, 8, 13, 48}) check_case(DType::kQ8_0R16, N, K, B, rng);
-  check_case(DType::kQ8_0R16, 208, 2048, 1, rng);  // several 64-row tasks through the pool
-  check_case(DType::kQ8_0R16, 208, 1056, 65, rng);
+  for (DType t : {DType::kQ8_0R16, DType::kQ4_0R16}) {
+    for (int64_t K : {32, 96, 288, 544})
+      for (int64_t N : {16, 48, 80, 144})
+        for (int64_t B : {1, 2, 3, 6, 7, 8, 13, 48}) check_case(t, N, K, B, rng);
+    check_case(t, 208, 2048, 1, rng);  // several 64-row tasks through the pool
+    check_case(t, 208, 1056, 65, rng);
+  }
 }
 
-// The interleaved groups hold exactly Q8_0's codes and scales: rows read back bit for bit, and
-// the scalar path (matmul_ref's arithmetic, CPUs without AVX-512) gives identical products.
-TEST(GemmQ8, Q8R16HoldsQ8Rows) {
-  std::mt19937 rng(kSeed + 11);
+// The interleaved groups hold exactly the row format's codes and scales: rows read back bit for
+// bit, and the scalar path (matmul_ref's arithmetic, CPUs without AVX-512) gives identical products.
+void check_holds_rows(DType t, std::mt19937& rng) {
+  SCOPED_TRACE(std::string(dtype_name(t)));
   const int64_t N = 48, K = 224, B = 3;
-  const Weights q8 = random_weights(DType::kQ8_0, N, K, rng);
-  const int64_t rb = quant_row_bytes(DType::kQ8_0, K);
+  const Weights q8 = random_weights(r16_row_type(t), N, K, rng);
+  const int64_t rb = quant_row_bytes(t, K);
   std::vector<uint8_t> r16(size_t(N * rb));
   std::vector<uint8_t> row(static_cast<size_t>(rb));
-  interleave_q8_0_r16(r16.data(), q8.bytes.data() + 1, N, K);
+  interleave_r16(t, r16.data(), q8.bytes.data() + 1, N, K);
   for (int64_t r = 0; r < N; ++r) {
-    q8_0_r16_row(row.data(), r16.data(), r, K);
+    r16_row(t, row.data(), r16.data(), r, K);
     EXPECT_EQ(0, std::memcmp(row.data(), q8.bytes.data() + 1 + r * rb, size_t(rb))) << "row " << r;
   }
   MatView a = q8.view(), b = a;
   b.data = r16.data();
-  b.dtype = DType::kQ8_0R16;
+  b.dtype = t;
   std::vector<float> xs = random_act(B, K, rng);
   std::vector<float> ya(size_t(B * N)), yb(size_t(B * N)), yc(size_t(B * N));
   matmul_ref(ya.data(), xs.data() + 1, a, B);
@@ -227,7 +232,12 @@ TEST(GemmQ8, Q8R16HoldsQ8Rows) {
     expect_close(got, want, S, &qb, what + " vs matmul_ref");
   }
   std::vector<float> f(size_t(17 * K), 1.f);
-  EXPECT_THROW(quantize_rows(DType::kQ8_0R16, r16.data(), f.data(), 17, K), Error);  // not 16-row groups
+  EXPECT_THROW(quantize_rows(t, r16.data(), f.data(), 17, K), Error);  // not 16-row groups
+}
+
+TEST(GemmQ8, R16HoldsRows) {
+  std::mt19937 rng(kSeed + 11);
+  for (DType t : {DType::kQ8_0R16, DType::kQ4_0R16}) check_holds_rows(t, rng);
 }
 
 TEST(GemmQ8, ManyTokensAndRows) {

@@ -13,6 +13,7 @@
 #include "common/shared_dir.h"
 #include "dseek/core/error.h"
 #include "dseek/io/safetensors.h"
+#include "dseek/kernels/matmul_quant.h"
 #include "dseek/model/model.h"
 #include "dseek/runtime/kv_cache.h"
 
@@ -60,15 +61,16 @@ void expect_tracks(DType type, double max_rel_rms, double min_top1, int64_t max_
   Model f32 = Model::load(test::golden_model_dir("v3"));
   Model q = Model::load(out);
   // 64-wide matrices are quantized; the 24-wide expert down_proj (24 % 32 != 0) stays F32.
-  // Q8_0_R16 interleaves matrices of whole 16-row groups and leaves kv_b_proj and the embedding Q8_0.
-  auto stored = [&](const MatView& m) { return type == DType::kQ8_0R16 && m.rows % 16 != 0 ? DType::kQ8_0 : type; };
+  // The _R16 formats interleave matrices of whole 16-row groups and leave kv_b_proj and the
+  // embedding in rows.
+  auto stored = [&](const MatView& m) { return m.rows % 16 != 0 ? r16_row_type(type) : type; };
   const auto& w = q.weights();
   EXPECT_EQ(w.layers[1].self_attn.q_a_proj.dtype, stored(w.layers[1].self_attn.q_a_proj));
   EXPECT_EQ(w.lm_head.dtype, stored(w.lm_head));
-  if (type == DType::kQ8_0R16) {
-    EXPECT_EQ(w.lm_head.dtype, DType::kQ8_0R16) << "the test should see an interleaved matrix";
-    EXPECT_EQ(w.layers[1].self_attn.kv_b_proj.dtype, DType::kQ8_0);
-    EXPECT_EQ(w.embed_tokens.dtype, DType::kQ8_0);
+  if (is_r16(type)) {
+    EXPECT_EQ(w.lm_head.dtype, type) << "the test should see an interleaved matrix";
+    EXPECT_EQ(w.layers[1].self_attn.kv_b_proj.dtype, r16_row_type(type));
+    EXPECT_EQ(w.embed_tokens.dtype, r16_row_type(type));
   }
   EXPECT_EQ(q.weights().layers[1].moe.gate.dtype, DType::kF32) << "router gates stay in full precision";
   EXPECT_EQ(q.weights().layers[1].moe.experts[0].down_proj.dtype, DType::kF32);
@@ -128,8 +130,9 @@ void expect_tracks(DType type, double max_rel_rms, double min_top1, int64_t max_
 // check at that error level, the bound on the error is.
 TEST(Quantize, Q8TracksF32) { expect_tracks(DType::kQ8_0, 0.05, 1.0, 4); }
 TEST(Quantize, Q4TracksF32) { expect_tracks(DType::kQ4_0, 0.6, 0.0, 40); }
-// Q8_0_R16 holds Q8_0's values (only their order differs), so Q8_0's bounds apply.
+// The _R16 formats hold their row format's values (only the order differs), so its bounds apply.
 TEST(Quantize, Q8R16TracksF32) { expect_tracks(DType::kQ8_0R16, 0.05, 1.0, 4); }
+TEST(Quantize, Q4R16TracksF32) { expect_tracks(DType::kQ4_0R16, 0.6, 0.0, 40); }
 
 TEST(Quantize, U8WithoutFormatMetadataIsAnError) {
   const std::string dir = scratch("nometa");

@@ -28,6 +28,7 @@ constexpr std::array<DTypeInfo, size_t(DType::kSentinel)> kInfo = {{
     {"Q8_0", 0},  // block of 32: f16 scale + 32 x int8 (34 bytes)
     {"Q4_0", 0},  // block of 32: f16 scale + 16 bytes of 4-bit values (18 bytes)
     {"Q8_0_R16", 0},  // Q8_0, 16 rows interleaved (544 bytes per 16 rows x 32 columns)
+    {"Q4_0_R16", 0},  // Q4_0, 16 rows interleaved (288 bytes per 16 rows x 32 columns)
 }};
 }  // namespace
 

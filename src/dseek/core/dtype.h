@@ -32,10 +32,11 @@ enum class DType : uint8_t {
   // Q8_0 with 16 rows interleaved for the int8 kernels (kernels/matmul_quant.h): stored as
   // U8 [rows / 16, 16 * row_bytes].
   kQ8_0R16 = 14,
+  kQ4_0R16 = 15,  // Q4_0 likewise
   kSentinel  // must be last
 };
 
-// Bytes per element; 0 for the block-quantized types (kQ8_0, kQ4_0, kQ8_0R16).
+// Bytes per element; 0 for the block-quantized types (kQ8_0, kQ4_0 and their _R16 forms).
 size_t dtype_size(DType t);
 // The safetensors spelling ("F32", "BF16", "F8_E4M3", ...).
 std::string_view dtype_name(DType t);

@@ -40,6 +40,7 @@ struct QGemmKernels {
   KernelFn q8_0 = nullptr;  // Job::act: tiles as above, Job::act_stride = qgemm_tile_bytes(K)
   KernelFn q4_0 = nullptr;
   KernelFn q8_0_r16 = nullptr;  // Q8_0_R16 weights, any B (row tasks start at multiples of 32)
+  KernelFn q4_0_r16 = nullptr;  // Q4_0_R16 likewise
   // One tile from `rows` (<= kQGemmTokens) tokens of x (row stride K); zeros past `rows`.
   void (*prep_tile)(uint8_t* out, const float* x, int64_t rows, int64_t K) = nullptr;
 };

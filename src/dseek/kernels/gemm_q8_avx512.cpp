@@ -90,17 +90,20 @@ void pack_panel(Panel& p, const Job& j, int64_t r0, int64_t nr, int64_t k0, int6
 // scales). Block b counts from the tile's first block.
 struct PanelSrc {
   static constexpr int kVecs = 2;
+  static constexpr bool kNibbles = false;
   const Panel* p;
   const uint32_t* codes(int64_t b, int g, int h) const { return p->codes + (b * 8 + g) * kRows + 16 * h; }
   __m512 scales(int64_t b, int h) const { return _mm512_load_ps(p->dw + b * kRows + 16 * h); }
 };
-template <int V>
+template <int V, bool Q4>
 struct R16Src {
-  static constexpr int kVecs = V;  // groups of 16 rows
-  const uint8_t* codes_at[V];      // each group's codes at the first block
+  static constexpr int kVecs = V;             // groups of 16 rows
+  static constexpr bool kNibbles = Q4;        // Q4_0_R16: 2 codes per byte, 4 column groups per block
+  static constexpr int64_t kBlockBytes = Q4 ? 256 : 512;  // codes per block and group
+  const uint8_t* codes_at[V];                 // each group's codes at the first block
   const uint8_t* scales_at[V];
   const uint32_t* codes(int64_t b, int g, int h) const {
-    return reinterpret_cast<const uint32_t*>(codes_at[h] + 512 * b + 64 * g);
+    return reinterpret_cast<const uint32_t*>(codes_at[h] + kBlockBytes * b + 64 * g);
   }
   const char* scales_ptr(int64_t b, int h) const { return reinterpret_cast<const char*>(scales_at[h] + 32 * b); }
   __m512 scales(int64_t b, int h) const {
@@ -109,7 +112,10 @@ struct R16Src {
 };
 
 // y (T tokens x cols <= 16 * V of a tile, row stride ldy) (+)= blocks [j0, j0 + nb) of the
-// activation tile `act` (K columns) times the V * 16 rows of src.
+// activation tile `act` (K columns) times the V * 16 rows of src. Nibble sources (Q4_0_R16) give
+// per load the codes of column groups g (low nibbles) and g + 4 (high), as unsigned 0..15 where the
+// value is code - 8: their sums start from -8 * the block's activation sum (the tile's -128 * sum
+// / 16, exact).
 template <int T, class Src>
 void tile(const uint8_t* act, int64_t K, int64_t j0, int64_t nb, const Src& src, float* y, int64_t ldy, int64_t cols,
           bool accumulate) {
@@ -120,23 +126,51 @@ void tile(const uint8_t* act, int64_t K, int64_t j0, int64_t nb, const Src& src,
   __m512 cf[T][V];
   for (int t = 0; t < T; ++t)
     for (int h = 0; h < V; ++h) cf[t][h] = _mm512_setzero_ps();
+  constexpr bool kQ4 = Src::kNibbles;
+  constexpr bool kDecode = T <= 2 && V == 4;  // stored streams: prefetched 2 KiB of codes ahead
+  constexpr int64_t kAhead = kQ4 ? 8 : 4;
   for (int64_t b = 0; b < nb; ++b) {
     __m512i ci[T][V];
     for (int t = 0; t < T; ++t)
-      for (int h = 0; h < V; ++h) ci[t][h] = _mm512_set1_epi32(corr[b * kTok + t]);
-    for (int g = 0; g < 8; ++g) {
-      __m512i w[V];
-      for (int h = 0; h < V; ++h) w[h] = _mm512_loadu_si512(src.codes(b, g, h));
-      if constexpr (T <= 2 && V == 4)  // decode: the stored streams, 2 KiB ahead
-        for (int h = 0; h < V; ++h) _mm_prefetch(reinterpret_cast<const char*>(src.codes(b + 4, g, h)), _MM_HINT_T0);
-      const uint32_t* ag = codes + (b * 8 + g) * kTok;
-      for (int t = 0; t < T; ++t) {
-        const __m512i a = _mm512_set1_epi32(int(ag[t]));
-        for (int h = 0; h < V; ++h) ci[t][h] = _mm512_dpbusd_epi32(ci[t][h], w[h], a);
+      for (int h = 0; h < V; ++h) ci[t][h] = _mm512_set1_epi32(kQ4 ? corr[b * kTok + t] >> 4 : corr[b * kTok + t]);
+    if constexpr (kQ4) {
+      const __m512i low4 = _mm512_set1_epi8(0x0f);
+      for (int g = 0; g < 4; ++g) {
+        __m512i lo[V], hi[V];
+        for (int h = 0; h < V; ++h) {
+          const __m512i v = _mm512_loadu_si512(src.codes(b, g, h));
+          lo[h] = _mm512_and_si512(v, low4);
+          hi[h] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+        }
+        if constexpr (kDecode)
+          for (int h = 0; h < V; ++h)
+            _mm_prefetch(reinterpret_cast<const char*>(src.codes(b + kAhead, g, h)), _MM_HINT_T0);
+        const uint32_t* alo = codes + (b * 8 + g) * kTok;
+        const uint32_t* ahi = codes + (b * 8 + g + 4) * kTok;
+        for (int t = 0; t < T; ++t) {
+          const __m512i a = _mm512_set1_epi32(int(alo[t])), a4 = _mm512_set1_epi32(int(ahi[t]));
+          for (int h = 0; h < V; ++h) {
+            ci[t][h] = _mm512_dpbusd_epi32(ci[t][h], lo[h], a);
+            ci[t][h] = _mm512_dpbusd_epi32(ci[t][h], hi[h], a4);
+          }
+        }
+      }
+    } else {
+      for (int g = 0; g < 8; ++g) {
+        __m512i w[V];
+        for (int h = 0; h < V; ++h) w[h] = _mm512_loadu_si512(src.codes(b, g, h));
+        if constexpr (kDecode)
+          for (int h = 0; h < V; ++h)
+            _mm_prefetch(reinterpret_cast<const char*>(src.codes(b + kAhead, g, h)), _MM_HINT_T0);
+        const uint32_t* ag = codes + (b * 8 + g) * kTok;
+        for (int t = 0; t < T; ++t) {
+          const __m512i a = _mm512_set1_epi32(int(ag[t]));
+          for (int h = 0; h < V; ++h) ci[t][h] = _mm512_dpbusd_epi32(ci[t][h], w[h], a);
+        }
       }
     }
-    if constexpr (T <= 2 && V == 4)
-      for (int h = 0; h < V; ++h) _mm_prefetch(src.scales_ptr(b + 4, h), _MM_HINT_T0);
+    if constexpr (kDecode)
+      for (int h = 0; h < V; ++h) _mm_prefetch(src.scales_ptr(b + kAhead, h), _MM_HINT_T0);
     __m512 d[V];
     for (int h = 0; h < V; ++h) d[h] = src.scales(b, h);
     for (int t = 0; t < T; ++t) {
@@ -204,16 +238,18 @@ void qgemm(const Job& j, int64_t n0, int64_t n1) {
 // the stored groups, nothing packed. Up to 6 tokens (one activation tile) stream each 64 (B <= 2)
 // or 32 rows over all of K; more tokens sweep column chunks of kBlockRows rows as qgemm does, so
 // each chunk's weights stay in L1 while every token tile uses them.
+template <bool Q4>
 void qgemm_r16(const Job& j, int64_t n0, int64_t n1) {
   const int64_t K = j.K, nb = K / 32, tiles = (j.B + kTok - 1) / kTok;
+  constexpr int64_t kBlockBytes = R16Src<1, Q4>::kBlockBytes;
   // Groups of rows [r0, r0 + 16 V), from block jb; groups past `rows` repeat the last one (their
   // outputs are masked off).
   auto src = [&]<int V>(std::integral_constant<int, V>, int64_t r0, int64_t rows, int64_t jb) {
-    R16Src<V> s;
+    R16Src<V, Q4> s;
     for (int h = 0; h < V; ++h) {
       const uint8_t* g = row_of(j, r0 + 16 * min64(h, (rows - 1) / 16));
-      s.codes_at[h] = g + 512 * jb;
-      s.scales_at[h] = g + 512 * nb + 32 * jb;
+      s.codes_at[h] = g + kBlockBytes * jb;
+      s.scales_at[h] = g + kBlockBytes * nb + 32 * jb;
     }
     return s;
   };
@@ -242,11 +278,13 @@ void qgemm_r16(const Job& j, int64_t n0, int64_t n1) {
   auto prefetch_chunk = [&](int64_t r0, int64_t k0, int64_t part, int64_t parts) {
     if (r0 >= n1) return;
     const int64_t groups = (min64(kBlockRows, n1 - r0) + 15) / 16, blocks = min64(kCols, K - k0) / 32;
-    const int64_t lines = groups * blocks * 9;  // per block: 8 lines of codes, 32 bytes of scales
+    constexpr int64_t kLines = kBlockBytes / 64;  // per block: lines of codes, then 32 bytes of scales
+    const int64_t lines = groups * blocks * (kLines + 1);
     for (int64_t i = part * lines / parts; i < (part + 1) * lines / parts; ++i) {
-      const int64_t g = i / (blocks * 9), l = i % (blocks * 9);
+      const int64_t g = i / (blocks * (kLines + 1)), l = i % (blocks * (kLines + 1));
       const uint8_t* grp = row_of(j, r0 + 16 * g);
-      const uint8_t* p = l < blocks * 8 ? grp + 512 * (k0 / 32) + 64 * l : grp + 512 * nb + 32 * (k0 / 32) + 32 * (l - blocks * 8);
+      const uint8_t* p = l < blocks * kLines ? grp + kBlockBytes * (k0 / 32) + 64 * l
+                                             : grp + kBlockBytes * nb + 32 * (k0 / 32) + 32 * (l - blocks * kLines);
       _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);
     }
   };
@@ -316,7 +354,8 @@ QGemmKernels qgemm_avx512_kernels() {
   QGemmKernels k;
   k.q8_0 = &qgemm<CodesQ8>;
   k.q4_0 = &qgemm<CodesQ4>;
-  k.q8_0_r16 = &qgemm_r16;
+  k.q8_0_r16 = &qgemm_r16<false>;
+  k.q4_0_r16 = &qgemm_r16<true>;
   k.prep_tile = &prep_tile;
   return k;
 }

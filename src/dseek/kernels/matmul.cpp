@@ -38,11 +38,12 @@ float q4_0_value(const uint8_t* row, int64_t K, int64_t k) {
   return float(code - 8) * load_f16(row + K / 2 + 2 * j);
 }
 
-// Row r of a Q8_0_R16 view as a Q8_0 row, in a per-thread buffer (the scalar paths read it so).
-const uint8_t* r16_row(const MatView& w, int64_t r) {
+// Row r of an _R16 view as a row of its row format, in a per-thread buffer (the scalar paths read
+// it so).
+const uint8_t* unpacked_row(const MatView& w, int64_t r) {
   thread_local std::vector<uint8_t> buf;
-  buf.resize(size_t(quant_row_bytes(DType::kQ8_0, w.cols)));
-  q8_0_r16_row(buf.data(), static_cast<const uint8_t*>(w.data), w.row_offset + r, w.cols);
+  buf.resize(size_t(quant_row_bytes(w.dtype, w.cols)));
+  r16_row(w.dtype, buf.data(), static_cast<const uint8_t*>(w.data), w.row_offset + r, w.cols);
   return buf.data();
 }
 
@@ -77,12 +78,13 @@ float dot_row(const MatView& w, int64_t r, const float* x) {
     }
     case DType::kQ8_0:
     case DType::kQ8_0R16: {
-      const uint8_t* p = w.dtype == DType::kQ8_0 ? row_ptr(w, r) : r16_row(w, r);
+      const uint8_t* p = w.dtype == DType::kQ8_0 ? row_ptr(w, r) : unpacked_row(w, r);
       for (int64_t k = 0; k < K; ++k) acc += q8_0_value(p, K, k) * x[k];
       return acc;
     }
-    case DType::kQ4_0: {
-      const uint8_t* p = row_ptr(w, r);
+    case DType::kQ4_0:
+    case DType::kQ4_0R16: {
+      const uint8_t* p = w.dtype == DType::kQ4_0 ? row_ptr(w, r) : unpacked_row(w, r);
       for (int64_t k = 0; k < K; ++k) acc += q4_0_value(p, K, k) * x[k];
       return acc;
     }
@@ -97,10 +99,10 @@ const mm::KernelSet* fast_kernels();  // the AVX-512 set where the CPU has it, e
 }  // namespace
 
 void dequantize_row_range(float* out, const MatView& w, int64_t r, int64_t k0, int64_t n) {
-  if (w.dtype == DType::kQ8_0R16) {
+  if (is_r16(w.dtype)) {
     MatView row = w;
-    row.data = r16_row(w, r);
-    row.dtype = DType::kQ8_0;
+    row.data = unpacked_row(w, r);
+    row.dtype = r16_row_type(w.dtype);
     row.rows = 1;
     row.row_offset = 0;
     return dequantize_row_range(out, row, 0, k0, n);
@@ -288,6 +290,7 @@ void check_weight(const MatView& w) {
     case DType::kQ8_0:
     case DType::kQ4_0:
     case DType::kQ8_0R16:
+    case DType::kQ4_0R16:
       quant_row_bytes(w.dtype, w.cols);  // throws unless cols % 32 == 0
       return;
     default:
@@ -330,9 +333,9 @@ std::string_view matmul_kernel_name(DType t, MatmulKernel k) {
   k = resolve(k);
   const bool q = t == DType::kQ8_0 || t == DType::kQ4_0;
   const bool known = t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kF8E4M3 || q ||
-                     t == DType::kQ8_0R16;
+                     is_r16(t);
   if (!known) return "unsupported";
-  if (t == DType::kQ8_0R16)
+  if (is_r16(t))
     return k == MatmulKernel::kAvx512 || k == MatmulKernel::kAvx512Bf16 ? "avx512 vnni vpdpbusd (16 rows interleaved)"
                                                                         : "scalar (float32)";
   switch (k) {
@@ -384,14 +387,14 @@ mm::KernelFn gemm_kernel(const MatView& w, int64_t B, MatmulKernel kernel) {
 bool gemm_path(const MatView& w, int64_t B, MatmulKernel kernel) { return gemm_kernel(w, B, kernel) != nullptr; }
 
 // Q8_0 / Q4_0 prefill as int8 products (gemm_q8.h): vpdpbusd does twice vdpbf16ps's multiply-adds.
-// Q8_0_R16 takes this path at every B (its groups are the GEMM's operand layout), on both AVX-512
-// families, when the view starts at a group.
+// The _R16 formats take this path at every B (their groups are the GEMM's operand layout), on both
+// AVX-512 families, when the view starts at a group.
 bool r16_path(const MatView& w, MatmulKernel kernel) {
-  return w.dtype == DType::kQ8_0R16 && (kernel == MatmulKernel::kAvx512 || kernel == MatmulKernel::kAvx512Bf16) &&
-         w.row_offset % kQ8R16Rows == 0 && qgemm_set().q8_0_r16;
+  return is_r16(w.dtype) && (kernel == MatmulKernel::kAvx512 || kernel == MatmulKernel::kAvx512Bf16) &&
+         w.row_offset % kR16Rows == 0 && qgemm_set().q8_0_r16;
 }
 bool qgemm_path(const MatView& w, int64_t B, MatmulKernel kernel) {
-  if (w.dtype == DType::kQ8_0R16) return r16_path(w, kernel);
+  if (is_r16(w.dtype)) return r16_path(w, kernel);
   return kernel == MatmulKernel::kAvx512Bf16 && mm::qgemm_tokens(B) &&
          (w.dtype == DType::kQ8_0 || w.dtype == DType::kQ4_0) && qgemm_set().prep_tile;
 }
@@ -413,9 +416,9 @@ int64_t act_bytes(const MatView& w, int64_t B, MatmulKernel kernel) {
 }
 
 bool simd_path(const MatView& w, MatmulKernel kernel) {
-  // The SIMD FP8 kernels step 32 (AVX2: 16) columns inside one scale block; Q8_0_R16 has only
-  // the AVX-512 kernel (elsewhere matmul_ref's arithmetic).
-  if (w.dtype == DType::kQ8_0R16) return r16_path(w, kernel) && w.cols > 0;
+  // The SIMD FP8 kernels step 32 (AVX2: 16) columns inside one scale block; the _R16 formats have
+  // only the AVX-512 kernels (elsewhere matmul_ref's arithmetic).
+  if (is_r16(w.dtype)) return r16_path(w, kernel) && w.cols > 0;
   return kernel != MatmulKernel::kScalar && (w.dtype != DType::kF8E4M3 || w.block % 32 == 0) && w.cols > 0;
 }
 
@@ -481,6 +484,7 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
     case DType::kQ8_0:
     case DType::kQ4_0:
     case DType::kQ8_0R16:
+    case DType::kQ4_0R16:
       if (qgemm_path(w, B, kernel)) {
         // Activations quantized per block of 32, in tiles of kQGemmTokens tokens.
         const int64_t tiles = (B + mm::kQGemmTokens - 1) / mm::kQGemmTokens;
@@ -493,7 +497,10 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
         });
         job.act = act;
         job.w_scales_offset = w.dtype == DType::kQ8_0 ? K : K / 2;
-        fn = w.dtype == DType::kQ8_0 ? qk.q8_0 : w.dtype == DType::kQ4_0 ? qk.q4_0 : qk.q8_0_r16;
+        fn = w.dtype == DType::kQ8_0     ? qk.q8_0
+             : w.dtype == DType::kQ4_0   ? qk.q4_0
+             : w.dtype == DType::kQ8_0R16 ? qk.q8_0_r16
+                                         : qk.q4_0_r16;
         p.gemm = true;
       } else if (gemm_path(w, B, kernel)) {
         // Activations rounded to bf16 as below, packed in tiles of gemm_width tokens.

@@ -31,37 +31,56 @@ void check_finite(const float* x, int64_t n, const char* what) {
 
 }  // namespace
 
-bool is_block_quantized(DType t) { return t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ8_0R16; }
+bool is_block_quantized(DType t) { return t == DType::kQ8_0 || t == DType::kQ4_0 || is_r16(t); }
 
 int64_t quant_row_bytes(DType t, int64_t cols) {
   if (!is_block_quantized(t)) return cols * int64_t(dtype_size(t));
   if (cols <= 0 || cols % kQuantBlock != 0)
     throw Error(std::string(dtype_name(t)) + " needs a positive number of columns divisible by 32, got " +
                 std::to_string(cols));
-  return cols / kQuantBlock * (t == DType::kQ4_0 ? kQ4BlockBytes : kQ8BlockBytes);
+  return cols / kQuantBlock * (r16_row_type(t) == DType::kQ4_0 ? kQ4BlockBytes : kQ8BlockBytes);
 }
 
-void interleave_q8_0_r16(uint8_t* out, const uint8_t* q8_rows, int64_t rows, int64_t cols) {
-  const int64_t rb = quant_row_bytes(DType::kQ8_0, cols), nb = cols / kQuantBlock;
-  if (rows % kQ8R16Rows != 0)
-    throw Error("Q8_0_R16 needs a multiple of 16 rows, got " + std::to_string(rows));
-  for (int64_t g0 = 0; g0 < rows; g0 += kQ8R16Rows) {
+bool is_r16(DType t) { return t == DType::kQ8_0R16 || t == DType::kQ4_0R16; }
+DType r16_row_type(DType t) {
+  return t == DType::kQ8_0R16 ? DType::kQ8_0 : t == DType::kQ4_0R16 ? DType::kQ4_0 : t;
+}
+
+namespace {
+// Where byte i of block j's codes of row r of a group goes (cb code bytes per block and row).
+struct R16Layout {
+  int64_t cb, nb;
+  bool q8;
+  R16Layout(DType t, int64_t cols) : cb(t == DType::kQ8_0R16 ? 32 : 16), nb(cols / kQuantBlock), q8(t == DType::kQ8_0R16) {
+    if (!is_r16(t)) throw Error(std::string(dtype_name(t)) + " is not an _R16 format");
+  }
+  int64_t code(int64_t r, int64_t k) const { return 16 * cb * (k / cb) + 64 * ((k % cb) / 4) + 4 * r + k % 4; }
+  int64_t scale(int64_t r, int64_t j) const { return 16 * cb * nb + 32 * j + 2 * r; }
+};
+}  // namespace
+
+void interleave_r16(DType t, uint8_t* out, const uint8_t* row_major, int64_t rows, int64_t cols) {
+  const R16Layout l(t, cols);
+  const int64_t rb = quant_row_bytes(t, cols);
+  if (rows % kR16Rows != 0)
+    throw Error(std::string(dtype_name(t)) + " needs a multiple of 16 rows, got " + std::to_string(rows));
+  for (int64_t g0 = 0; g0 < rows; g0 += kR16Rows) {
     uint8_t* grp = out + g0 * rb;
-    for (int64_t r = 0; r < kQ8R16Rows; ++r) {
-      const uint8_t* row = q8_rows + (g0 + r) * rb;
-      for (int64_t k = 0; k < cols; ++k)
-        grp[512 * (k / 32) + 64 * ((k % 32) / 4) + 4 * r + k % 4] = uint8_t(row[k] ^ 0x80);
-      for (int64_t j = 0; j < nb; ++j) std::memcpy(grp + 512 * nb + 32 * j + 2 * r, row + cols + 2 * j, 2);
+    for (int64_t r = 0; r < kR16Rows; ++r) {
+      const uint8_t* row = row_major + (g0 + r) * rb;
+      for (int64_t k = 0; k < l.cb * l.nb; ++k) grp[l.code(r, k)] = l.q8 ? uint8_t(row[k] ^ 0x80) : row[k];
+      for (int64_t j = 0; j < l.nb; ++j) std::memcpy(grp + l.scale(r, j), row + l.cb * l.nb + 2 * j, 2);
     }
   }
 }
 
-void q8_0_r16_row(uint8_t* out, const uint8_t* data, int64_t r, int64_t cols) {
-  const int64_t rb = quant_row_bytes(DType::kQ8_0, cols), nb = cols / kQuantBlock;
-  const uint8_t* grp = data + (r / kQ8R16Rows) * kQ8R16Rows * rb;
-  const int64_t i = r % kQ8R16Rows;
-  for (int64_t k = 0; k < cols; ++k) out[k] = uint8_t(grp[512 * (k / 32) + 64 * ((k % 32) / 4) + 4 * i + k % 4] ^ 0x80);
-  for (int64_t j = 0; j < nb; ++j) std::memcpy(out + cols + 2 * j, grp + 512 * nb + 32 * j + 2 * i, 2);
+void r16_row(DType t, uint8_t* out, const uint8_t* data, int64_t r, int64_t cols) {
+  const R16Layout l(t, cols);
+  const int64_t rb = quant_row_bytes(t, cols);
+  const uint8_t* grp = data + (r / kR16Rows) * kR16Rows * rb;
+  const int64_t i = r % kR16Rows;
+  for (int64_t k = 0; k < l.cb * l.nb; ++k) out[k] = l.q8 ? uint8_t(grp[l.code(i, k)] ^ 0x80) : grp[l.code(i, k)];
+  for (int64_t j = 0; j < l.nb; ++j) std::memcpy(out + l.cb * l.nb + 2 * j, grp + l.scale(i, j), 2);
 }
 
 void quantize_row_q8_0(uint8_t* out, const float* x, int64_t cols) {
@@ -107,10 +126,10 @@ void quantize_row_q4_0(uint8_t* out, const float* x, int64_t cols) {
 
 void quantize_rows(DType t, uint8_t* out, const float* x, int64_t rows, int64_t cols) {
   const int64_t rb = quant_row_bytes(t, cols);
-  if (t == DType::kQ8_0R16) {
-    std::vector<uint8_t> rows_q8(size_t(rows * rb));
-    quantize_rows(DType::kQ8_0, rows_q8.data(), x, rows, cols);
-    return interleave_q8_0_r16(out, rows_q8.data(), rows, cols);
+  if (is_r16(t)) {
+    std::vector<uint8_t> row_major(size_t(rows * rb));
+    quantize_rows(r16_row_type(t), row_major.data(), x, rows, cols);
+    return interleave_r16(t, out, row_major.data(), rows, cols);
   }
   for (int64_t r = 0; r < rows; ++r) {
     if (t == DType::kQ8_0)
@@ -205,17 +224,17 @@ void quantize_activations(uint8_t* out, const float* x, DType w, int64_t K) {
 }
 
 void matmul_qact_ref(float* y, const float* x, const MatView& w, int64_t B) {
-  DSEEK_CHECK(is_block_quantized(w.dtype), "matmul_qact_ref needs Q8_0, Q4_0 or Q8_0_R16 weights");
+  DSEEK_CHECK(is_block_quantized(w.dtype), "matmul_qact_ref needs block-quantized weights");
   const int64_t K = w.cols, nb = K / kQuantBlock, rb = quant_row_bytes(w.dtype, K);
-  const bool q8 = w.dtype != DType::kQ4_0;
+  const bool q8 = r16_row_type(w.dtype) == DType::kQ8_0;
   const auto* base = static_cast<const uint8_t*>(w.data);
   int8_t qx[kQuantBlock];
-  std::vector<uint8_t> unpacked(w.dtype == DType::kQ8_0R16 ? size_t(rb) : 0);
+  std::vector<uint8_t> unpacked(is_r16(w.dtype) ? size_t(rb) : 0);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t n = 0; n < w.rows; ++n) {
       const uint8_t* row = base + (w.row_offset + n) * rb;
-      if (w.dtype == DType::kQ8_0R16) {
-        q8_0_r16_row(unpacked.data(), base, w.row_offset + n, K);
+      if (is_r16(w.dtype)) {
+        r16_row(w.dtype, unpacked.data(), base, w.row_offset + n, K);
         row = unpacked.data();
       }
       const uint8_t* scales = row + (q8 ? K : K / 2);

@@ -13,15 +13,19 @@
 // types points at row 0 and its rows/cols are the logical (unquantized) shape. In safetensors
 // files the tensors are U8 [rows, row_bytes] with metadata naming the format (docs/kernels.md).
 //
-// Q8_0_R16 holds the same codes and scales as Q8_0 with every 16 consecutive rows (a group,
-// rows % 16 == 0) stored together in the order the int8 kernels consume them, so a product reads
-// the weights as they lie instead of transposing them per call:
+// Q8_0_R16 and Q4_0_R16 hold the same codes and scales as Q8_0 / Q4_0 with every 16 consecutive
+// rows (a group, rows % 16 == 0) stored together in the order the int8 kernels consume them, so a
+// product reads the weights as they lie instead of transposing them per call:
 //
-//   group, 16 * 34 * nb bytes:  uint8 c[nb][8][16][4] | f16 d[nb][16]
-//     c[j][g][r][i] = q_r[32j + 4g + i] + 128  (the codes of row r, stored unsigned)
-//     d[j][r]       = row r's scale of block j
+//   Q8_0_R16 group, 16 * 34 * nb bytes:  uint8 c[nb][8][16][4] | f16 d[nb][16]
+//     c[j][g][r][i] = q_r[32j + 4g + i] + 128       (row r's codes, stored unsigned)
+//   Q4_0_R16 group, 16 * 18 * nb bytes:  uint8 c[nb][4][16][4] | f16 d[nb][16]
+//     c[j][g][r][i] = p_r[16j + 4g + i]             (row r's Q4_0 bytes: low nibble column
+//                                                    32j + 4g + i, high nibble 16 columns on)
+//   d[j][r] = row r's scale of block j
 //
-// quant_row_bytes is Q8_0's (a group is 16 rows' bytes); in safetensors: U8 [rows / 16, 16 * row_bytes].
+// quant_row_bytes is the row format's (a group is 16 rows' bytes); in safetensors:
+// U8 [rows / 16, 16 * row_bytes].
 //
 // The SIMD kernels multiply with activations quantized on the fly to 8 bits per block of 32
 // (scale max|x| / 127, rounded to nearest): matmul_qact_ref is the scalar model of that product.
@@ -36,8 +40,10 @@ namespace dseek {
 
 constexpr int64_t kQuantBlock = 32;  // values per Q8_0 / Q4_0 block
 
-bool is_block_quantized(DType t);  // Q8_0, Q4_0, Q8_0_R16
-constexpr int64_t kQ8R16Rows = 16;  // rows per Q8_0_R16 group
+bool is_block_quantized(DType t);  // Q8_0, Q4_0, Q8_0_R16, Q4_0_R16
+constexpr int64_t kR16Rows = 16;  // rows per group of the _R16 formats
+bool is_r16(DType t);             // Q8_0_R16, Q4_0_R16
+DType r16_row_type(DType t);      // the row format of an _R16 format (Q8_0 / Q4_0), else t
 // Bytes of one stored row of `cols` values; throws dseek::Error unless cols > 0 and cols % 32 == 0
 // (for a block-quantized t). For other types: cols * dtype_size(t).
 int64_t quant_row_bytes(DType t, int64_t cols);
@@ -48,13 +54,14 @@ int64_t quant_row_bytes(DType t, int64_t cols);
 // code range. Non-finite inputs throw dseek::Error (a NaN scale would poison a whole block).
 void quantize_row_q8_0(uint8_t* out, const float* x, int64_t cols);
 void quantize_row_q4_0(uint8_t* out, const float* x, int64_t cols);
-// rows x cols row-major; out gets rows * quant_row_bytes(t, cols) bytes (Q8_0_R16: rows % 16 == 0).
+// rows x cols row-major; out gets rows * quant_row_bytes(t, cols) bytes (_R16: rows % 16 == 0).
 void quantize_rows(DType t, uint8_t* out, const float* x, int64_t rows, int64_t cols);
 
-// Q8_0 rows (rows % 16 == 0) -> the same weights as Q8_0_R16 (out: rows * quant_row_bytes bytes).
-void interleave_q8_0_r16(uint8_t* out, const uint8_t* q8_rows, int64_t rows, int64_t cols);
-// Row r of a Q8_0_R16 matrix (data at row 0) as a Q8_0 row (quant_row_bytes(kQ8_0, cols) bytes).
-void q8_0_r16_row(uint8_t* out, const uint8_t* data, int64_t r, int64_t cols);
+// Rows of r16_row_type(t) (rows % 16 == 0) -> the same weights in the _R16 format t (out:
+// rows * quant_row_bytes bytes); throws dseek::Error for other row counts.
+void interleave_r16(DType t, uint8_t* out, const uint8_t* row_major, int64_t rows, int64_t cols);
+// Row r of an _R16 matrix t (data at row 0) as a row of r16_row_type(t) (quant_row_bytes bytes).
+void r16_row(DType t, uint8_t* out, const uint8_t* data, int64_t r, int64_t cols);
 
 // ---- activations for the integer kernels ----
 

@@ -26,20 +26,20 @@ bool quantizable(const TensorSpec& s) {
   return s.name.find("mlp.gate.weight") == std::string::npos;
 }
 
-// Q8_0_R16 interleaves the matrices the model multiplies whole; the embedding table (a row lookup)
-// and kv_b_proj (MLA reads it per head and transposed) keep plain Q8_0 rows, as does any matrix
-// whose rows are not a multiple of 16.
+// The _R16 formats interleave the matrices the model multiplies whole; the embedding table (a row
+// lookup) and kv_b_proj (MLA reads it per head and transposed) keep plain rows (Q8_0 / Q4_0), as
+// does any matrix whose rows are not a multiple of 16.
 DType stored_type(DType type, const TensorSpec& s) {
-  if (type != DType::kQ8_0R16) return type;
+  if (!is_r16(type)) return type;
   const bool row_access = s.name.find("embed_tokens") != std::string::npos || s.name.find("kv_b_proj") != std::string::npos;
-  return row_access || s.shape[0] % kQ8R16Rows != 0 ? DType::kQ8_0 : type;
+  return row_access || s.shape[0] % kR16Rows != 0 ? r16_row_type(type) : type;
 }
 
 }  // namespace
 
 void quantize_checkpoint(const std::string& in_dir, const std::string& out_dir, const QuantizeOptions& o,
                          const std::function<void(const std::string&)>& progress) {
-  if (!is_block_quantized(o.type)) throw Error("quantize: type must be Q8_0, Q4_0 or Q8_0_R16");
+  if (!is_block_quantized(o.type)) throw Error("quantize: type must be Q8_0, Q4_0, Q8_0_R16 or Q4_0_R16");
   if (std::filesystem::exists(out_dir) && std::filesystem::equivalent(in_dir, out_dir))
     throw Error("quantize: --out must differ from --model");
   const std::string cfg_text = read_text_file(in_dir + "/config.json");
@@ -48,7 +48,7 @@ void quantize_checkpoint(const std::string& in_dir, const std::string& out_dir, 
   const bool with_mtp = cfg.num_nextn_predict_layers > 0 &&
                         ckpt.has("model.layers." + std::to_string(cfg.num_hidden_layers) + ".eh_proj.weight");
   const std::string qname(dtype_name(o.type));
-  std::vector<uint8_t> rows_q8;
+  std::vector<uint8_t> row_major;
 
   CheckpointWriter writer(out_dir, o.shard_bytes, progress);
   std::vector<float> row;
@@ -81,7 +81,7 @@ void quantize_checkpoint(const std::string& in_dir, const std::string& out_dir, 
                   std::string(dtype_name(t.dtype)));
     }
     const DType type = stored_type(o.type, spec);
-    const DType row_type = type == DType::kQ8_0R16 ? DType::kQ8_0 : type;  // interleaved after all rows
+    const DType row_type = r16_row_type(type);  // _R16: interleaved after all rows
     const int64_t rb = quant_row_bytes(type, m.cols);
     std::vector<uint8_t> out(size_t(m.rows * rb));
     row.resize(size_t(m.cols));
@@ -90,11 +90,11 @@ void quantize_checkpoint(const std::string& in_dir, const std::string& out_dir, 
       quantize_rows(row_type, out.data() + r * rb, row.data(), 1, m.cols);
     }
     Shape shape{m.rows, rb};
-    if (type == DType::kQ8_0R16) {
-      rows_q8.swap(out);
-      out.resize(rows_q8.size());
-      interleave_q8_0_r16(out.data(), rows_q8.data(), m.rows, m.cols);
-      shape = {m.rows / kQ8R16Rows, kQ8R16Rows * rb};
+    if (is_r16(type)) {
+      row_major.swap(out);
+      out.resize(row_major.size());
+      interleave_r16(type, out.data(), row_major.data(), m.rows, m.cols);
+      shape = {m.rows / kR16Rows, kR16Rows * rb};
     }
     writer.add(spec.name, DType::kU8, shape, std::move(out),
                {{"dseek.quant." + spec.name, std::string(dtype_name(type))}, {"dseek.quant_version", "1"}});

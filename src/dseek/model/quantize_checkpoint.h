@@ -1,5 +1,5 @@
 // `dseek quantize`: rewrites a checkpoint with its matrices in dseek's block-quantized formats
-// (Q8_0 / Q4_0 / Q8_0_R16, docs/kernels.md). Norms, router gates and biases stay in full precision.
+// (Q8_0 / Q4_0 and their 16-row interleaved forms, docs/kernels.md). Norms, router gates and biases stay in full precision.
 #pragma once
 
 #include <cstdint>
@@ -11,8 +11,8 @@
 namespace dseek {
 
 struct QuantizeOptions {
-  // kQ8_0, kQ4_0, or kQ8_0R16 (matrices the model multiplies whole are interleaved; the embedding,
-  // kv_b_proj and matrices whose rows are not a multiple of 16 stay Q8_0).
+  // kQ8_0, kQ4_0, kQ8_0R16 or kQ4_0R16 (the _R16 forms interleave the matrices the model multiplies
+  // whole; the embedding, kv_b_proj and matrices whose rows are not a multiple of 16 keep rows).
   DType type = DType::kQ8_0;
   int64_t shard_bytes = int64_t(2) << 30;
 };

@@ -32,12 +32,12 @@ class Binder {
     const std::optional<DType> q = dtype_from_name(it->second);
     if (!q || !is_block_quantized(*q))
       throw Error(ckpt_.file_of(name) + ": metadata \"dseek.quant." + name + "\": unknown format \"" + it->second +
-                  "\" (expected Q8_0, Q4_0 or Q8_0_R16)");
-    if (*q == DType::kQ8_0R16) {
-      if (rows % kQ8R16Rows != 0)
-        throw Error(ckpt_.file_of(name) + ": \"" + name + "\" is Q8_0_R16 but has " + std::to_string(rows) +
+                  "\" (expected Q8_0, Q4_0, Q8_0_R16 or Q4_0_R16)");
+    if (is_r16(*q)) {
+      if (rows % kR16Rows != 0)
+        throw Error(ckpt_.file_of(name) + ": \"" + name + "\" is " + it->second + " but has " + std::to_string(rows) +
                     " rows, not a multiple of 16");
-      const Shape stored{rows / kQ8R16Rows, kQ8R16Rows * quant_row_bytes(*q, cols)};
+      const Shape stored{rows / kR16Rows, kR16Rows * quant_row_bytes(*q, cols)};
       return view(ckpt_.expect(name, stored, {DType::kU8}).data, *q, rows, cols);
     }
     return view(ckpt_.expect(name, {rows, quant_row_bytes(*q, cols)}, {DType::kU8}).data, *q, rows, cols);
