@@ -191,6 +191,38 @@ TEST(BatchForward, LongPrefillMatchesShortChunks) {
   }
 }
 
+// A sequence with >= 128 tokens in one call attends per head over its context expanded through
+// kv_b_proj (mla.cpp, attend_prefill_heads); shorter chunks attend in latent space. Both are the
+// same attention: the logits of one 300-token call equal those of 100-token chunks.
+TEST(BatchForward, PerHeadPrefillMatchesLatentChunks) {
+  for (const char* name : {"v3", "v2lite", "v32"}) {
+    const Model m = Model::load(test::golden_model_dir(name));
+    const ModelConfig& c = m.config();
+    const int64_t V = c.vocab_size, T = 300, n_layers = m.n_cache_layers();
+    std::mt19937 rng(17);
+    std::vector<int32_t> toks;
+    for (int64_t i = 0; i < T; ++i) toks.push_back(int32_t(rng() % uint32_t(V)));
+    std::vector<float> one(size_t(T * V)), chunked(size_t(T * V));
+    ThreadPool pool(2);
+    {
+      KVCache cache(c, n_layers, T);
+      Workspace ws(c, T, T, &pool, /*naive_attention=*/false);
+      m.forward(toks.data(), T, 0, cache.view(), AttnImpl::kAbsorb, ws, one.data(), 0);
+    }
+    KVCache cache(c, n_layers, T);
+    Workspace ws(c, 100, T, &pool, /*naive_attention=*/false);
+    for (int64_t t0 = 0; t0 < T; t0 += 100)
+      m.forward(toks.data() + t0, 100, t0, cache.view(), AttnImpl::kAbsorb, ws, chunked.data() + t0 * V, 0);
+    float worst = 0.f;
+    for (int64_t t = 0; t < T; ++t) {
+      const float d = max_abs_diff(one.data() + t * V, chunked.data() + t * V, V);
+      worst = std::max(worst, d);
+      EXPECT_LE(d, kTol) << name << " position " << t;
+    }
+    std::printf("%s: per-head vs latent prefill, max |logit difference| %.3g\n", name, double(worst));
+  }
+}
+
 // MTP rows below logits_from only write their cache rows (Model::mtp_forward_batch skips their
 // attention, FFN and head): the cache rows, the logits of the other rows, and a later row that
 // attends to them must equal the all-rows computation.

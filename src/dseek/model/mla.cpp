@@ -59,6 +59,16 @@ namespace {
 constexpr int64_t kDecodeTokens = 8;
 // From this many tokens in a call, absorbed MLA's q_nope · W_UK runs as a GEMM per head.
 constexpr int64_t kAbsorbGemmTokens = 32;
+// A sequence with at least this many tokens in a call attends per head over its context expanded
+// through kv_b_proj (attend_prefill_heads) instead of in latent space: per query and key that is
+// qk_head_dim + v_head_dim multiply-adds (320 at V2/V3 shapes) instead of latent_dim +
+// kv_lora_rank (1088), for one expansion of the context (kv_lora_rank x H (nope + vd) per key,
+// through the weights' fast kernels) shared by all the chunk's queries; and q_nope · W_UK and
+// W_UV · o_lat drop out. Below ~100 tokens the expansion costs more than it saves.
+constexpr int64_t kPrefillHeadsTokens = 128;
+// Bound on the expanded context buffers (prefill_ckv + prefill_kvb): longer contexts (and larger
+// head counts) attend in latent space.
+constexpr int64_t kPrefillHeadsBytes = int64_t(256) << 20;
 
 float dot(const float* a, const float* b, int64_t n) {
   float s = 0.f;
@@ -178,6 +188,52 @@ void attend_prefill_gemm(int64_t sq, const TokenBatch& b, const MlaParams& p, co
   }
 }
 
+bool prefill_heads_fits(int64_t end, const MlaParams& p) {
+  const int64_t per_row = p.kv_lora_rank + p.n_heads * (p.qk_nope_head_dim + p.v_head_dim);
+  return end * per_row * int64_t(sizeof(float)) <= kPrefillHeadsBytes;
+}
+
+// Prefill attention of sequence sq per head, MHA-style: the context's latents c_kv expanded through
+// kv_b_proj into k_nope | v per head (one product over all of them, in the weights' dtype kernels),
+// then per head and tile of queries: scores = q_nope · k_noperᵀ + q_pe · k_peᵀ (k_pe from the
+// latent rows), causal (and V3.2-sparse) softmax, attn = P · v, written straight into ws.attn.
+void attend_prefill_heads(int64_t sq, const TokenBatch& b, const MlaWeights& w, const MlaParams& p,
+                          const LayerRows& rows, Workspace& ws, const uint8_t* const* allowed) {
+  const int64_t H = p.n_heads, nope = p.qk_nope_head_dim, rope = p.qk_rope_head_dim, vd = p.v_head_dim;
+  const int64_t R = p.kv_lora_rank, L = p.latent_dim(), qkd = p.qk_head_dim(), kvd = nope + vd;
+  const int64_t t0 = b.seq_first[sq], t1 = b.seq_first[sq + 1];
+  const int64_t end = b.pos[t1 - 1] + 1;
+  float* kv = ws.prefill_kv.data();
+  for_each_run(rows, end, [&](int64_t j0, const float* row, int64_t m) {
+    std::memcpy(kv + j0 * L, row, size_t(m * L) * sizeof(float));
+  });
+  if (int64_t(ws.prefill_ckv.size()) < end * R) ws.prefill_ckv.resize(size_t(end * R));
+  if (int64_t(ws.prefill_kvb.size()) < end * H * kvd) ws.prefill_kvb.resize(size_t(end * H * kvd));
+  float* ckv = ws.prefill_ckv.data();
+  float* kvb = ws.prefill_kvb.data();
+  for (int64_t j = 0; j < end; ++j) std::memcpy(ckv + j * R, kv + j * L, size_t(R) * sizeof(float));
+  matmul(kvb, ckv, w.kv_b_proj, end, ws.pool);
+  const float* q = ws.q.data();
+  const int64_t tile = ws.prefill_tile;
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t r0 = t0; r0 < t1; r0 += tile) {
+      const int64_t mt = std::min(tile, t1 - r0);
+      const int64_t n_keys = b.pos[r0 + mt - 1] + 1;
+      float* S = ws.prefill_scores.data();  // (mt, n_keys)
+      const float* qh = q + (r0 * H + h) * qkd;
+      gemm_f32(GemmLayout::kNT, S, n_keys, qh, H * qkd, kvb + h * kvd, H * kvd, mt, nope, n_keys, false, ws.pool);
+      gemm_f32(GemmLayout::kNT, S, n_keys, qh + nope, H * qkd, kv + R, L, mt, rope, n_keys, true, ws.pool);
+      for (int64_t i = 0; i < mt; ++i) {
+        const int64_t t = r0 + i, n = b.pos[t] + 1;
+        float* s = S + i * n_keys;
+        attention_softmax(s, n, p.softmax_scale, allowed ? allowed[t] : nullptr);
+        std::fill(s + n, s + n_keys, 0.f);
+      }
+      gemm_f32(GemmLayout::kNN, ws.attn.data() + (r0 * H + h) * vd, H * vd, S, n_keys, kvb + h * kvd + nope, H * kvd,
+               mt, n_keys, vd, false, ws.pool);
+    }
+}
+
 // Adds rows [j0, j1) of one sequence's cache to the state of query q, kMaxRuns runs at a time
 // (one run, or one per paged block).
 void attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const LayerRows& kv, int64_t j0, int64_t j1,
@@ -279,9 +335,18 @@ void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaP
   for (int64_t t = 0; t < T; ++t)
     DSEEK_CHECK(b.pos[t] < ws.max_context, "attention: position beyond the workspace's context");
   if (impl == AttnImpl::kAbsorb) {
+    // Sequences with many tokens in this call attend per head (attend_prefill_heads) and need
+    // neither step 1 nor step 3; when every sequence does, both are skipped.
+    auto per_head = [&](int64_t sq) {
+      const int64_t t0 = b.seq_first[sq], t1 = b.seq_first[sq + 1];
+      return t1 - t0 >= kPrefillHeadsTokens && !ws.prefill_kv.empty() && prefill_heads_fits(b.pos[t1 - 1] + 1, p);
+    };
+    bool any_latent = false;
+    for (int64_t sq = 0; sq < b.n_seqs; ++sq)
+      any_latent = any_latent || (b.seq_first[sq + 1] > b.seq_first[sq] && !per_head(sq));
     // 1. q_lat[t, h] = q_nope[t, h] · W_UK[h]: kv_b_proj rows of head h are nope rows of W_UK, then
     //    vd rows of W_UV, each R wide.
-    run_heads(ws, H, [&](float* scratch, int64_t h) {
+    if (any_latent) run_heads(ws, H, [&](float* scratch, int64_t h) {
       const MatView w_uk = w.kv_b_proj.slice_rows(h * (nope + vd), nope);
       if (T >= kAbsorbGemmTokens && nope * R <= ws.thread_stride) {
         // Prefill: W_UK[h] as floats (nope x R, 256 KB at V2/V3 shapes), then one GEMM reading the
@@ -319,12 +384,12 @@ void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaP
     }
     if (!dec.empty()) attend_decode(dec, b, p, rows, ws, allowed);
     for (int64_t sq = 0; sq < b.n_seqs; ++sq)
-      if (!use_decode(sq)) {
+      if (!use_decode(sq) && !per_head(sq)) {
         DSEEK_CHECK(!ws.prefill_kv.empty(), "attention: workspace without gather buffers for a multi-token call");
         attend_prefill_gemm(sq, b, p, rows[sq], ws, allowed);
       }
-    // 3. attn[t, h] = W_UV[h] · o_lat[t, h].
-    run_heads(ws, H, [&](float* scratch, int64_t h) {
+    // 3. attn[t, h] = W_UV[h] · o_lat[t, h] (then the per-head sequences overwrite their rows).
+    if (any_latent) run_heads(ws, H, [&](float* scratch, int64_t h) {
       const MatView w_uv = w.kv_b_proj.slice_rows(h * (nope + vd) + nope, vd);
       float* ol = scratch;                             // (T, R)
       float* out_h = scratch + T * std::max(nope, R);  // (T, vd)
@@ -332,6 +397,8 @@ void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaP
       matmul(out_h, ol, w_uv, T);
       for (int64_t t = 0; t < T; ++t) std::memcpy(ws.attn.data() + (t * H + h) * vd, out_h + t * vd, size_t(vd) * sizeof(float));
     });
+    for (int64_t sq = 0; sq < b.n_seqs; ++sq)
+      if (b.seq_first[sq + 1] > b.seq_first[sq] && per_head(sq)) attend_prefill_heads(sq, b, w, p, rows[sq], ws, allowed);
   } else {
     // The reference path, one sequence at a time on one thread: decompress every cached latent of
     // the sequence into per-head k_nope | v (end_pos, H, nope + vd), then attend.

@@ -57,6 +57,11 @@ struct Workspace {
   int64_t prefill_tile = 64;
   std::vector<float> prefill_kv;
   std::vector<float> prefill_scores;
+  // Prefill chunks of many tokens attend per head (mla.cpp, attend_prefill_heads): the chunk's
+  // context latents c_kv (rows, kv_lora_rank) and their expansion through kv_b_proj (rows, H *
+  // (qk_nope_head_dim + v_head_dim)). Grown on first use, never past kPrefillHeadsBytes in all.
+  std::vector<float> prefill_ckv;
+  std::vector<float> prefill_kvb;
   // Decode attention (kernels/attention_decode.h): decode_capacity online-softmax states of
   // H * kv_lora_rank + 2 H floats (a token, or a token's part of the context per thread).
   std::vector<float> decode_state;
