@@ -116,7 +116,7 @@ struct R16Src {
 // per load the codes of column groups g (low nibbles) and g + 4 (high), as unsigned 0..15 where the
 // value is code - 8: their sums start from -8 * the block's activation sum (the tile's -128 * sum
 // / 16, exact).
-template <int T, class Src>
+template <int T, class Src, bool Stream = false>
 void tile(const uint8_t* act, int64_t K, int64_t j0, int64_t nb, const Src& src, float* y, int64_t ldy, int64_t cols,
           bool accumulate) {
   constexpr int V = Src::kVecs;
@@ -127,7 +127,8 @@ void tile(const uint8_t* act, int64_t K, int64_t j0, int64_t nb, const Src& src,
   for (int t = 0; t < T; ++t)
     for (int h = 0; h < V; ++h) cf[t][h] = _mm512_setzero_ps();
   constexpr bool kQ4 = Src::kNibbles;
-  constexpr bool kDecode = T <= 2 && V == 4;  // stored streams: prefetched 2 KiB of codes ahead
+  // Weights streamed from memory once (R16, one activation tile): prefetched 2 KiB of codes ahead.
+  constexpr bool kDecode = Stream || (T <= 2 && V == 4);
   constexpr int64_t kAhead = kQ4 ? 8 : 4;
   for (int64_t b = 0; b < nb; ++b) {
     __m512i ci[T][V];
@@ -190,17 +191,17 @@ void tile(const uint8_t* act, int64_t K, int64_t j0, int64_t nb, const Src& src,
   }
 }
 
-template <class Src>
+template <class Src, bool Stream = false>
 void tile_rows(int64_t rows, const uint8_t* act, int64_t K, int64_t j0, int64_t nb, const Src& src, float* y,
                int64_t ldy, int64_t cols, bool accumulate) {
   static_assert(kTok == 6, "tile_rows dispatches 1 to 6 tokens");
   switch (rows) {
-    case 1: return tile<1>(act, K, j0, nb, src, y, ldy, cols, accumulate);
-    case 2: return tile<2>(act, K, j0, nb, src, y, ldy, cols, accumulate);
-    case 3: return tile<3>(act, K, j0, nb, src, y, ldy, cols, accumulate);
-    case 4: return tile<4>(act, K, j0, nb, src, y, ldy, cols, accumulate);
-    case 5: return tile<5>(act, K, j0, nb, src, y, ldy, cols, accumulate);
-    default: return tile<6>(act, K, j0, nb, src, y, ldy, cols, accumulate);
+    case 1: return tile<1, Src, Stream>(act, K, j0, nb, src, y, ldy, cols, accumulate);
+    case 2: return tile<2, Src, Stream>(act, K, j0, nb, src, y, ldy, cols, accumulate);
+    case 3: return tile<3, Src, Stream>(act, K, j0, nb, src, y, ldy, cols, accumulate);
+    case 4: return tile<4, Src, Stream>(act, K, j0, nb, src, y, ldy, cols, accumulate);
+    case 5: return tile<5, Src, Stream>(act, K, j0, nb, src, y, ldy, cols, accumulate);
+    default: return tile<6, Src, Stream>(act, K, j0, nb, src, y, ldy, cols, accumulate);
   }
 }
 
@@ -269,7 +270,7 @@ void qgemm_r16(const Job& j, int64_t n0, int64_t n1) {
   if (tiles == 1) {
     for (int64_t r0 = n0; r0 < n1; r0 += kRows) {
       const int64_t rows = min64(kRows, n1 - r0);
-      tile_rows(j.B, j.act, K, 0, nb, src(two, r0, rows, 0), j.y + r0, j.N, rows, false);
+      tile_rows<R16Src<2, Q4>, true>(j.B, j.act, K, 0, nb, src(two, r0, rows, 0), j.y + r0, j.N, rows, false);
     }
     return;
   }
