@@ -20,6 +20,7 @@
 #include <immintrin.h>
 
 #include <type_traits>
+#include <vector>
 
 #include "dseek/kernels/masks_avx512.h"
 #include "dseek/kernels/transpose_avx512.h"
@@ -30,9 +31,8 @@ namespace {
 constexpr int64_t kTok = kQGemmTokens;
 constexpr int64_t kRows = 32;       // weight rows per panel (two 16-lane vectors)
 constexpr int64_t kCols = 256;      // columns per packed panel: 8 blocks, 8 KB of codes + 1 KB of scales
-constexpr int64_t kBlockRows = 64;  // rows packed together; each token tile sweeps their panels
-// Q8_0_R16 / Q4_0_R16: blocks of 32 columns that every activation tile runs over 32 rows in one call
-// (8192 columns: 272 KiB of Q8_0_R16, in L2 for the tiles after the first).
+// Blocks of 32 columns that every activation tile runs over 32 rows in one call (8192 columns:
+// 272 KiB of Q8_0_R16, 288 KiB of packed panels; in L2 for the tiles after the first).
 constexpr int64_t kStreamBlocks = 256;
 
 struct Panel {
@@ -94,9 +94,9 @@ void pack_panel(Panel& p, const Job& j, int64_t r0, int64_t nr, int64_t k0, int6
 struct PanelSrc {
   static constexpr int kVecs = 2;
   static constexpr bool kNibbles = false;
-  const Panel* p;
-  const uint32_t* codes(int64_t b, int g, int h) const { return p->codes + (b * 8 + g) * kRows + 16 * h; }
-  __m512 scales(int64_t b, int h) const { return _mm512_load_ps(p->dw + b * kRows + 16 * h); }
+  const Panel* p;  // consecutive panels of 8 blocks each
+  const uint32_t* codes(int64_t b, int g, int h) const { return p[b >> 3].codes + ((b & 7) * 8 + g) * kRows + 16 * h; }
+  __m512 scales(int64_t b, int h) const { return _mm512_load_ps(p[b >> 3].dw + (b & 7) * kRows + 16 * h); }
 };
 template <int V, bool Q4>
 struct R16Src {
@@ -208,40 +208,45 @@ void tile_rows(int64_t rows, const uint8_t* act, int64_t K, int64_t j0, int64_t 
   }
 }
 
+// 32 rows x (a piece of up to kStreamBlocks blocks of) K packed once into consecutive panels, then
+// every activation tile runs over all of them, as qgemm_r16 reads its groups. Sweeping 64 x 256
+// chunks with every tile (before 2026-12-06) measured 1.4x slower at 512 tokens (docs/kernels.md).
 template <class C>
 void qgemm(const Job& j, int64_t n0, int64_t n1) {
-  Panel panels[kBlockRows / kRows];
-  const int64_t K = j.K, tiles = (j.B + kTok - 1) / kTok;
-  for (int64_t r0 = n0; r0 < n1; r0 += kBlockRows) {
-    const int64_t rb = min64(kBlockRows, n1 - r0), np = (rb + kRows - 1) / kRows;
-    for (int64_t k0 = 0; k0 < K; k0 += kCols) {
-      const int64_t kc = min64(kCols, K - k0);
-      for (int64_t q = 0; q < np; ++q) pack_panel<C>(panels[q], j, r0 + q * kRows, min64(kRows, rb - q * kRows), k0, kc);
-      // The next block's code bytes, fetched into L2 while this one computes (spread over the
-      // token tiles): packing reads 64 rows a row apart, too short a run for the hardware
-      // prefetchers (the BF16 GEMM measured its packing loads stalled ~40 % of the time).
-      const bool last = k0 + kc >= K;
-      const int64_t next_r0 = last ? r0 + kBlockRows : r0, next_k0 = last ? 0 : k0 + kc;
-      const int64_t next_rows = min64(kBlockRows, n1 - next_r0);
-      const int64_t next_bytes = min64(kCols, K - next_k0) >> C::kShift;
+  const int64_t K = j.K, nb = K / 32, tiles = (j.B + kTok - 1) / kTok;
+  // Grows on the first call with a longer K, then reused (at most 32 panels, 288 KiB, per thread).
+  thread_local std::vector<Panel> buffer;
+  const size_t need = size_t((min64(nb, kStreamBlocks) + 7) / 8);
+  if (buffer.size() < need) buffer.resize(need);
+  Panel* panels = buffer.data();
+  for (int64_t r0 = n0; r0 < n1; r0 += kRows) {
+    const int64_t rows = min64(kRows, n1 - r0);
+    for (int64_t j0 = 0; j0 < nb; j0 += kStreamBlocks) {
+      const int64_t jn = min64(kStreamBlocks, nb - j0);
+      for (int64_t q = 0; q < (jn + 7) / 8; ++q)
+        pack_panel<C>(panels[q], j, r0, rows, (j0 + 8 * q) * 32, min64(8, jn - 8 * q) * 32);
+      // The next piece's code bytes, fetched into L2 while the tiles compute (spread over them):
+      // packing loads waited on memory otherwise.
+      const bool last = j0 + jn >= nb;
+      const int64_t next_r0 = last ? r0 + kRows : r0, next_j0 = last ? 0 : j0 + jn;
+      const int64_t next_rows = min64(kRows, n1 - next_r0);
+      const int64_t next_bytes = (min64(kStreamBlocks, nb - next_j0) * 32) >> C::kShift;
+      const int64_t next_lines = next_rows > 0 ? next_rows * ((next_bytes + 63) / 64) : 0;
       for (int64_t t = 0; t < tiles; ++t) {
-        for (int64_t i = t * next_rows / tiles; i < (t + 1) * next_rows / tiles; ++i)
-          for (int64_t b = 0; b < next_bytes; b += 64)
-            _mm_prefetch(reinterpret_cast<const char*>(row_of(j, next_r0 + i) + (next_k0 >> C::kShift) + b), _MM_HINT_T1);
-        const uint8_t* act = j.act + t * j.act_stride;
-        float* y = j.y + t * kTok * j.N + r0;
-        const int64_t rows = min64(kTok, j.B - t * kTok);
-        for (int64_t q = 0; q < np; ++q)
-          tile_rows(rows, act, K, k0 / 32, kc / 32, PanelSrc{&panels[q]}, y + q * kRows, j.N, min64(kRows, rb - q * kRows), k0 > 0);
+        for (int64_t i = t * next_lines / tiles; i < (t + 1) * next_lines / tiles; ++i) {
+          const int64_t row = i / ((next_bytes + 63) / 64), line = i % ((next_bytes + 63) / 64);
+          _mm_prefetch(reinterpret_cast<const char*>(row_of(j, next_r0 + row) + ((next_j0 * 32) >> C::kShift) + 64 * line),
+                       _MM_HINT_T1);
+        }
+        tile_rows(min64(kTok, j.B - t * kTok), j.act + t * j.act_stride, K, j0, jn, PanelSrc{panels},
+                  j.y + t * kTok * j.N + r0, j.N, rows, j0 > 0);
       }
     }
   }
 }
 
-// Q8_0_R16 (rows % 16 == 0, row tasks start at multiples of 32): the same register tiles reading
-// the stored groups, nothing packed. Up to 6 tokens (one activation tile) stream each 64 (B <= 2)
-// or 32 rows over all of K; more tokens sweep column chunks of kBlockRows rows as qgemm does, so
-// each chunk's weights stay in L1 while every token tile uses them.
+// Q8_0_R16 / Q4_0_R16 (rows % 16 == 0, row tasks start at multiples of 32): the same register tiles
+// reading the stored groups, nothing packed; 1-2 tokens 64 rows at a time, more 32.
 template <bool Q4>
 void qgemm_r16(const Job& j, int64_t n0, int64_t n1) {
   const int64_t K = j.K, nb = K / 32, tiles = (j.B + kTok - 1) / kTok;
