@@ -20,7 +20,6 @@
 #include <immintrin.h>
 
 #include <type_traits>
-#include <vector>
 
 #include "dseek/kernels/masks_avx512.h"
 #include "dseek/kernels/transpose_avx512.h"
@@ -214,11 +213,9 @@ void tile_rows(int64_t rows, const uint8_t* act, int64_t K, int64_t j0, int64_t 
 template <class C>
 void qgemm(const Job& j, int64_t n0, int64_t n1) {
   const int64_t K = j.K, nb = K / 32, tiles = (j.B + kTok - 1) / kTok;
-  // Grows on the first call with a longer K, then reused (at most 32 panels, 288 KiB, per thread).
-  thread_local std::vector<Panel> buffer;
-  const size_t need = size_t((min64(nb, kStreamBlocks) + 7) / 8);
-  if (buffer.size() < need) buffer.resize(need);
-  Panel* panels = buffer.data();
+  // At most 32 panels (288 KiB) per thread.
+  thread_local PanelScratch scratch;
+  Panel* panels = static_cast<Panel*>(scratch.get(size_t((min64(nb, kStreamBlocks) + 7) / 8) * sizeof(Panel)));
   for (int64_t r0 = n0; r0 < n1; r0 += kRows) {
     const int64_t rows = min64(kRows, n1 - r0);
     for (int64_t j0 = 0; j0 < nb; j0 += kStreamBlocks) {

@@ -1,4 +1,4 @@
-// Tail masks and row addressing shared by the AVX-512 kernel files (matmul_avx512.cpp,
+// Tail masks, row addressing and panel scratch shared by the AVX-512 kernel files (matmul_avx512.cpp,
 // gemm_q8_avx512.cpp, attention_decode_avx512.cpp, softmax_avx512.cpp). Include it only from files
 // compiled with AVX-512 flags: the helpers live in an anonymous namespace, so each such file gets its
 // own copy (see matmul_kernels.h).
@@ -6,7 +6,9 @@
 
 #include <immintrin.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <new>
 
 #include "dseek/kernels/matmul_kernels.h"
 
@@ -21,11 +23,34 @@ namespace dseek::mm {
 namespace {
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 // The first n lanes (all of them for n >= the width).
 inline __mmask16 mask16(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1); }
 inline __mmask32 mask32(int64_t n) { return n >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << n) - 1); }
 inline __mmask64 mask64(int64_t n) { return n >= 64 ? __mmask64(~0ull) : __mmask64((1ull << n) - 1); }
 inline const uint8_t* row_of(const Job& j, int64_t r) { return j.w + r * j.w_row_bytes; }
+
+// A thread's grow-only, 64-byte aligned scratch for packed weight panels (the prefill GEMMs pack
+// whole rows once per call): plain operator new / delete, no library templates that this file's
+// flags could instantiate for the whole program. Grows on the first call with a longer K only.
+struct PanelScratch {
+  void* p = nullptr;
+  size_t cap = 0;
+  ~PanelScratch() { release(); }
+  void* get(size_t bytes) {
+    if (bytes > cap) {
+      release();
+      p = ::operator new(bytes, std::align_val_t(64));
+      cap = bytes;
+    }
+    return p;
+  }
+  void release() {
+    if (p) ::operator delete(p, std::align_val_t(64));
+    p = nullptr;
+    cap = 0;
+  }
+};
 
 }  // namespace
 }  // namespace dseek::mm

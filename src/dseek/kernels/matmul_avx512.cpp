@@ -825,9 +825,8 @@ struct RowsBF16 {
 // kGemmTokens), and a 12 x 32 register tile keeps 24 accumulators: per pair, 2 panel loads and 12
 // broadcast activation pairs feed 24 vdpbf16ps.
 
-constexpr int64_t kGemmRows = 32;       // weight rows per packed panel (two 16-lane vectors)
-constexpr int64_t kGemmPairs = 128;     // k pairs per packed block: a panel is 16 KB
-constexpr int64_t kGemmBlockRows = 64;  // rows packed together; each token tile sweeps their panels
+constexpr int64_t kGemmRows = 32;            // weight rows per packed panel (two 16-lane vectors)
+constexpr int64_t kGemmStreamPairs = 2048;   // k pairs packed at once: 32 rows x 4096 columns, 256 KiB
 
 inline __mmask32 mask32_from(int64_t n) { return n <= 0 ? __mmask32(0) : mask32(n); }
 
@@ -878,31 +877,32 @@ inline void gemm_tile(const uint32_t* ap, const uint32_t* wp, int64_t np, float*
   }
 }
 
+// 32 rows x (a piece of up to kGemmStreamPairs pairs of) K packed once, then every token tile runs
+// over all of them (the panel stays in L2), as the int8 GEMMs do (gemm_q8_avx512.cpp).
 void bf16_gemm(const Job& j, int64_t n0, int64_t n1) {
-  alignas(64) uint32_t wp[kGemmBlockRows / kGemmRows][kGemmPairs * kGemmRows];
   const int64_t pairs = gemm_pairs(j.K), tiles = (j.B + kGemmTokens - 1) / kGemmTokens;
-  for (int64_t r0 = n0; r0 < n1; r0 += kGemmBlockRows) {
-    const int64_t rb = min64(kGemmBlockRows, n1 - r0), panels = (rb + kGemmRows - 1) / kGemmRows;
-    for (int64_t p0 = 0; p0 < pairs; p0 += kGemmPairs) {
-      const int64_t np = min64(kGemmPairs, pairs - p0);
-      for (int64_t q = 0; q < panels; ++q) pack_w_panel(wp[q], j, r0 + q * kGemmRows, min64(kGemmRows, rb - q * kGemmRows), p0, np);
-      // The next block's weights, fetched into L2 while this one computes (spread over the token
-      // tiles): packing reads 64 rows 4 KB apart, 512 bytes of each, too short a run for the hardware
-      // prefetchers; its loads stalled ~40 % of the time at B = 48 (an expert's share of a 512-token
-      // prefill), and this made B = 48 10-25 % faster (matmul_bench, A/B runs).
-      const bool last_block = p0 + np >= pairs;
-      const int64_t next_r0 = last_block ? r0 + kGemmBlockRows : r0, next_p0 = last_block ? 0 : p0 + np;
-      const int64_t next_rows = min64(kGemmBlockRows, n1 - next_r0);
-      const int64_t next_bytes = min64(4 * kGemmPairs, 2 * j.K - 4 * next_p0);
+  // At most 256 KiB per thread.
+  thread_local PanelScratch scratch;
+  auto* wp = static_cast<uint32_t*>(scratch.get(size_t(kGemmRows * min64(pairs, kGemmStreamPairs)) * 4));
+  for (int64_t r0 = n0; r0 < n1; r0 += kGemmRows) {
+    const int64_t rows_w = min64(kGemmRows, n1 - r0);
+    for (int64_t p0 = 0; p0 < pairs; p0 += kGemmStreamPairs) {
+      const int64_t np = min64(kGemmStreamPairs, pairs - p0);
+      pack_w_panel(wp, j, r0, rows_w, p0, np);
+      // The next piece's weights, fetched into L2 while the tiles compute (spread over them): the
+      // packing loads stalled on memory otherwise.
+      const bool last = p0 + np >= pairs;
+      const int64_t next_r0 = last ? r0 + kGemmRows : r0, next_p0 = last ? 0 : p0 + np;
+      const int64_t next_rows = max64(0, min64(kGemmRows, n1 - next_r0));
+      const int64_t row_lines = (min64(4 * kGemmStreamPairs, 2 * j.K - 4 * next_p0) + 63) / 64;
+      const int64_t lines = next_rows * row_lines;
       for (int64_t t = 0; t < tiles; ++t) {
-        for (int64_t i = t * next_rows / tiles; i < (t + 1) * next_rows / tiles; ++i)
-          for (int64_t b = 0; b < next_bytes; b += 64)
-            _mm_prefetch(reinterpret_cast<const char*>(row_of(j, next_r0 + i) + 4 * next_p0 + b), _MM_HINT_T1);
+        for (int64_t i = t * lines / tiles; i < (t + 1) * lines / tiles; ++i)
+          _mm_prefetch(reinterpret_cast<const char*>(row_of(j, next_r0 + i / row_lines) + 4 * next_p0 + 64 * (i % row_lines)),
+                       _MM_HINT_T1);
         const uint32_t* ap = reinterpret_cast<const uint32_t*>(j.act + t * j.act_stride) + p0 * kGemmTokens;
-        float* y = j.y + t * kGemmTokens * j.N + r0;
-        const int64_t rows = min64(kGemmTokens, j.B - t * kGemmTokens);
-        for (int64_t q = 0; q < panels; ++q)
-          gemm_tile(ap, wp[q], np, y + q * kGemmRows, j.N, rows, min64(kGemmRows, rb - q * kGemmRows), p0 > 0);
+        gemm_tile(ap, wp, np, j.y + t * kGemmTokens * j.N + r0, j.N, min64(kGemmTokens, j.B - t * kGemmTokens), rows_w,
+                  p0 > 0);
       }
     }
   }
