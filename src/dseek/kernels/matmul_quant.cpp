@@ -68,7 +68,14 @@ void interleave_r16(DType t, uint8_t* out, const uint8_t* row_major, int64_t row
     uint8_t* grp = out + g0 * rb;
     for (int64_t r = 0; r < kR16Rows; ++r) {
       const uint8_t* row = row_major + (g0 + r) * rb;
-      for (int64_t k = 0; k < l.cb * l.nb; ++k) grp[l.code(r, k)] = l.q8 ? uint8_t(row[k] ^ 0x80) : row[k];
+      // 4 code bytes at a time: each word of a row lands whole in the group (R16Layout::code).
+      const uint32_t flip = l.q8 ? 0x80808080u : 0u;
+      for (int64_t k = 0; k < l.cb * l.nb; k += 4) {
+        uint32_t w;
+        std::memcpy(&w, row + k, 4);
+        w ^= flip;
+        std::memcpy(grp + l.code(r, k), &w, 4);
+      }
       for (int64_t j = 0; j < l.nb; ++j) std::memcpy(grp + l.scale(r, j), row + l.cb * l.nb + 2 * j, 2);
     }
   }
