@@ -1,12 +1,7 @@
 #!/bin/bash
 # dseek generate --speculative mtp on the demo model: greedy text identical to plain generate, the
 # acceptance line on stderr, a bad --speculative value refused. Usage: generate_speculative.sh DSEEK
-set -u
-bin=$1
-model=${DSEEK_SOURCE_DIR:?}/models/brown-demo
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "$0")/common.sh" "$1"
 for p in "The president said that" "It was a cold morning in"; do
   "$bin" generate --model "$model" --prompt "$p" -n 120 --temperature 0 -t 1 --no-warm >"$tmp/plain" 2>"$tmp/plain.err" ||
     fail "plain generate: $(cat "$tmp/plain.err")"

@@ -3,12 +3,7 @@
 # generates; the interleaved formats (same values, other kernels) give the same greedy text as
 # their row formats; the metadata names the format; a bad --type is refused.
 # Usage: quantize_formats.sh DSEEK
-set -u
-bin=$1
-model=${DSEEK_SOURCE_DIR:?}/models/brown-demo
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "$0")/common.sh" "$1"
 for t in q8 q8r q4 q4r; do
   "$bin" quantize --model "$model" --out "$tmp/$t" --type "$t" >/dev/null 2>"$tmp/$t.err" || fail "quantize $t: $(cat "$tmp/$t.err")"
   for p in "The president said that" "It was a cold morning in"; do

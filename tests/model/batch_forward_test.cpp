@@ -7,6 +7,7 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <utility>
 
 #include "common/shared_dir.h"
 #include "dseek/core/error.h"
@@ -166,26 +167,35 @@ TEST(BatchForward, V2LitePagedBatchMatchesSingleSequence) { run_case("v2lite", f
 TEST(BatchForward, V3PagedBatchOnTwoThreads) { run_case("v3", /*with_mtp=*/true, /*threads=*/2); }
 TEST(BatchForward, V32SparseAttentionPerSequence) { run_case("v32", false); }
 
+// Logits of T random tokens (seeded) fed in one call and fed `chunk` at a time, each into a fresh
+// cache: (one, chunked).
+std::pair<std::vector<float>, std::vector<float>> one_call_and_chunks(const Model& m, int64_t T, int64_t chunk,
+                                                                      uint32_t seed, ThreadPool* pool) {
+  const ModelConfig& c = m.config();
+  const int64_t V = c.vocab_size, n_layers = m.n_cache_layers();
+  std::mt19937 rng(seed);
+  std::vector<int32_t> toks;
+  for (int64_t i = 0; i < T; ++i) toks.push_back(int32_t(rng() % uint32_t(V)));
+  std::vector<float> one(size_t(T * V)), chunked(size_t(T * V));
+  {
+    KVCache cache(c, n_layers, T);
+    Workspace ws(c, T, T, pool, /*naive_attention=*/false);
+    m.forward(toks.data(), T, 0, cache.view(), AttnImpl::kAbsorb, ws, one.data(), 0);
+  }
+  KVCache cache(c, n_layers, T);
+  Workspace ws(c, chunk, T, pool, /*naive_attention=*/false);
+  for (int64_t t0 = 0; t0 < T; t0 += chunk)
+    m.forward(toks.data() + t0, std::min(chunk, T - t0), t0, cache.view(), AttnImpl::kAbsorb, ws, chunked.data() + t0 * V, 0);
+  return {std::move(one), std::move(chunked)};
+}
+
 // From 32 tokens in a call, absorbed MLA's q_nope · W_UK runs as one GEMM per head (mla.cpp); a
 // 40-token call must give the logits of the same tokens fed 5 at a time (the row kernel).
 TEST(BatchForward, LongPrefillMatchesShortChunks) {
   for (const char* name : {"v3", "v2lite"}) {
     const Model m = Model::load(test::golden_model_dir(name));
-    const ModelConfig& c = m.config();
-    const int64_t V = c.vocab_size, T = 40, n_layers = m.n_cache_layers();
-    std::mt19937 rng(13);
-    std::vector<int32_t> toks;
-    for (int64_t i = 0; i < T; ++i) toks.push_back(int32_t(rng() % uint32_t(V)));
-    std::vector<float> one(size_t(T * V)), chunked(size_t(T * V));
-    {
-      KVCache cache(c, n_layers, T);
-      Workspace ws(c, T, T, nullptr, /*naive_attention=*/false);
-      m.forward(toks.data(), T, 0, cache.view(), AttnImpl::kAbsorb, ws, one.data(), 0);
-    }
-    KVCache cache(c, n_layers, T);
-    Workspace ws(c, T, T, nullptr, /*naive_attention=*/false);
-    for (int64_t t0 = 0; t0 < T; t0 += 5)
-      m.forward(toks.data() + t0, 5, t0, cache.view(), AttnImpl::kAbsorb, ws, chunked.data() + t0 * V, 0);
+    const int64_t V = m.config().vocab_size, T = 40;
+    const auto [one, chunked] = one_call_and_chunks(m, T, 5, 13, nullptr);
     for (int64_t t = 0; t < T; ++t)
       EXPECT_LE(max_abs_diff(one.data() + t * V, chunked.data() + t * V, V), kTol) << name << " position " << t;
   }
@@ -195,24 +205,11 @@ TEST(BatchForward, LongPrefillMatchesShortChunks) {
 // kv_b_proj (mla.cpp, attend_prefill_heads); shorter chunks attend in latent space. Both are the
 // same attention: the logits of one 300-token call equal those of 100-token chunks.
 TEST(BatchForward, PerHeadPrefillMatchesLatentChunks) {
+  ThreadPool pool(2);
   for (const char* name : {"v3", "v2lite", "v32"}) {
     const Model m = Model::load(test::golden_model_dir(name));
-    const ModelConfig& c = m.config();
-    const int64_t V = c.vocab_size, T = 300, n_layers = m.n_cache_layers();
-    std::mt19937 rng(17);
-    std::vector<int32_t> toks;
-    for (int64_t i = 0; i < T; ++i) toks.push_back(int32_t(rng() % uint32_t(V)));
-    std::vector<float> one(size_t(T * V)), chunked(size_t(T * V));
-    ThreadPool pool(2);
-    {
-      KVCache cache(c, n_layers, T);
-      Workspace ws(c, T, T, &pool, /*naive_attention=*/false);
-      m.forward(toks.data(), T, 0, cache.view(), AttnImpl::kAbsorb, ws, one.data(), 0);
-    }
-    KVCache cache(c, n_layers, T);
-    Workspace ws(c, 100, T, &pool, /*naive_attention=*/false);
-    for (int64_t t0 = 0; t0 < T; t0 += 100)
-      m.forward(toks.data() + t0, 100, t0, cache.view(), AttnImpl::kAbsorb, ws, chunked.data() + t0 * V, 0);
+    const int64_t V = m.config().vocab_size, T = 300;
+    const auto [one, chunked] = one_call_and_chunks(m, T, 100, 17, &pool);
     float worst = 0.f;
     for (int64_t t = 0; t < T; ++t) {
       const float d = max_abs_diff(one.data() + t * V, chunked.data() + t * V, V);
