@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <set>
 
 #include "common/shared_dir.h"
@@ -133,6 +134,33 @@ TEST(Quantize, Q4TracksF32) { expect_tracks(DType::kQ4_0, 0.6, 0.0, 40); }
 // The _R16 formats hold their row format's values (only the order differs), so its bounds apply.
 TEST(Quantize, Q8R16TracksF32) { expect_tracks(DType::kQ8_0R16, 0.05, 1.0, 4); }
 TEST(Quantize, Q4R16TracksF32) { expect_tracks(DType::kQ4_0R16, 0.6, 0.0, 40); }
+
+// A row-major Q8_0 tensor relabelled Q8_0_R16 has the wrong stored shape ([rows, row_bytes], not
+// [rows / 16, 16 * row_bytes]): loading names the file and the tensor instead of reading garbage.
+TEST(Quantize, R16LabelOnRowShapeIsAnError) {
+  const std::string dir = scratch("r16label");
+  quantize_checkpoint(test::golden_model_dir("v2lite"), dir, {});
+  SafetensorsFile f = SafetensorsFile::open(dir + "/model.safetensors");
+  std::vector<TensorToWrite> tw;
+  std::vector<std::vector<uint8_t>> keep;  // write_safetensors reads the mapping of the file it replaces
+  for (const TensorInfo& t : f.tensors()) {
+    keep.emplace_back(f.data(t), f.data(t) + t.nbytes);
+    tw.push_back({t.name, t.dtype, t.shape, keep.back().data()});
+  }
+  std::map<std::string, std::string> md = f.metadata();
+  ASSERT_EQ(md["dseek.quant.lm_head.weight"], "Q8_0");
+  md["dseek.quant.lm_head.weight"] = "Q8_0_R16";
+  write_safetensors(dir + "/model.safetensors", tw, md);
+  try {
+    Model::load(dir);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("lm_head.weight"), std::string::npos) << what;
+    EXPECT_NE(what.find("model.safetensors"), std::string::npos) << what;
+  }
+  fs::remove_all(dir);
+}
 
 TEST(Quantize, U8WithoutFormatMetadataIsAnError) {
   const std::string dir = scratch("nometa");
