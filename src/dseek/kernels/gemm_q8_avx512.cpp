@@ -3,10 +3,11 @@
 // Prefill is bound by multiply-add throughput. vpdpbusd does 64 int8 multiply-adds per instruction,
 // vdpbf16ps 32, at the same rate on this CPU (Zen 5, ad-hoc harness: 425 vs 213 GMAC/s per core),
 // so the block formats run faster as integer products than widened to bf16. As in the BF16 GEMM
-// (matmul_avx512.cpp), each task packs 64 weight rows x 256 columns at a time into two panels
+// (matmul_avx512.cpp), each task packs 32 weight rows x up to 8192 columns at a time into panels
 // that hold, per group of 4 columns, the 4 code bytes of 32 rows as 32 words (a 16 x 16 word
 // transpose per 16 rows and 64 columns; Q4_0 nibbles are unpacked to bytes here, so both formats
-// share one micro-kernel), plus each block's 32 float scales. A register tile of 6 tokens x 32 rows
+// share one micro-kernel), plus each block's 32 float scales; the interleaved Q8_0_R16 / Q4_0_R16
+// are stored in that order already and are read in place (qgemm_r16). A register tile of 6 tokens x 32 rows
 // keeps 12 int32 accumulators for the current block and 12 float ones: per group of 4 columns,
 // 2 panel loads, 6 broadcast activation words and 12 vpdpbusd; per block of 32 columns, every
 // int32 sum is converted and added as float(dot) * (d_w * dx).
