@@ -89,7 +89,7 @@ void pack_panel(Panel& p, const Job& j, int64_t r0, int64_t nr, int64_t k0, int6
 }
 
 // Where a register tile reads its weight rows, 16 per vector h: a packed Panel (32 rows), or
-// Q8_0_R16 groups as they are stored (matmul_quant.h: the same words and, as f16, the same
+// Q8_0_R16 / Q4_0_R16 groups as they are stored (matmul_quant.h: the same words and, as f16, the same
 // scales). Block b counts from the tile's first block.
 struct PanelSrc {
   static constexpr int kVecs = 2;
@@ -118,7 +118,8 @@ struct R16Src {
 // activation tile `act` (K columns) times the V * 16 rows of src. Nibble sources (Q4_0_R16) give
 // per load the codes of column groups g (low nibbles) and g + 4 (high), as unsigned 0..15 where the
 // value is code - 8: their sums start from -8 * the block's activation sum (the tile's -128 * sum
-// / 16, exact).
+// / 16, exact). Stream: the rows come from memory once (the first tile over _R16 groups), so their
+// codes and scales are prefetched 2 KiB of codes ahead.
 template <int T, class Src, bool Stream = false>
 void tile(const uint8_t* act, int64_t K, int64_t j0, int64_t nb, const Src& src, float* y, int64_t ldy, int64_t cols,
           bool accumulate) {
@@ -130,9 +131,7 @@ void tile(const uint8_t* act, int64_t K, int64_t j0, int64_t nb, const Src& src,
   for (int t = 0; t < T; ++t)
     for (int h = 0; h < V; ++h) cf[t][h] = _mm512_setzero_ps();
   constexpr bool kQ4 = Src::kNibbles;
-  // Weights streamed from memory once (R16, one activation tile): prefetched 2 KiB of codes ahead.
-  constexpr bool kDecode = Stream || (T <= 2 && V == 4);
-  constexpr int64_t kAhead = kQ4 ? 8 : 4;
+  constexpr int64_t kAhead = kQ4 ? 8 : 4;  // blocks: 2 KiB of codes
   for (int64_t b = 0; b < nb; ++b) {
     __m512i ci[T][V];
     for (int t = 0; t < T; ++t)
@@ -146,7 +145,7 @@ void tile(const uint8_t* act, int64_t K, int64_t j0, int64_t nb, const Src& src,
           lo[h] = _mm512_and_si512(v, low4);
           hi[h] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
         }
-        if constexpr (kDecode)
+        if constexpr (Stream)
           for (int h = 0; h < V; ++h)
             _mm_prefetch(reinterpret_cast<const char*>(src.codes(b + kAhead, g, h)), _MM_HINT_T0);
         const uint32_t* alo = codes + (b * 8 + g) * kTok;
@@ -163,7 +162,7 @@ void tile(const uint8_t* act, int64_t K, int64_t j0, int64_t nb, const Src& src,
       for (int g = 0; g < 8; ++g) {
         __m512i w[V];
         for (int h = 0; h < V; ++h) w[h] = _mm512_loadu_si512(src.codes(b, g, h));
-        if constexpr (kDecode)
+        if constexpr (Stream)
           for (int h = 0; h < V; ++h)
             _mm_prefetch(reinterpret_cast<const char*>(src.codes(b + kAhead, g, h)), _MM_HINT_T0);
         const uint32_t* ag = codes + (b * 8 + g) * kTok;
@@ -173,7 +172,7 @@ void tile(const uint8_t* act, int64_t K, int64_t j0, int64_t nb, const Src& src,
         }
       }
     }
-    if constexpr (kDecode)
+    if constexpr (Stream)
       for (int h = 0; h < V; ++h) _mm_prefetch(src.scales_ptr(b + kAhead, h), _MM_HINT_T0);
     __m512 d[V];
     for (int h = 0; h < V; ++h) d[h] = src.scales(b, h);
@@ -210,7 +209,7 @@ void tile_rows(int64_t rows, const uint8_t* act, int64_t K, int64_t j0, int64_t 
 
 // 32 rows x (a piece of up to kStreamBlocks blocks of) K packed once into consecutive panels, then
 // every activation tile runs over all of them, as qgemm_r16 reads its groups. Sweeping 64 x 256
-// chunks with every tile (before 2026-12-06) measured 1.4x slower at 512 tokens (docs/kernels.md).
+// chunks with every tile (before 2026-12-06) measured 1.3x slower at 512 tokens (docs/kernels.md).
 template <class C>
 void qgemm(const Job& j, int64_t n0, int64_t n1) {
   const int64_t K = j.K, nb = K / 32, tiles = (j.B + kTok - 1) / kTok;
@@ -227,15 +226,14 @@ void qgemm(const Job& j, int64_t n0, int64_t n1) {
       // packing loads waited on memory otherwise.
       const bool last = j0 + jn >= nb;
       const int64_t next_r0 = last ? r0 + kRows : r0, next_j0 = last ? 0 : j0 + jn;
-      const int64_t next_rows = min64(kRows, n1 - next_r0);
-      const int64_t next_bytes = (min64(kStreamBlocks, nb - next_j0) * 32) >> C::kShift;
-      const int64_t next_lines = next_rows > 0 ? next_rows * ((next_bytes + 63) / 64) : 0;
+      const int64_t next_rows = max64(0, min64(kRows, n1 - next_r0));
+      const int64_t row_lines = ((min64(kStreamBlocks, nb - next_j0) * 32 >> C::kShift) + 63) / 64;
+      const int64_t lines = next_rows * row_lines;
       for (int64_t t = 0; t < tiles; ++t) {
-        for (int64_t i = t * next_lines / tiles; i < (t + 1) * next_lines / tiles; ++i) {
-          const int64_t row = i / ((next_bytes + 63) / 64), line = i % ((next_bytes + 63) / 64);
-          _mm_prefetch(reinterpret_cast<const char*>(row_of(j, next_r0 + row) + ((next_j0 * 32) >> C::kShift) + 64 * line),
+        for (int64_t i = t * lines / tiles; i < (t + 1) * lines / tiles; ++i)
+          _mm_prefetch(reinterpret_cast<const char*>(row_of(j, next_r0 + i / row_lines) + ((next_j0 * 32) >> C::kShift) +
+                                                     64 * (i % row_lines)),
                        _MM_HINT_T1);
-        }
         tile_rows(min64(kTok, j.B - t * kTok), j.act + t * j.act_stride, K, j0, jn, PanelSrc{panels},
                   j.y + t * kTok * j.N + r0, j.N, rows, j0 > 0);
       }
@@ -266,9 +264,9 @@ void qgemm_r16(const Job& j, int64_t n0, int64_t n1) {
       const int64_t rows = min64(64, n1 - r0);
       const auto s = src(std::integral_constant<int, 4>{}, r0, rows, 0);
       if (j.B == 1)
-        tile<1>(j.act, K, 0, nb, s, j.y + r0, j.N, rows, false);
+        tile<1, R16Src<4, Q4>, true>(j.act, K, 0, nb, s, j.y + r0, j.N, rows, false);
       else
-        tile<2>(j.act, K, 0, nb, s, j.y + r0, j.N, rows, false);
+        tile<2, R16Src<4, Q4>, true>(j.act, K, 0, nb, s, j.y + r0, j.N, rows, false);
     }
     return;
   }

@@ -86,7 +86,13 @@ void r16_row(DType t, uint8_t* out, const uint8_t* data, int64_t r, int64_t cols
   const int64_t rb = quant_row_bytes(t, cols);
   const uint8_t* grp = data + (r / kR16Rows) * kR16Rows * rb;
   const int64_t i = r % kR16Rows;
-  for (int64_t k = 0; k < l.cb * l.nb; ++k) out[k] = l.q8 ? uint8_t(grp[l.code(i, k)] ^ 0x80) : grp[l.code(i, k)];
+  const uint32_t flip = l.q8 ? 0x80808080u : 0u;
+  for (int64_t k = 0; k < l.cb * l.nb; k += 4) {  // whole words, as interleave_r16 stores them
+    uint32_t w;
+    std::memcpy(&w, grp + l.code(i, k), 4);
+    w ^= flip;
+    std::memcpy(out + k, &w, 4);
+  }
   for (int64_t j = 0; j < l.nb; ++j) std::memcpy(out + l.cb * l.nb + 2 * j, grp + l.scale(i, j), 2);
 }
 

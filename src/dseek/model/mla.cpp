@@ -157,6 +157,28 @@ void for_each_run(const LayerRows& rows, int64_t n, const Fn& fn) {
 
 namespace {
 
+// The cache rows [0, end) of one sequence, contiguous in ws.prefill_kv (end, latent_dim).
+float* gather_context(const LayerRows& rows, int64_t end, int64_t L, Workspace& ws) {
+  float* kv = ws.prefill_kv.data();
+  for_each_run(rows, end, [&](int64_t j0, const float* row, int64_t m) {
+    std::memcpy(kv + j0 * L, row, size_t(m * L) * sizeof(float));
+  });
+  return kv;
+}
+
+// Scores S (mt rows of n_keys) to probabilities: row i belongs to token token_of(i), which sees keys
+// [0, pos] (and, with V3.2's sparse attention, only its allowed ones); the keys past pos get 0.
+template <class TokenOf>
+void causal_softmax(float* S, int64_t mt, int64_t n_keys, const TokenBatch& b, const MlaParams& p,
+                    const uint8_t* const* allowed, const TokenOf& token_of) {
+  for (int64_t i = 0; i < mt; ++i) {
+    const int64_t t = token_of(i), n = b.pos[t] + 1;
+    float* s = S + i * n_keys;
+    attention_softmax(s, n, p.softmax_scale, allowed ? allowed[t] : nullptr);
+    std::fill(s + n, s + n_keys, 0.f);
+  }
+}
+
 // Prefill attention of sequence sq as GEMMs (absorbed MLA): its cache rows [0, end) are gathered
 // contiguous, then per tile of query rows (t, h): scores = q_lat · c_kvᵀ + q_pe · k_peᵀ, causal
 // (and V3.2-sparse) softmax, o_lat = P · c_kv. Scores above a row's position are computed and
@@ -167,10 +189,7 @@ void attend_prefill_gemm(int64_t sq, const TokenBatch& b, const MlaParams& p, co
   const int64_t R = p.kv_lora_rank, L = p.latent_dim(), qkd = p.qk_head_dim();
   const int64_t t0 = b.seq_first[sq], t1 = b.seq_first[sq + 1];
   const int64_t end = b.pos[t1 - 1] + 1;
-  float* kv = ws.prefill_kv.data();
-  for_each_run(rows, end, [&](int64_t j0, const float* row, int64_t m) {
-    std::memcpy(kv + j0 * L, row, size_t(m * L) * sizeof(float));
-  });
+  const float* kv = gather_context(rows, end, L, ws);
   const float* q = ws.q.data();
   for (int64_t r0 = t0 * H; r0 < t1 * H; r0 += ws.prefill_tile) {
     const int64_t mt = std::min(ws.prefill_tile, t1 * H - r0);
@@ -178,12 +197,7 @@ void attend_prefill_gemm(int64_t sq, const TokenBatch& b, const MlaParams& p, co
     float* S = ws.prefill_scores.data();  // (mt, n_keys)
     gemm_f32(GemmLayout::kNT, S, n_keys, ws.q_lat.data() + r0 * R, R, kv, L, mt, R, n_keys, false, ws.pool);
     gemm_f32(GemmLayout::kNT, S, n_keys, q + r0 * qkd + nope, qkd, kv + R, L, mt, rope, n_keys, true, ws.pool);
-    for (int64_t i = 0; i < mt; ++i) {
-      const int64_t t = (r0 + i) / H, n = b.pos[t] + 1;
-      float* s = S + i * n_keys;
-      attention_softmax(s, n, p.softmax_scale, allowed ? allowed[t] : nullptr);
-      std::fill(s + n, s + n_keys, 0.f);
-    }
+    causal_softmax(S, mt, n_keys, b, p, allowed, [&](int64_t i) { return (r0 + i) / H; });
     gemm_f32(GemmLayout::kNN, ws.o_lat.data() + r0 * R, R, S, n_keys, kv, L, mt, n_keys, R, false, ws.pool);
   }
 }
@@ -203,10 +217,7 @@ void attend_prefill_heads(int64_t sq, const TokenBatch& b, const MlaWeights& w, 
   const int64_t R = p.kv_lora_rank, L = p.latent_dim(), qkd = p.qk_head_dim(), kvd = nope + vd;
   const int64_t t0 = b.seq_first[sq], t1 = b.seq_first[sq + 1];
   const int64_t end = b.pos[t1 - 1] + 1;
-  float* kv = ws.prefill_kv.data();
-  for_each_run(rows, end, [&](int64_t j0, const float* row, int64_t m) {
-    std::memcpy(kv + j0 * L, row, size_t(m * L) * sizeof(float));
-  });
+  const float* kv = gather_context(rows, end, L, ws);
   if (int64_t(ws.prefill_ckv.size()) < end * R) ws.prefill_ckv.resize(size_t(end * R));
   if (int64_t(ws.prefill_kvb.size()) < end * H * kvd) ws.prefill_kvb.resize(size_t(end * H * kvd));
   float* ckv = ws.prefill_ckv.data();
@@ -223,12 +234,7 @@ void attend_prefill_heads(int64_t sq, const TokenBatch& b, const MlaWeights& w, 
       const float* qh = q + (r0 * H + h) * qkd;
       gemm_f32(GemmLayout::kNT, S, n_keys, qh, H * qkd, kvb + h * kvd, H * kvd, mt, nope, n_keys, false, ws.pool);
       gemm_f32(GemmLayout::kNT, S, n_keys, qh + nope, H * qkd, kv + R, L, mt, rope, n_keys, true, ws.pool);
-      for (int64_t i = 0; i < mt; ++i) {
-        const int64_t t = r0 + i, n = b.pos[t] + 1;
-        float* s = S + i * n_keys;
-        attention_softmax(s, n, p.softmax_scale, allowed ? allowed[t] : nullptr);
-        std::fill(s + n, s + n_keys, 0.f);
-      }
+      causal_softmax(S, mt, n_keys, b, p, allowed, [&](int64_t i) { return r0 + i; });
       gemm_f32(GemmLayout::kNN, ws.attn.data() + (r0 * H + h) * vd, H * vd, S, n_keys, kvb + h * kvd + nope, H * kvd,
                mt, n_keys, vd, false, ws.pool);
     }
@@ -398,7 +404,7 @@ void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaP
       for (int64_t t = 0; t < T; ++t) std::memcpy(ws.attn.data() + (t * H + h) * vd, out_h + t * vd, size_t(vd) * sizeof(float));
     });
     for (int64_t sq = 0; sq < b.n_seqs; ++sq)
-      if (b.seq_first[sq + 1] > b.seq_first[sq] && per_head(sq)) attend_prefill_heads(sq, b, w, p, rows[sq], ws, allowed);
+      if (per_head(sq)) attend_prefill_heads(sq, b, w, p, rows[sq], ws, allowed);
   } else {
     // The reference path, one sequence at a time on one thread: decompress every cached latent of
     // the sequence into per-head k_nope | v (end_pos, H, nope + vd), then attend.
