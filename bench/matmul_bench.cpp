@@ -1,7 +1,7 @@
 // matmul throughput on DeepSeek-V2-Lite shapes, per weight dtype, for decode (B = 1) and a small
 // prefill batch (B = 16) by default, against the machine's read bandwidth measured in the same run.
 //
-//   matmul_bench [threads=2] [--kernel auto|scalar|avx2|avx512|avx512bf16] [--reps N] [--only DTYPE]
+//   matmul_bench [threads=2] [--kernel auto|scalar|avx2|avx512|avx512bf16|amx] [--reps N] [--only DTYPE]
 //                [--batches 1,16,512]
 //
 // Weights are random and cycled through enough copies (>= 512 MiB) that every call reads them from
@@ -159,11 +159,16 @@ Weights make_weights(DType t, int64_t N, int64_t K, uint64_t seed) {
         break;
       default:
         for (auto& v : row) v = rng.normalish() * 0.02f;
-        if (t == DType::kQ8_0)
+        if (r16_row_type(t) == DType::kQ8_0)
           quantize_row_q8_0(r, row.data(), K);
         else
           quantize_row_q4_0(r, row.data(), K);
     }
+  }
+  if (is_r16(t)) {  // quantized as rows above, then interleaved 16 rows at a time
+    std::vector<uint8_t> rows(size_t(N * rb));
+    std::memcpy(rows.data(), p, rows.size());
+    interleave_r16(t, p, rows.data(), N, K);
   }
   w.view.data = p;
   w.view.dtype = t;
@@ -251,7 +256,8 @@ int main(int argc, char** argv) {
       {"q/o_proj", 2048, 2048},   {"dense up", 10944, 2048}, {"dense down", 2048, 10944},
       {"expert up", 1408, 2048},  {"expert down", 2048, 1408}, {"lm_head", 129280, 2048},
   };
-  const DType dtypes[] = {DType::kF32, DType::kBF16, DType::kF8E4M3, DType::kQ8_0, DType::kQ4_0};
+  const DType dtypes[] = {DType::kF32,  DType::kBF16,    DType::kF8E4M3,
+                          DType::kQ8_0, DType::kQ8_0R16, DType::kQ4_0, DType::kQ4_0R16};
   for (const LayerShape& s : shapes)
     for (DType t : dtypes) {
       if (!only.empty() && only != dtype_name(t)) continue;

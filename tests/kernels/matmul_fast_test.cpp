@@ -43,6 +43,10 @@ constexpr double kFloatActTol = 2e-5;
 // BF16 weights with bf16 activations (kAvx512Bf16): each x is rounded to 8 significant bits
 // (nearest even), |dx| <= 2^-8 |x|, so |error| <= 2^-8 * S plus the float32 sums above.
 constexpr double kBf16ActTol = 0.00390625 + kFloatActTol;
+// AMX prefill (kAmx, B >= kAmxMinTokens / kAmxQuantMinTokens) of FP8 / Q8_0 / Q4_0 weights: weights decoded exactly, then
+// both weights and activations rounded to bf16, so |w'x' - wx| <= (2 * 2^-8 + 2^-16) |wx| plus the
+// float32 sums. (BF16 weights: kBf16ActTol, only the activations are rounded.)
+constexpr double kBf16BothTol = 2 * 0.00390625 + 0.00390625 * 0.00390625 + kFloatActTol;
 // Q8_0 / Q4_0 kernels against matmul_qact_ref: the same integer block dot products, only the
 // float32 sum over blocks and lanes differs in order.
 constexpr double kQActModelTol = kFloatActTol;
@@ -240,9 +244,14 @@ void check_case(DType t, int64_t N, int64_t K, int64_t B, std::mt19937& rng, Thr
     EXPECT_EQ(buf[buf.size() - 2], -7.f);
     std::vector<float> got(y, y + B * n_out);
     const std::string what = label(t, k, n_out, K, B);
-    // Q8_0 / Q4_0 use int8 activations at every B (prefill: the int8 GEMM, gemm_q8.h).
-    const bool int_act = q && k != MatmulKernel::kScalar;
-    if (int_act) {
+    // Q8_0 / Q4_0 use int8 activations at every B (prefill: the int8 GEMM, gemm_q8.h), except on
+    // AMX tiles (gemm_amx.h), where every format but F32 / F16 has bf16 products from kAmxMinTokens.
+    const bool amx = k == MatmulKernel::kAmx && B >= (q ? kAmxQuantMinTokens : kAmxMinTokens) && t != DType::kF32 &&
+                     t != DType::kF16;
+    const bool int_act = q && k != MatmulKernel::kScalar && !amx;
+    if (amx) {
+      expect_close(got, ref, S, t == DType::kBF16 ? kBf16ActTol : kBf16BothTol, nullptr, what + " (amx tiles)");
+    } else if (int_act) {
       expect_close(got, model, S, kQActModelTol, nullptr, what + " vs matmul_qact_ref");
       expect_close(got, ref, S, kFloatActTol, &qbound, what + " vs matmul_ref");
     } else if (t == DType::kF32) {
@@ -250,7 +259,7 @@ void check_case(DType t, int64_t N, int64_t K, int64_t B, std::mt19937& rng, Thr
       for (size_t i = 0; i < got.size(); ++i)
         ASSERT_EQ(std::memcmp(&got[i], &ref[i], 4), 0) << what << " index " << i << ": " << got[i] << " vs " << ref[i];
     } else {
-      const bool bf16_act = t == DType::kBF16 && k == MatmulKernel::kAvx512Bf16;
+      const bool bf16_act = t == DType::kBF16 && (k == MatmulKernel::kAvx512Bf16 || k == MatmulKernel::kAmx);
       expect_close(got, ref, S, bf16_act ? kBf16ActTol : kFloatActTol, nullptr, what);
     }
   }

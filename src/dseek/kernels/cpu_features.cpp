@@ -3,6 +3,10 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace dseek {
 
@@ -37,6 +41,8 @@ CpuFeatures probe() {
       f.avx512vl = b & (1u << 31);
       f.avx512vnni = c & (1u << 11);
     }
+    const bool tile_state = (xcr0 & 0x60000) == 0x60000;  // XTILECFG + XTILEDATA
+    f.amx_bf16 = zmm_state && tile_state && (d & (1u << 24)) && (d & (1u << 22));  // AMX-TILE, AMX-BF16
   }
   if (zmm_state && __get_cpuid_count(7, 1, &a, &b, &c, &d)) f.avx512bf16 = a & (1u << 5);
   return f;
@@ -50,6 +56,19 @@ CpuFeatures probe() { return CpuFeatures{}; }
 const CpuFeatures& cpu_features() {
   static const CpuFeatures features = probe();
   return features;
+}
+
+bool amx_permitted() {
+#if defined(__linux__) && defined(__x86_64__)
+  static const bool ok = [] {
+    if (!cpu_features().amx_bf16) return false;
+    constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;  // asm/prctl.h, Linux 5.16+
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return ok;
+#else
+  return false;
+#endif
 }
 
 std::string cpu_features_str(const CpuFeatures& f) {
@@ -67,6 +86,7 @@ std::string cpu_features_str(const CpuFeatures& f) {
   add(f.avx512vl, "avx512vl");
   add(f.avx512vnni, "avx512vnni");
   add(f.avx512bf16, "avx512bf16");
+  add(f.amx_bf16, "amx-bf16");
   return s.empty() ? "none" : s;
 }
 

@@ -17,11 +17,17 @@ struct CpuFeatures {
   bool avx512vl = false;
   bool avx512vnni = false;  // vpdpbusd
   bool avx512bf16 = false;  // vdpbf16ps, vcvtne2ps2bf16
+  bool amx_bf16 = false;    // AMX-TILE + AMX-BF16 with OS support for the tile state (XCR0)
   // AVX-512 F/BW/VL and FMA: what the *_avx512.cpp kernel files are compiled with.
   bool avx512_fma() const { return avx512f && avx512bw && avx512vl && fma; }
 };
 
 const CpuFeatures& cpu_features();
+
+// Linux hands out the AMX tile data state per process on request (arch_prctl
+// ARCH_REQ_XCOMP_PERM); without it the first tile instruction faults. Asks once (thread-safe) and
+// returns whether this process may use AMX: false when the CPU lacks it or the kernel refuses.
+bool amx_permitted();
 
 // "avx2 fma f16c avx512f ..." for logs and benchmark headers.
 std::string cpu_features_str(const CpuFeatures& f);

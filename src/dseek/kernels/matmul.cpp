@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <new>
 #include <string>
 #include <vector>
 
 #include "dseek/core/error.h"
 #include "dseek/kernels/cpu_features.h"
+#include "dseek/kernels/gemm_amx.h"
 #include "dseek/kernels/gemm_q8.h"
 #include "dseek/kernels/matmul_kernels.h"
 #include "dseek/kernels/matmul_quant.h"
@@ -272,6 +274,14 @@ const mm::KernelSet& avx512_set() {
 
 const mm::KernelSet* fast_kernels() { return has_avx512() ? &avx512_set() : nullptr; }
 
+const mm::AmxKernels& amx_set() {
+  static const mm::AmxKernels k = mm::amx_kernels();
+  return k;
+}
+
+// Kernel families that round BF16 activations to bf16 (kAmx is kAvx512Bf16 plus the tiles).
+bool bf16_family(MatmulKernel k) { return k == MatmulKernel::kAvx512Bf16 || k == MatmulKernel::kAmx; }
+
 const mm::QGemmKernels& qgemm_set() {
   static const mm::QGemmKernels k = mm::qgemm_avx512_kernels();
   return k;
@@ -307,11 +317,18 @@ bool matmul_kernel_supported(MatmulKernel k) {
     case MatmulKernel::kAvx2: return has_avx2();
     case MatmulKernel::kAvx512: return has_avx512();
     case MatmulKernel::kAvx512Bf16: return has_avx512() && cpu_features().avx512bf16;
+    case MatmulKernel::kAmx:
+      return has_avx512() && cpu_features().avx512bf16 && amx_permitted() && amx_set().bf16 != nullptr;
     default: return false;
   }
 }
 
 MatmulKernel matmul_best_kernel() {
+  if (matmul_kernel_supported(MatmulKernel::kAmx)) return MatmulKernel::kAmx;
+  return matmul_best_kernel_without_amx();
+}
+
+MatmulKernel matmul_best_kernel_without_amx() {
   if (matmul_kernel_supported(MatmulKernel::kAvx512Bf16)) return MatmulKernel::kAvx512Bf16;
   if (matmul_kernel_supported(MatmulKernel::kAvx512)) return MatmulKernel::kAvx512;
   if (matmul_kernel_supported(MatmulKernel::kAvx2)) return MatmulKernel::kAvx2;
@@ -325,6 +342,7 @@ std::string_view matmul_kernel_family_name(MatmulKernel k) {
     case MatmulKernel::kAvx2: return "avx2";
     case MatmulKernel::kAvx512: return "avx512";
     case MatmulKernel::kAvx512Bf16: return "avx512bf16";
+    case MatmulKernel::kAmx: return "amx";
     default: return "?";
   }
 }
@@ -336,9 +354,16 @@ std::string_view matmul_kernel_name(DType t, MatmulKernel k) {
                      is_r16(t);
   if (!known) return "unsupported";
   if (is_r16(t))
-    return k == MatmulKernel::kAvx512 || k == MatmulKernel::kAvx512Bf16 ? "avx512 vnni vpdpbusd (16 rows interleaved)"
-                                                                        : "scalar (float32)";
+    return k == MatmulKernel::kAmx ? "avx512 vnni vpdpbusd (16 rows interleaved); prefill: amx tdpbf16ps"
+           : k == MatmulKernel::kAvx512 || k == MatmulKernel::kAvx512Bf16 ? "avx512 vnni vpdpbusd (16 rows interleaved)"
+                                                                          : "scalar (float32)";
   switch (k) {
+    case MatmulKernel::kAmx:
+      if (q) return "avx512 vnni vpdpbusd (int8 activations); prefill: amx tdpbf16ps (bf16 panels)";
+      if (t == DType::kF32) return "avx512 exact (16 rows per vector, matmul_ref order)";
+      if (t == DType::kF8E4M3) return "avx512 fma (e4m3 decoded in registers); prefill: amx tdpbf16ps (bf16 panels)";
+      if (t == DType::kBF16) return "avx512 vdpbf16ps (bf16 activations); prefill: amx tdpbf16ps";
+      return "avx512 fma (float32 activations)";
     case MatmulKernel::kScalar: return "scalar (float32)";
     case MatmulKernel::kAvx2:
       if (q) return "avx2 vpmaddubsw (int8 activations)";
@@ -380,7 +405,7 @@ bool small_gemm(int64_t B) { return B > mm::kSmallGemmTokens && B <= mm::kSmallG
 // other formats (Q8_0 / Q4_0 prefill: qgemm_path) and CPUs without AVX-512 BF16 use other kernels
 // (see matmul.h).
 mm::KernelFn gemm_kernel(const MatView& w, int64_t B, MatmulKernel kernel) {
-  if (kernel != MatmulKernel::kAvx512Bf16 || B < kMatmulGemmMinTokens || w.dtype != DType::kBF16) return nullptr;
+  if (!bf16_family(kernel) || B < kMatmulGemmMinTokens || w.dtype != DType::kBF16) return nullptr;
   if (B <= mm::kSmallGemmTokens) return nullptr;  // 9-16 tokens: row streams (Bf16Dot), see matmul_avx512.cpp
   return small_gemm(B) ? avx512_set().bf16_small : avx512_set().bf16_gemm;
 }
@@ -390,13 +415,30 @@ bool gemm_path(const MatView& w, int64_t B, MatmulKernel kernel) { return gemm_k
 // The _R16 formats take this path at every B (their groups are the GEMM's operand layout), on both
 // AVX-512 families, when the view starts at a group.
 bool r16_path(const MatView& w, MatmulKernel kernel) {
-  return is_r16(w.dtype) && (kernel == MatmulKernel::kAvx512 || kernel == MatmulKernel::kAvx512Bf16) &&
+  return is_r16(w.dtype) && (kernel == MatmulKernel::kAvx512 || bf16_family(kernel)) &&
          w.row_offset % kR16Rows == 0 && qgemm_set().q8_0_r16;
 }
 bool qgemm_path(const MatView& w, int64_t B, MatmulKernel kernel) {
   if (is_r16(w.dtype)) return r16_path(w, kernel);
-  return kernel == MatmulKernel::kAvx512Bf16 && mm::qgemm_tokens(B) &&
+  return bf16_family(kernel) && mm::qgemm_tokens(B) &&
          (w.dtype == DType::kQ8_0 || w.dtype == DType::kQ4_0) && qgemm_set().prep_tile;
+}
+
+// AMX tiles (kAmx) for B tokens of w: every format but F32 / F16 (those keep float32 arithmetic),
+// the _R16 ones where their SIMD path applies.
+mm::KernelFn amx_kernel(const MatView& w, int64_t B, MatmulKernel kernel) {
+  if (kernel != MatmulKernel::kAmx || B < kAmxMinTokens || w.cols <= 0) return nullptr;
+  if (is_block_quantized(w.dtype) && B < kAmxQuantMinTokens) return nullptr;
+  const mm::AmxKernels& a = amx_set();
+  switch (w.dtype) {
+    case DType::kBF16: return a.bf16;
+    case DType::kF8E4M3: return w.block % 32 == 0 ? a.fp8 : nullptr;
+    case DType::kQ8_0: return a.q8_0;
+    case DType::kQ4_0: return a.q4_0;
+    case DType::kQ8_0R16: return r16_path(w, kernel) ? a.q8_0_r16 : nullptr;
+    case DType::kQ4_0R16: return r16_path(w, kernel) ? a.q4_0_r16 : nullptr;
+    default: return nullptr;
+  }
 }
 
 // Tokens per activation tile of the prefill kernel for B tokens, and the bytes of one tile.
@@ -405,12 +447,13 @@ int64_t gemm_tile_bytes(int64_t K, int64_t width) { return mm::gemm_pairs(K) * w
 
 // Bytes of converted activations a product of B tokens needs (0 when the kernel reads x directly).
 int64_t act_bytes(const MatView& w, int64_t B, MatmulKernel kernel) {
+  if (amx_kernel(w, B, kernel)) return mm::amx_act_bytes(w.cols, B);
   if (qgemm_path(w, B, kernel)) return (B + mm::kQGemmTokens - 1) / mm::kQGemmTokens * mm::qgemm_tile_bytes(w.cols);
   if (gemm_path(w, B, kernel)) {
     const int64_t width = gemm_width(B);
     return (B + width - 1) / width * gemm_tile_bytes(w.cols, width);
   }
-  if (w.dtype == DType::kBF16 && kernel == MatmulKernel::kAvx512Bf16) return B * ((w.cols + 31) & ~int64_t(31)) * 2;
+  if (w.dtype == DType::kBF16 && bf16_family(kernel)) return B * ((w.cols + 31) & ~int64_t(31)) * 2;
   if (w.dtype == DType::kQ8_0 || w.dtype == DType::kQ4_0) return B * qact_layout(w.dtype, w.cols).stride;
   return 0;
 }
@@ -476,6 +519,24 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
   job.row_offset = w.row_offset;
   job.e4m3_lut = e4m3_table();
   mm::KernelFn fn = nullptr;
+  if (mm::KernelFn amx = amx_kernel(w, B, kernel)) {
+    // Activations rounded to bf16 per token (prep_bf16), zero tokens up to whole 16-token tiles.
+    job.act_stride = mm::amx_act_stride(K);
+    const int64_t stride = job.act_stride, padded = mm::amx_act_bytes(K, B) / stride;
+    for_tokens(pool, padded, K, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        if (b < B)
+          ks.prep_bf16(act + b * stride, x + b * K, K, stride);
+        else
+          std::memset(act + b * stride, 0, size_t(stride));
+      }
+    });
+    job.act = act;
+    job.w_scales_offset = w.dtype == DType::kQ8_0 ? K : K / 2;
+    p.fn = amx;
+    p.gemm = true;
+    return;
+  }
   switch (w.dtype) {
     case DType::kF32: fn = ks.f32; break;
     case DType::kF16: fn = ks.f16; break;
@@ -516,7 +577,7 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
         p.gemm = true;
       } else if (w.dtype != DType::kBF16) {
         prepare_quant_act(job, fn, ks, x, w, B, act, pool);
-      } else if (kernel == MatmulKernel::kAvx512Bf16) {
+      } else if (bf16_family(kernel)) {
         // Activations rounded to bf16 (nearest even), zero-padded to whole 32-column steps.
         const int64_t Kp = (K + 31) & ~int64_t(31);
         job.act_stride = Kp * 2;
@@ -569,12 +630,12 @@ void matmul(float* y, const float* x, const MatView& w, int64_t B, ThreadPool* p
   for_row_tasks(pool, N, N * K * B, p.gemm, run);
 }
 
-void matmul_many(std::span<const MatmulTask> tasks, ThreadPool* pool) {
+void matmul_many(std::span<const MatmulTask> tasks, ThreadPool* pool, MatmulKernel kernel_family) {
   thread_local std::vector<Prepared> prepared;  // grow only: decode allocates nothing
   thread_local std::vector<int64_t> first_chunk;
   prepared.clear();
   first_chunk.clear();
-  const MatmulKernel kernel = resolve(MatmulKernel::kAuto);
+  const MatmulKernel kernel = resolve(kernel_family);
   size_t scratch = 0;
   bool simd = true;
   for (const MatmulTask& t : tasks) {
@@ -584,7 +645,7 @@ void matmul_many(std::span<const MatmulTask> tasks, ThreadPool* pool) {
     scratch += align64(act_bytes(t.w, t.B, kernel));
   }
   if (!simd) {  // the scalar kernel (FP8 with odd blocks, no SIMD): one product after another
-    for (const MatmulTask& t : tasks) matmul(t.y, t.x, t.w, t.B, pool);
+    for (const MatmulTask& t : tasks) matmul(t.y, t.x, t.w, t.B, pool, kernel);
     return;
   }
   uint8_t* act = t_scratch.get(scratch);

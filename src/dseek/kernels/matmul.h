@@ -18,6 +18,9 @@
 // broadcast from their rows (17-64 tokens, a MoE expert's share of a chunk); Q8_0 / Q4_0 weights
 // run the int8 GEMM (gemm_q8.h) with activations quantized as at decode, for every B >= 9.
 // Decode batches stream rows.
+// CPUs with AMX-BF16 (Intel Sapphire Rapids and later; kAmx): as kAvx512Bf16, except that from
+// kAmxMinTokens tokens every format but F32 / F16 multiplies on AMX tiles (gemm_amx.h): weights
+// decoded to bf16 panels, activations rounded to bf16.
 #pragma once
 
 #include <cstdint>
@@ -36,14 +39,23 @@ enum class MatmulKernel : uint8_t {
   kAvx2,        // AVX2 + FMA + F16C
   kAvx512,      // AVX-512 F/BW/VL/VNNI, float32 activations for BF16 weights
   kAvx512Bf16,  // kAvx512 + AVX512_BF16: bf16 activations and vdpbf16ps for BF16 weights
+  kAmx,         // kAvx512Bf16 + AMX-BF16 tiles for prefill (see above)
   kSentinel     // must be last
 };
 
 // Tokens from which kAvx512Bf16 multiplies as a packed GEMM (see above).
 constexpr int64_t kMatmulGemmMinTokens = 9;
+// Tokens from which kAmx multiplies on AMX tiles (16 tokens per tile): BF16 / FP8 weights, and the
+// block formats, whose decoding into bf16 panels costs more than their int8 GEMM below ~48 tokens
+// (bench/matmul_bench, docs/kernels.md "AMX").
+constexpr int64_t kAmxMinTokens = 9;
+constexpr int64_t kAmxQuantMinTokens = 48;
 
 bool matmul_kernel_supported(MatmulKernel k);  // by this CPU (kAuto and kScalar: always)
 MatmulKernel matmul_best_kernel();            // what kAuto means here
+// The best family whose F32 / F16 / FP8 products keep float32 activations at every B (kAmx rounds
+// FP8 prefill to bf16): what the float32 conformance tests run.
+MatmulKernel matmul_best_kernel_without_amx();
 // What matmul runs for weights of dtype t with kernel k, e.g. "avx512-vnni (int8 activations)",
 // for logs (STYLE.md: SIMD dispatch logs its choice). kAuto is resolved first.
 std::string_view matmul_kernel_name(DType t, MatmulKernel k = MatmulKernel::kAuto);
@@ -60,14 +72,14 @@ void matmul(float* y, const float* x, const MatView& w, int64_t B, ThreadPool* p
 // Independent products y_i (B_i, N_i) = x_i · W_iᵀ as one pool dispatch: the row tasks of all of them
 // are taken from one counter. MoE layers run tens of small expert products per token, whose separate
 // dispatches (and the wait for the slower thread after each) cost more than their work at decode.
-// Results equal matmul's for each task (kAuto kernels).
+// Results equal matmul's for each task with the same kernel family.
 struct MatmulTask {
   float* y;
   const float* x;
   MatView w;
   int64_t B;
 };
-void matmul_many(std::span<const MatmulTask> tasks, ThreadPool* pool);
+void matmul_many(std::span<const MatmulTask> tasks, ThreadPool* pool, MatmulKernel kernel = MatmulKernel::kAuto);
 // Scalar reference of matmul: one output at a time, float32 accumulation in index order.
 void matmul_ref(float* y, const float* x, const MatView& w, int64_t B);
 

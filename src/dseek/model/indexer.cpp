@@ -50,10 +50,10 @@ void indexer_forward(uint8_t* allowed, float* scores_out, const float* x, const 
   float* qw = ws.idx_w.data();       // (T, nH): per-head weight incl. q scale and softmax scale
   float* cos = ws.rope_cs.data();
   float* sin = cos + half;
-  matmul(q, qr, w.wq_b, T, ws.pool);
-  matmul(qw, x, w.weights_proj, T, ws.pool);
+  matmul(q, qr, w.wq_b, T, ws.pool, ws.kernel);
+  matmul(qw, x, w.weights_proj, T, ws.pool, ws.kernel);
   float* k = ws.idx_k.data();  // (T, hd)
-  matmul(k, x, w.wk, T, ws.pool);
+  matmul(k, x, w.wk, T, ws.pool, ws.kernel);
 
   const float head_scale = float(1.0 / std::sqrt(double(nH)));
   const float softmax_scale = float(1.0 / std::sqrt(double(hd)));

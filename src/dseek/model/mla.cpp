@@ -110,11 +110,11 @@ void mla_project(const float* x, const TokenBatch& b, const MlaWeights& w, const
 
   // Queries: q = W_UQ·norm(W_DQ·x) with q-LoRA (V2, V3), else q = W_Q·x (V2-Lite).
   if (p.q_lora_rank > 0) {
-    matmul(ws.q_a.data(), x, w.q_a_proj, T, pool);
+    matmul(ws.q_a.data(), x, w.q_a_proj, T, pool, ws.kernel);
     rmsnorm(ws.q_a.data(), ws.q_a.data(), w.q_a_layernorm.data(), T, p.q_lora_rank, p.rms_norm_eps);
-    matmul(q, ws.q_a.data(), w.q_b_proj, T, pool);
+    matmul(q, ws.q_a.data(), w.q_b_proj, T, pool, ws.kernel);
   } else {
-    matmul(q, x, w.q_proj, T, pool);
+    matmul(q, x, w.q_proj, T, pool, ws.kernel);
   }
 
   mla_write_latent(x, b, w, p, rows, ws);
@@ -131,7 +131,7 @@ void mla_write_latent(const float* x, const TokenBatch& b, const MlaWeights& w, 
   float* cos = ws.rope_cs.data();
   float* sin = cos + half;
   // The latent row of each new token: [norm(c_kv) | rope(k_pe)], written straight into the cache.
-  matmul(ws.kv_a.data(), x, w.kv_a_proj_with_mqa, T, ws.pool);
+  matmul(ws.kv_a.data(), x, w.kv_a_proj_with_mqa, T, ws.pool, ws.kernel);
   for (int64_t t = 0; t < T; ++t) {
     const int64_t pos = b.pos[t];
     float* row = rows[b.seq[t]].row(pos);
@@ -223,7 +223,7 @@ void attend_prefill_heads(int64_t sq, const TokenBatch& b, const MlaWeights& w, 
   float* ckv = ws.prefill_ckv.data();
   float* kvb = ws.prefill_kvb.data();
   for (int64_t j = 0; j < end; ++j) std::memcpy(ckv + j * R, kv + j * L, size_t(R) * sizeof(float));
-  matmul(kvb, ckv, w.kv_b_proj, end, ws.pool);
+  matmul(kvb, ckv, w.kv_b_proj, end, ws.pool, ws.kernel);
   const float* q = ws.q.data();
   const int64_t tile = ws.prefill_tile;
   for (int64_t h = 0; h < H; ++h)
@@ -400,7 +400,7 @@ void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaP
       float* ol = scratch;                             // (T, R)
       float* out_h = scratch + T * std::max(nope, R);  // (T, vd)
       for (int64_t t = 0; t < T; ++t) std::memcpy(ol + t * R, ws.o_lat.data() + (t * H + h) * R, size_t(R) * sizeof(float));
-      matmul(out_h, ol, w_uv, T);
+      matmul(out_h, ol, w_uv, T, nullptr, ws.kernel);
       for (int64_t t = 0; t < T; ++t) std::memcpy(ws.attn.data() + (t * H + h) * vd, out_h + t * vd, size_t(vd) * sizeof(float));
     });
     for (int64_t sq = 0; sq < b.n_seqs; ++sq)
@@ -419,7 +419,7 @@ void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaP
       float* ckv = ws.ctx_ckv.data();
       for (int64_t j = 0; j < end_pos; ++j) std::memcpy(ckv + j * R, kv_rows.row(j), size_t(R) * sizeof(float));
       float* kv = ws.ctx_kv.data();
-      matmul(kv, ckv, w.kv_b_proj, end_pos, pool);
+      matmul(kv, ckv, w.kv_b_proj, end_pos, pool, ws.kernel);
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t n = b.pos[t] + 1;
         for (int64_t h = 0; h < H; ++h) {
@@ -437,7 +437,7 @@ void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaP
       }
     }
   }
-  matmul(out, ws.attn.data(), w.o_proj, T, pool);
+  matmul(out, ws.attn.data(), w.o_proj, T, pool, ws.kernel);
 }
 
 }  // namespace dseek

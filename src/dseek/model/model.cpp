@@ -132,7 +132,7 @@ void Model::head_logits(float* logits, const float* h, std::span<const SeqInput>
     for (int64_t i = seqs[s].logits_from; i < seqs[s].n_tokens; ++i, ++n)
       std::memcpy(rows + n * D, h + (t0 + i) * D, size_t(D) * sizeof(float));
   }
-  if (n > 0) matmul(logits, rows, head, n, ws.pool);
+  if (n > 0) matmul(logits, rows, head, n, ws.pool, ws.kernel);
 }
 
 void Model::forward_batch(std::span<const SeqInput> seqs, AttnImpl impl, Workspace& ws, float* logits,
@@ -175,7 +175,7 @@ void Model::mtp_forward_batch(const float* hprev, std::span<const SeqInput> seqs
     std::memcpy(cat + t * 2 * D + D, hn + t * D, size_t(D) * sizeof(float));
   }
   float* x = ws.x.data();
-  matmul(x, cat, m.eh_proj, T, ws.pool);
+  matmul(x, cat, m.eh_proj, T, ws.pool, ws.kernel);
   const int64_t layer = cfg_.num_hidden_layers;
   int64_t n_cache_only = 0;
   for (const SeqInput& in : seqs) n_cache_only += in.logits_from;

@@ -11,16 +11,16 @@ void mlp_forward(float* out, const float* x, int64_t T, const MlpWeights& w, Wor
   const int64_t I = w.inter();
   float* gate = ws.ffn_gate.data();  // (T, I)
   float* up = ws.ffn_up.data();      // (T, I)
-  matmul(gate, x, w.gate_proj, T, ws.pool);
-  matmul(up, x, w.up_proj, T, ws.pool);
+  matmul(gate, x, w.gate_proj, T, ws.pool, ws.kernel);
+  matmul(up, x, w.up_proj, T, ws.pool, ws.kernel);
   swiglu(gate, gate, up, T * I);
-  matmul(out, gate, w.down_proj, T, ws.pool);
+  matmul(out, gate, w.down_proj, T, ws.pool, ws.kernel);
 }
 
 void moe_forward(float* out, const float* x, int64_t T, const MoeWeights& w, const RouterParams& rp, Workspace& ws) {
   const int64_t E = rp.n_routed_experts, k = rp.num_experts_per_tok, D = w.gate.cols;
   float* logits = ws.router_logits.data();  // (T, E)
-  matmul(logits, x, w.gate, T, ws.pool);
+  matmul(logits, x, w.gate, T, ws.pool, ws.kernel);
   int32_t* ids = ws.topk_ids.data();        // (T, k)
   float* weights = ws.topk_weights.data();  // (T, k)
   for (int64_t t = 0; t < T; ++t)
@@ -59,7 +59,7 @@ void moe_forward(float* out, const float* x, int64_t T, const MoeWeights& w, con
     tasks.push_back({g_sh, x, w.shared_experts.gate_proj, T});
     tasks.push_back({u_sh, x, w.shared_experts.up_proj, T});
   }
-  matmul_many(tasks, ws.pool);
+  matmul_many(tasks, ws.pool, ws.kernel);
   swiglu(g, g, u, n_rows * I);
   if (w.has_shared()) swiglu(g_sh, g_sh, u_sh, T * I_sh);
   tasks.clear();
@@ -68,7 +68,7 @@ void moe_forward(float* out, const float* x, int64_t T, const MoeWeights& w, con
     if (n > 0) tasks.push_back({ys + start[e] * D, g + start[e] * I, w.experts[size_t(e)].down_proj, n});
   }
   if (w.has_shared()) tasks.push_back({ys + n_rows * D, g_sh, w.shared_experts.down_proj, T});
-  matmul_many(tasks, ws.pool);
+  matmul_many(tasks, ws.pool, ws.kernel);
 
   // out = sum over each token's experts of weight * y (in expert order), then + shared.
   std::memset(out, 0, size_t(T * D) * sizeof(float));

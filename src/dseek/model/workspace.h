@@ -21,6 +21,9 @@ struct Workspace {
   int64_t max_tokens = 0;
   int64_t max_context = 0;
   ThreadPool* pool = nullptr;  // not owned; null runs single-threaded
+  // Kernel family of every product (matmul.h). kAuto is the fastest; the float32 conformance tests
+  // pin one without AMX, whose prefill rounds FP8 products to bf16.
+  MatmulKernel kernel = MatmulKernel::kAuto;
 
   // The current call's batch (Model::plan_batch): at most max_tokens tokens and sequences.
   TokenBatch batch;

@@ -1,0 +1,295 @@
+// Prefill GEMM on AMX tiles (gemm_amx.h): y (B x N) = x · Wᵀ with TDPBF16PS.
+//
+// Compiled with AVX-512 BF16 and AMX flags (CMakeLists.txt) and called only after cpu_features()
+// reported AMX-BF16 and the kernel granted this process the tile state (amx_permitted()); helpers
+// live in an anonymous namespace and no library templates are instantiated (matmul_kernels.h).
+//
+// Operands. TDPBF16PS C[m][n] += sum over pairs p of A[m][2p, 2p+1] · B[p][n][0, 1] for a 16 x 16
+// float32 C: A = 16 tokens x 32 bf16 (one 64-byte row each, read where prep_bf16 left them), B = 16
+// pairs x 16 output rows, so C is a block of y as it is laid out (tokens x outputs) and is stored
+// straight into y. The weights are the B side: every 32 output rows (a slab) are decoded once per
+// call into a panel of B tiles (two 16-row halves per 32 columns of K, 1 KiB each, 2 KiB per 32 K:
+// 128 KiB at K = 2048, in L2), then every pair of 16-token tiles runs over the panel with four C
+// tiles (2 x 2: tiles 0-3 accumulate, 4-5 hold activations, 6-7 weights).
+//
+// Decoding: row formats (BF16, FP8, Q8_0, Q4_0) give each row's 32 values of a K step as 16 bf16
+// pairs, and a 16 x 16 word transpose turns 16 rows into a B tile. The _R16 formats are stored as
+// 16 rows x 4 codes per 64 bytes, already column-interleaved: each load gives two (Q8_0_R16) or four
+// (Q4_0_R16) B rows after widening, scaling and pairing, no transpose.
+#include "dseek/kernels/gemm_amx.h"
+
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__)
+
+#include <immintrin.h>
+
+#include "dseek/kernels/masks_avx512.h"
+#include "dseek/kernels/transpose_avx512.h"
+
+namespace dseek::mm {
+namespace {
+
+constexpr int64_t kSlab = 32;        // output rows decoded per panel: two B tiles side by side
+constexpr int64_t kTileWords = 256;  // one B tile: 16 pair rows x 16 words
+constexpr int64_t kAhead = 1024;     // software prefetch distance along each weight stream (bytes)
+
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// Every tile used here is 16 rows x 64 bytes.
+void load_config() {
+  TileConfig c;
+  for (int i = 0; i < 8; ++i) {
+    c.colsb[i] = 64;
+    c.rows[i] = 16;
+  }
+  _tile_loadconfig(&c);
+}
+
+inline void prefetch(const uint8_t* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
+inline float f16_at(const uint8_t* p) {
+  uint16_t h;
+  __builtin_memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+// Word r = (lo[r], hi[r]) rounded to bf16 (nearest even), lo in the low half.
+inline __m512i pairs_of(__m512 lo, __m512 hi) {
+  const __m512i v = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);  // u16 lanes: lo 0..15, then hi 0..15
+  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5,
+                                       20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(idx, v);
+}
+// 32 consecutive values (lo = the first 16) as 16 bf16 pairs in column order.
+inline __m512i pairs_along(__m512 lo, __m512 hi) { return (__m512i)_mm512_cvtne2ps_pbh(hi, lo); }
+
+// ---- row formats: one row's 32 values of K step kc as 16 pair words ----
+
+struct Bf16Rows {
+  static __m512i pairs(const Job& j, int64_t r, int64_t kc) {
+    const uint8_t* p = row_of(j, r) + 64 * kc;
+    prefetch(p + kAhead);
+    return _mm512_maskz_loadu_epi16(mask32(j.K - 32 * kc), p);
+  }
+};
+
+struct Q8Rows {
+  static __m512i pairs(const Job& j, int64_t r, int64_t kc) {
+    const uint8_t* row = row_of(j, r);
+    const uint8_t* c = row + 32 * kc;
+    if ((kc & 1) == 0) prefetch(c + kAhead);
+    const __m512 d = _mm512_set1_ps(f16_at(row + j.w_scales_offset + 2 * kc));
+    const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c))));
+    const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 16))));
+    return pairs_along(_mm512_mul_ps(lo, d), _mm512_mul_ps(hi, d));
+  }
+};
+
+struct Q4Rows {
+  static __m512i pairs(const Job& j, int64_t r, int64_t kc) {
+    const uint8_t* row = row_of(j, r);
+    const uint8_t* c = row + 16 * kc;
+    if ((kc & 3) == 0) prefetch(c + kAhead);
+    const __m512 d = _mm512_set1_ps(f16_at(row + j.w_scales_offset + 2 * kc));
+    const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c)));
+    const __m512i eight = _mm512_set1_epi32(8), fifteen = _mm512_set1_epi32(15);
+    const __m512 lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(b, fifteen), eight));
+    const __m512 hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(b, 4), eight));
+    return pairs_along(_mm512_mul_ps(lo, d), _mm512_mul_ps(hi, d));
+  }
+};
+
+// E4M3 -> f16 bits (sign to bit 15, exponent and mantissa to bits 13..7): the value times 2^-8, so
+// scale * 256 restores it exactly (matmul_avx512.cpp's Fp8). NaN codes (0x7f / 0xff) become NaN.
+struct Fp8Rows {
+  static __m512i pairs(const Job& j, int64_t r, int64_t kc) {
+    const uint8_t* p = row_of(j, r) + 32 * kc;
+    if ((kc & 1) == 0) prefetch(p + kAhead);
+    const __mmask32 m = mask32(j.K - 32 * kc);
+    const __m256i q = _mm256_maskz_loadu_epi8(m, p);
+    const __m256i k7f = _mm256_set1_epi8(0x7f);
+    const __mmask32 nan = _mm256_cmpeq_epi8_mask(_mm256_and_si256(q, k7f), k7f);
+    const __m512i h = _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(q), 7), _mm512_set1_epi16(int16_t(0xbfff)));
+    const float s = j.scale_inv[((j.row_offset + r) / j.block) * j.scale_cols + (32 * kc) / j.block] * 256.f;
+    const __m512 sv = _mm512_set1_ps(s), qnan = _mm512_set1_ps(__builtin_nanf(""));
+    __m512 lo = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(h)), sv);
+    __m512 hi = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)), sv);
+    lo = _mm512_mask_mov_ps(lo, __mmask16(nan), qnan);
+    hi = _mm512_mask_mov_ps(hi, __mmask16(nan >> 16), qnan);
+    return pairs_along(lo, hi);
+  }
+};
+
+// B tiles of rows [r0, r0 + nrows) (zeros past nrows) for every K step: tile kc at out + kc * step.
+template <class F>
+void row_panel(const Job& j, int64_t r0, int64_t nrows, int64_t KC, uint32_t* out, int64_t step) {
+  for (int64_t kc = 0; kc < KC; ++kc) {
+    __m512 v[16];
+    for (int i = 0; i < 16; ++i) v[i] = i < nrows ? _mm512_castsi512_ps(F::pairs(j, r0 + i, kc)) : _mm512_setzero_ps();
+    transpose16(v);
+    uint32_t* o = out + kc * step;
+    for (int p = 0; p < 16; ++p) _mm512_store_ps(o + 16 * p, v[p]);
+  }
+}
+
+// ---- interleaved formats: group of 16 rows at r0 (matmul_quant.h) ----
+
+// Q8_0_R16: per block, 8 loads of 16 rows x 4 codes (stored + 128); load g gives pair rows 2g, 2g + 1.
+void q8_r16_panel(const Job& j, int64_t r0, int64_t, int64_t KC, uint32_t* out, int64_t step) {
+  const uint8_t* g0 = j.w + r0 * j.w_row_bytes;
+  const uint8_t* scales = g0 + KC * 512;
+  const __m512i bias = _mm512_set1_epi8(char(0x80));
+  for (int64_t kc = 0; kc < KC; ++kc) {
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + 32 * kc)));
+    const uint8_t* c = g0 + 512 * kc;
+    uint32_t* o = out + kc * step;
+    for (int g = 0; g < 8; ++g) {
+      if ((g & 1) == 0) prefetch(c + 64 * g + kAhead);
+      const __m512i v = _mm512_xor_si512(_mm512_loadu_si512(c + 64 * g), bias);  // signed codes
+      const __m512 w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 24), 24)), d);
+      const __m512 w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 16), 24)), d);
+      const __m512 w2 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 8), 24)), d);
+      const __m512 w3 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srai_epi32(v, 24)), d);
+      _mm512_store_si512(o + 16 * (2 * g), pairs_of(w0, w1));
+      _mm512_store_si512(o + 16 * (2 * g + 1), pairs_of(w2, w3));
+    }
+  }
+  if (KC > 0) prefetch(scales + 32 * KC);
+}
+
+// Q4_0_R16: per block, 4 loads of 16 rows x 4 bytes; byte i of load g holds columns 4g + i (low
+// nibble) and 16 + 4g + i (high), value = nibble - 8: pair rows 2g, 2g + 1, 8 + 2g, 9 + 2g.
+void q4_r16_panel(const Job& j, int64_t r0, int64_t, int64_t KC, uint32_t* out, int64_t step) {
+  const uint8_t* g0 = j.w + r0 * j.w_row_bytes;
+  const uint8_t* scales = g0 + KC * 256;
+  const __m512i eight = _mm512_set1_epi32(8), fifteen = _mm512_set1_epi32(15);
+  for (int64_t kc = 0; kc < KC; ++kc) {
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + 32 * kc)));
+    const uint8_t* c = g0 + 256 * kc;
+    uint32_t* o = out + kc * step;
+    for (int g = 0; g < 4; ++g) {
+      if ((g & 1) == 0) prefetch(c + 64 * g + kAhead);
+      const __m512i v = _mm512_loadu_si512(c + 64 * g);
+      __m512 w[8];  // low nibbles of bytes 0..3, then high nibbles
+      for (int i = 0; i < 4; ++i) {
+        const __m512i lo = _mm512_and_si512(_mm512_srli_epi32(v, 8 * i), fifteen);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(v, 8 * i + 4), fifteen);
+        w[i] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(lo, eight)), d);
+        w[4 + i] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(hi, eight)), d);
+      }
+      _mm512_store_si512(o + 16 * (2 * g), pairs_of(w[0], w[1]));
+      _mm512_store_si512(o + 16 * (2 * g + 1), pairs_of(w[2], w[3]));
+      _mm512_store_si512(o + 16 * (8 + 2 * g), pairs_of(w[4], w[5]));
+      _mm512_store_si512(o + 16 * (9 + 2 * g), pairs_of(w[6], w[7]));
+    }
+  }
+}
+
+// ---- the tile loop ----
+
+// _tile_stored names its tile in the instruction text, so the tile number must be a literal.
+template <int C>
+inline void store_tile(void* p, int64_t stride) {
+  if constexpr (C == 0) _tile_stored(0, p, stride);
+  if constexpr (C == 1) _tile_stored(1, p, stride);
+  if constexpr (C == 2) _tile_stored(2, p, stride);
+  if constexpr (C == 3) _tile_stored(3, p, stride);
+}
+
+// Accumulator tile C (16 tokens from tok0, 16 outputs from col0) into y; partial tiles through a
+// buffer so that nothing past B tokens or the slab's columns is written.
+template <int C>
+inline void store_c(const Job& j, int64_t tok0, int64_t col0, int64_t ncols) {
+  const int64_t ntok = min64(16, j.B - tok0);
+  float* y = j.y + tok0 * j.N + col0;
+  if (ntok == 16 && ncols == 16) {
+    store_tile<C>(y, j.N * 4);
+    return;
+  }
+  alignas(64) float buf[256];
+  store_tile<C>(buf, 64);
+  const __mmask16 m = mask16(ncols);
+  for (int64_t i = 0; i < ntok; ++i) _mm512_mask_storeu_ps(y + i * j.N, m, _mm512_load_ps(buf + 16 * i));
+}
+
+// Tokens [16 t, 16 t + 16 TR) x the slab's outputs [s0, s0 + 16 TC) over every K step of the panel.
+template <int TR, int TC>
+void tiles(const Job& j, const uint32_t* panel, int64_t KC, int64_t t, int64_t s0, int64_t cols) {
+  _tile_zero(0);
+  if (TC > 1) _tile_zero(1);
+  if (TR > 1) _tile_zero(2);
+  if (TR > 1 && TC > 1) _tile_zero(3);
+  const uint8_t* a0 = j.act + 16 * t * j.act_stride;
+  const uint8_t* a1 = a0 + 16 * j.act_stride;
+  for (int64_t kc = 0; kc < KC; ++kc) {
+    const uint32_t* b = panel + kc * 2 * kTileWords;
+    _tile_loadd(4, a0 + 64 * kc, j.act_stride);
+    _tile_loadd(6, b, 64);
+    _tile_dpbf16ps(0, 4, 6);
+    if (TC > 1) {
+      _tile_loadd(7, b + kTileWords, 64);
+      _tile_dpbf16ps(1, 4, 7);
+    }
+    if (TR > 1) {
+      _tile_loadd(5, a1 + 64 * kc, j.act_stride);
+      _tile_dpbf16ps(2, 5, 6);
+      if (TC > 1) _tile_dpbf16ps(3, 5, 7);
+    }
+  }
+  store_c<0>(j, 16 * t, s0, min64(16, cols));
+  if (TC > 1) store_c<1>(j, 16 * t, s0 + 16, cols - 16);
+  if (TR > 1) {
+    store_c<2>(j, 16 * t + 16, s0, min64(16, cols));
+    if (TC > 1) store_c<3>(j, 16 * t + 16, s0 + 16, cols - 16);
+  }
+}
+
+using PanelFn = void (*)(const Job&, int64_t r0, int64_t nrows, int64_t KC, uint32_t* out, int64_t step);
+
+template <PanelFn Decode>
+void gemm(const Job& j, int64_t n0, int64_t n1) {
+  const int64_t KC = (j.K + 31) / 32, T = (j.B + 15) / 16;
+  thread_local PanelScratch scratch;
+  auto* panel = static_cast<uint32_t*>(scratch.get(size_t(KC * 2 * kTileWords * 4)));
+  load_config();
+  for (int64_t s0 = n0; s0 < n1; s0 += kSlab) {
+    const int64_t cols = min64(kSlab, n1 - s0);
+    for (int64_t h = 0; h * 16 < cols; ++h)
+      Decode(j, s0 + 16 * h, min64(16, cols - 16 * h), KC, panel + h * kTileWords, 2 * kTileWords);
+    for (int64_t t = 0; t < T; t += 2) {
+      const bool two_tok = t + 1 < T, two_col = cols > 16;
+      if (two_tok && two_col) tiles<2, 2>(j, panel, KC, t, s0, cols);
+      else if (two_tok) tiles<2, 1>(j, panel, KC, t, s0, cols);
+      else if (two_col) tiles<1, 2>(j, panel, KC, t, s0, cols);
+      else tiles<1, 1>(j, panel, KC, t, s0, cols);
+    }
+  }
+  _tile_release();
+}
+
+}  // namespace
+
+AmxKernels amx_kernels() {
+  AmxKernels k;
+  k.bf16 = &gemm<&row_panel<Bf16Rows>>;
+  k.fp8 = &gemm<&row_panel<Fp8Rows>>;
+  k.q8_0 = &gemm<&row_panel<Q8Rows>>;
+  k.q4_0 = &gemm<&row_panel<Q4Rows>>;
+  k.q8_0_r16 = &gemm<&q8_r16_panel>;
+  k.q4_0_r16 = &gemm<&q4_r16_panel>;
+  return k;
+}
+
+}  // namespace dseek::mm
+
+#else  // not built for AMX: matmul.cpp never asks for these kernels
+
+namespace dseek::mm {
+AmxKernels amx_kernels() { return AmxKernels{}; }
+}  // namespace dseek::mm
+
+#endif
