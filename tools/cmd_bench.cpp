@@ -36,7 +36,7 @@ std::string cpu_name() {
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
-  Args a(argc, argv, {"model", "n-prompt", "n-gen", "threads", "reps", "bandwidth-gb", "depth"}, {},
+  Args a(argc, argv, {"model", "n-prompt", "n-gen", "threads", "reps", "bandwidth-gb", "depth", "kernel"}, {},
          {{"m", "model"}, {"p", "n-prompt"}, {"n", "n-gen"}, {"t", "threads"}, {"r", "reps"}, {"d", "depth"}});
   const std::string dir = a.require("model");
   const int64_t P = a.get_int("n-prompt", 512), N = a.get_int("n-gen", 128);
@@ -44,6 +44,10 @@ int cmd_bench(int argc, char** argv) {
   const int reps = int(a.get_int("reps", 3));
   if (P < 1 || N < 1 || reps < 1) throw Error("-p, -n and -r must be positive");
   if (D < 0) throw Error("-d must be >= 0");
+  // Kernel family of every product (default: the best this CPU has; e.g. avx512bf16 to see what AMX adds).
+  const MatmulKernel kernel = matmul_kernel_from_name(a.get_or("kernel", "auto"));
+  if (!matmul_kernel_supported(kernel))
+    throw Error("--kernel " + std::string(matmul_kernel_family_name(kernel)) + " is not supported by this CPU");
   Model model = Model::load(dir);
   const ModelConfig& c = model.config();
   ThreadPool pool(int(a.get_int("threads", 0)));
@@ -57,6 +61,7 @@ int cmd_bench(int argc, char** argv) {
   const int64_t ctx = D + std::max(P, N);
   constexpr int64_t kDepthChunk = 512;  // the depth is prefilled in chunks, as `generate` does
   Workspace ws(c, std::max(P, std::min(D, kDepthChunk)), ctx, &pool, /*naive_attention=*/false);
+  ws.kernel = kernel;
   KVCache cache(c, model.n_cache_layers(), ctx);
   std::vector<float> logits(static_cast<size_t>(c.vocab_size));
   for (int64_t p0 = 0; p0 < D; p0 += kDepthChunk) {  // untimed; every round reuses positions [0, D)
@@ -88,9 +93,10 @@ int cmd_bench(int argc, char** argv) {
   // Weights read in through a MADV_HUGEPAGE mapping come as 2 MiB pages; files that were already
   // cached in 4 KiB pages (e.g. just written by init/quantize) keep them until evicted.
   const double weights_gb = double(model.checkpoint().total_bytes()) / 1e9;
-  std::printf("dseek bench | %s | %s | %d threads | read bandwidth %.1f GB/s median (best %.1f; %s over %.1f GiB, "
+  const MatmulKernel family = kernel == MatmulKernel::kAuto ? matmul_best_kernel() : kernel;
+  std::printf("dseek bench | %s | %s | %d threads | kernels %s | read bandwidth %.1f GB/s median (best %.1f; %s over %.1f GiB, "
               "%.0f %% huge pages) | weights %.2f of %.2f GB on 2 MiB pages\n",
-              dir.c_str(), cpu_name().c_str(), pool.size(), bw.median_gbs, bw.best_gbs, bw.kernel,
+              dir.c_str(), cpu_name().c_str(), pool.size(), std::string(matmul_kernel_family_name(family)).c_str(), bw.median_gbs, bw.best_gbs, bw.kernel,
               double(bw.bytes) / (1 << 30), 100.0 * double(bw.huge_page_bytes) / double(bw.bytes),
               std::min(weights_gb, double(file_huge_page_bytes()) / 1e9), weights_gb);
   std::printf("| model | weights | test | tokens/s median [min-max] | GB/token | GB/s | %% of roofline |\n");

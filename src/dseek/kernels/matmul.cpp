@@ -347,6 +347,16 @@ std::string_view matmul_kernel_family_name(MatmulKernel k) {
   }
 }
 
+MatmulKernel matmul_kernel_from_name(std::string_view name) {
+  std::string names;
+  for (int v = 0; v < int(MatmulKernel::kSentinel); ++v) {
+    const std::string_view n = matmul_kernel_family_name(MatmulKernel(v));
+    if (n == name) return MatmulKernel(v);
+    names += (v ? ", " : "") + std::string(n);
+  }
+  throw Error("unknown matmul kernel family '" + std::string(name) + "' (one of: " + names + ")");
+}
+
 std::string_view matmul_kernel_name(DType t, MatmulKernel k) {
   k = resolve(k);
   const bool q = t == DType::kQ8_0 || t == DType::kQ4_0;

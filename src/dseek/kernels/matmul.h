@@ -60,6 +60,9 @@ MatmulKernel matmul_best_kernel_without_amx();
 // for logs (STYLE.md: SIMD dispatch logs its choice). kAuto is resolved first.
 std::string_view matmul_kernel_name(DType t, MatmulKernel k = MatmulKernel::kAuto);
 std::string_view matmul_kernel_family_name(MatmulKernel k);  // "scalar", "avx2", "avx512", ...
+// The family named `name` (as matmul_kernel_family_name prints it; "auto" too); throws dseek::Error
+// listing the names for anything else.
+MatmulKernel matmul_kernel_from_name(std::string_view name);
 
 // y (B, N) = x (B, K) · Wᵀ. Splits output rows across `pool` when given. x and y must not overlap.
 // The conversions of x (bf16, int8 blocks) go to a per-thread scratch buffer that grows to the
