@@ -21,6 +21,8 @@
 #include "dseek/kernels/matmul.h"
 #include "dseek/kernels/matmul_quant.h"
 
+#include "common/weight_view.h"
+
 namespace dseek {
 namespace {
 
@@ -32,20 +34,11 @@ struct Weights {
   int64_t rows = 0, cols = 0, block = 128;
   std::vector<uint8_t> bytes;
   std::vector<float> scale_inv;
-  MatView view() const {
-    MatView v;
-    v.data = bytes.data();
-    v.dtype = dtype;
-    v.rows = rows;
-    v.cols = cols;
-    v.block = block;
-    v.scale_inv = dtype == DType::kF8E4M3 ? scale_inv.data() : nullptr;
-    return v;
-  }
+  MatView view() const { return weight_view(bytes.data(), dtype, rows, cols, block, scale_inv.data()); }
 };
 
 Weights random_weights(DType t, int64_t rows, int64_t cols, std::mt19937& rng, int64_t block = 128) {
-  Weights w{t, rows, cols, block};
+  Weights w{t, rows, cols, block, {}, {}};
   std::normal_distribution<float> nd(0.f, 1.f);
   std::vector<float> f(size_t(rows * cols));
   for (auto& v : f) v = nd(rng);
@@ -130,8 +123,12 @@ void check(const MatView& w, int64_t B, std::mt19937& rng, ThreadPool* pool) {
 TEST(GemmAmx, Reports) {
   std::cout << "cpu: " << cpu_features_str(cpu_features()) << "; amx permitted: " << amx_permitted()
             << "; kAmx supported: " << has_amx() << "\n";
-  if (!cpu_features().amx_bf16) EXPECT_FALSE(has_amx());
-  if (has_amx()) EXPECT_EQ(matmul_best_kernel(), MatmulKernel::kAmx);
+  if (!cpu_features().amx_bf16) {
+    EXPECT_FALSE(has_amx());
+  }
+  if (has_amx()) {
+    EXPECT_EQ(matmul_best_kernel(), MatmulKernel::kAmx);
+  }
   EXPECT_NE(matmul_best_kernel_without_amx(), MatmulKernel::kAmx);
 }
 

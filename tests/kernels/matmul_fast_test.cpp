@@ -25,6 +25,8 @@
 #include "dseek/kernels/matmul_kernels.h"
 #include "dseek/kernels/matmul_quant.h"
 
+#include "common/weight_view.h"
+
 namespace dseek {
 namespace {
 
@@ -61,16 +63,7 @@ struct Mat {
   size_t offset = 0;             // data = storage.data() + offset
   std::vector<float> scale_inv;  // FP8: (ceil(rows/block), ceil(cols/block))
 
-  MatView view() const {
-    MatView v;
-    v.data = storage.data() + offset;
-    v.dtype = dtype;
-    v.rows = rows;
-    v.cols = cols;
-    v.block = block;
-    v.scale_inv = dtype == DType::kF8E4M3 ? scale_inv.data() : nullptr;
-    return v;
-  }
+  MatView view() const { return weight_view(storage.data() + offset, dtype, rows, cols, block, scale_inv.data()); }
 };
 
 size_t elem_bytes_for_misalign(DType t) {

@@ -15,6 +15,8 @@
 
 #include "dseek/core/thread_pool.h"
 
+#include "common/weight_view.h"
+
 namespace dseek {
 namespace {
 
@@ -56,16 +58,7 @@ struct TestMat {
   std::vector<float> scale_inv;  // (ceil(rows/block), ceil(cols/block)), FP8 only
   std::vector<double> w;         // (rows, cols) decoded
 
-  MatView view() const {
-    MatView v;
-    v.data = bytes.data();
-    v.dtype = dtype;
-    v.rows = rows;
-    v.cols = cols;
-    v.block = block;
-    v.scale_inv = dtype == DType::kF8E4M3 ? scale_inv.data() : nullptr;
-    return v;
-  }
+  MatView view() const { return weight_view(bytes.data(), dtype, rows, cols, block, scale_inv.data()); }
 };
 
 std::string dtype_str(DType t) {

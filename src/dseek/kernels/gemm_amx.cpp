@@ -69,6 +69,17 @@ inline __m512i pairs_along(__m512 lo, __m512 hi) { return (__m512i)_mm512_cvtne2
 
 // ---- row formats: one row's 32 values of K step kc as 16 pair words ----
 
+// Q8_0 / Q4_0 rows (matmul_quant.h): the codes of block kc (block_bytes each, prefetched a fixed
+// distance ahead once per 64 bytes) and its f16 scale d, broadcast.
+inline const uint8_t* codes_of(const Job& j, int64_t r, int64_t kc, int64_t block_bytes) {
+  const uint8_t* c = row_of(j, r) + block_bytes * kc;
+  if ((kc * block_bytes) % 64 == 0) prefetch(c + kAhead);
+  return c;
+}
+inline __m512 block_scale(const Job& j, int64_t r, int64_t kc) {
+  return _mm512_set1_ps(f16_at(row_of(j, r) + j.w_scales_offset + 2 * kc));
+}
+
 struct Bf16Rows {
   static __m512i pairs(const Job& j, int64_t r, int64_t kc) {
     const uint8_t* p = row_of(j, r) + 64 * kc;
@@ -79,10 +90,8 @@ struct Bf16Rows {
 
 struct Q8Rows {
   static __m512i pairs(const Job& j, int64_t r, int64_t kc) {
-    const uint8_t* row = row_of(j, r);
-    const uint8_t* c = row + 32 * kc;
-    if ((kc & 1) == 0) prefetch(c + kAhead);
-    const __m512 d = _mm512_set1_ps(f16_at(row + j.w_scales_offset + 2 * kc));
+    const uint8_t* c = codes_of(j, r, kc, 32);
+    const __m512 d = block_scale(j, r, kc);
     const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c))));
     const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 16))));
     return pairs_along(_mm512_mul_ps(lo, d), _mm512_mul_ps(hi, d));
@@ -91,10 +100,8 @@ struct Q8Rows {
 
 struct Q4Rows {
   static __m512i pairs(const Job& j, int64_t r, int64_t kc) {
-    const uint8_t* row = row_of(j, r);
-    const uint8_t* c = row + 16 * kc;
-    if ((kc & 3) == 0) prefetch(c + kAhead);
-    const __m512 d = _mm512_set1_ps(f16_at(row + j.w_scales_offset + 2 * kc));
+    const uint8_t* c = codes_of(j, r, kc, 16);
+    const __m512 d = block_scale(j, r, kc);
     const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c)));
     const __m512i eight = _mm512_set1_epi32(8), fifteen = _mm512_set1_epi32(15);
     const __m512 lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(b, fifteen), eight));
