@@ -40,6 +40,7 @@ CpuFeatures probe() {
       f.avx512bw = b & (1u << 30);
       f.avx512vl = b & (1u << 31);
       f.avx512vnni = c & (1u << 11);
+      f.avx512vbmi = c & (1u << 1);
     }
     const bool tile_state = (xcr0 & 0x60000) == 0x60000;  // XTILECFG + XTILEDATA
     f.amx_bf16 = zmm_state && tile_state && (d & (1u << 24)) && (d & (1u << 22));  // AMX-TILE, AMX-BF16
@@ -86,6 +87,7 @@ std::string cpu_features_str(const CpuFeatures& f) {
   add(f.avx512vl, "avx512vl");
   add(f.avx512vnni, "avx512vnni");
   add(f.avx512bf16, "avx512bf16");
+  add(f.avx512vbmi, "avx512vbmi");
   add(f.amx_bf16, "amx-bf16");
   return s.empty() ? "none" : s;
 }

@@ -17,6 +17,7 @@ struct CpuFeatures {
   bool avx512vl = false;
   bool avx512vnni = false;  // vpdpbusd
   bool avx512bf16 = false;  // vdpbf16ps, vcvtne2ps2bf16
+  bool avx512vbmi = false;  // vpermb
   bool amx_bf16 = false;    // AMX-TILE + AMX-BF16 with OS support for the tile state (XCR0)
   // AVX-512 F/BW/VL and FMA: what the *_avx512.cpp kernel files are compiled with.
   bool avx512_fma() const { return avx512f && avx512bw && avx512vl && fma; }

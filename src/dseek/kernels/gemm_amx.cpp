@@ -1,7 +1,7 @@
 // Prefill GEMM on AMX tiles (gemm_amx.h): y (B x N) = x · Wᵀ with TDPBF16PS.
 //
-// Compiled with AVX-512 BF16 and AMX flags (CMakeLists.txt) and called only after cpu_features()
-// reported AMX-BF16 and the kernel granted this process the tile state (amx_permitted()); helpers
+// Compiled with AVX-512 BF16 / VBMI and AMX flags (CMakeLists.txt) and called only after
+// cpu_features() reported them (every AMX CPU has VBMI) and the kernel granted this process the tile state (amx_permitted()); helpers
 // live in an anonymous namespace and no library templates are instantiated (matmul_kernels.h).
 //
 // Operands. TDPBF16PS C[m][n] += sum over pairs p of A[m][2p, 2p+1] · B[p][n][0, 1] for a 16 x 16
@@ -15,10 +15,10 @@
 // Decoding: row formats (BF16, FP8, Q8_0, Q4_0) give each row's 32 values of a K step as 16 bf16
 // pairs, and a 16 x 16 word transpose turns 16 rows into a B tile. The _R16 formats are stored as
 // 16 rows x 4 codes per 64 bytes, already column-interleaved: each load gives two (Q8_0_R16) or four
-// (Q4_0_R16) B rows after widening, scaling and pairing, no transpose.
+// (Q4_0_R16) B rows after a byte permute, widening and scaling, no transpose.
 #include "dseek/kernels/gemm_amx.h"
 
-#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__)
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__) && defined(__AVX512VBMI__)
 
 #include <immintrin.h>
 
@@ -57,13 +57,6 @@ inline float f16_at(const uint8_t* p) {
   return _cvtsh_ss(h);
 }
 
-// Word r = (lo[r], hi[r]) rounded to bf16 (nearest even), lo in the low half.
-inline __m512i pairs_of(__m512 lo, __m512 hi) {
-  const __m512i v = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);  // u16 lanes: lo 0..15, then hi 0..15
-  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5,
-                                       20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-  return _mm512_permutexvar_epi16(idx, v);
-}
 // 32 consecutive values (lo = the first 16) as 16 bf16 pairs in column order.
 inline __m512i pairs_along(__m512 lo, __m512 hi) { return (__m512i)_mm512_cvtne2ps_pbh(hi, lo); }
 
@@ -145,53 +138,79 @@ void row_panel(const Job& j, int64_t r0, int64_t nrows, int64_t KC, uint32_t* ou
 
 // ---- interleaved formats: group of 16 rows at r0 (matmul_quant.h) ----
 
+// Both formats put row r's 4 codes of a load at bytes 4r .. 4r + 3. One vpermb (zeroing) moves the
+// codes of one column pair of 8 rows into the low bytes of 16 int32 lanes, in the order of a B row's
+// halves (lane 2i + c = row i's column c of the pair), so that one vcvtne2ps2bf16 of the 8-row halves
+// is the B row, and the offset is folded into an FMA: u * d - o * d = (u - o) * d exactly (o * d
+// is exact for a power-of-two o, and the FMA rounds once). Byte sources: byte0 = the pair's first
+// byte within a row (0 or 2), rows 0-7 or 8-15.
+inline __m512i pair_bytes(int byte0, int rows8) {
+  alignas(64) int8_t idx[64] = {};
+  for (int lane = 0; lane < 16; ++lane) idx[4 * lane] = int8_t(4 * (8 * rows8 + lane / 2) + byte0 + lane % 2);
+  return _mm512_load_si512(idx);
+}
+constexpr __mmask64 kLowBytes = 0x1111111111111111ull;  // byte 0 of every int32 lane
+
+// Per block: the scales of rows 0-7 and 8-15 spread to lane pairs (lane 2i + c: row i), times 1 and -o.
+struct PairScales {
+  __m512 d[2], od[2];
+  PairScales(const uint8_t* f16x16, float o) {
+    const __m512 s = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(f16x16)));
+    for (int h = 0; h < 2; ++h) {
+      const __m512i idx = _mm512_set_epi32(8 * h + 7, 8 * h + 7, 8 * h + 6, 8 * h + 6, 8 * h + 5, 8 * h + 5, 8 * h + 4,
+                                           8 * h + 4, 8 * h + 3, 8 * h + 3, 8 * h + 2, 8 * h + 2, 8 * h + 1, 8 * h + 1,
+                                           8 * h, 8 * h);
+      d[h] = _mm512_permutexvar_ps(idx, s);
+      od[h] = _mm512_mul_ps(d[h], _mm512_set1_ps(-o));
+    }
+  }
+  __m512 value(__m512i u, int h) const { return _mm512_fmadd_ps(_mm512_cvtepi32_ps(u), d[h], od[h]); }
+};
+
 // Q8_0_R16: per block, 8 loads of 16 rows x 4 codes (stored + 128); load g gives pair rows 2g, 2g + 1.
 void q8_r16_panel(const Job& j, int64_t r0, int64_t, int64_t KC, uint32_t* out, int64_t step) {
   const uint8_t* g0 = j.w + r0 * j.w_row_bytes;
   const uint8_t* scales = g0 + KC * 512;
-  const __m512i bias = _mm512_set1_epi8(char(0x80));
+  const __m512i sel[2][2] = {{pair_bytes(0, 0), pair_bytes(0, 1)}, {pair_bytes(2, 0), pair_bytes(2, 1)}};
   for (int64_t kc = 0; kc < KC; ++kc) {
-    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + 32 * kc)));
+    const PairScales ps(scales + 32 * kc, 128.f);
     const uint8_t* c = g0 + 512 * kc;
     uint32_t* o = out + kc * step;
     for (int g = 0; g < 8; ++g) {
       if ((g & 1) == 0) prefetch(c + 64 * g + kAhead);
-      const __m512i v = _mm512_xor_si512(_mm512_loadu_si512(c + 64 * g), bias);  // signed codes
-      const __m512 w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 24), 24)), d);
-      const __m512 w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 16), 24)), d);
-      const __m512 w2 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 8), 24)), d);
-      const __m512 w3 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srai_epi32(v, 24)), d);
-      _mm512_store_si512(o + 16 * (2 * g), pairs_of(w0, w1));
-      _mm512_store_si512(o + 16 * (2 * g + 1), pairs_of(w2, w3));
+      const __m512i v = _mm512_loadu_si512(c + 64 * g);
+      for (int p = 0; p < 2; ++p) {
+        const __m512 lo = ps.value(_mm512_maskz_permutexvar_epi8(kLowBytes, sel[p][0], v), 0);
+        const __m512 hi = ps.value(_mm512_maskz_permutexvar_epi8(kLowBytes, sel[p][1], v), 1);
+        _mm512_store_si512(o + 16 * (2 * g + p), pairs_along(lo, hi));
+      }
     }
   }
   if (KC > 0) prefetch(scales + 32 * KC);
 }
 
 // Q4_0_R16: per block, 4 loads of 16 rows x 4 bytes; byte i of load g holds columns 4g + i (low
-// nibble) and 16 + 4g + i (high), value = nibble - 8: pair rows 2g, 2g + 1, 8 + 2g, 9 + 2g.
+// nibble) and 16 + 4g + i (high), value = nibble - 8: pair rows 2g, 2g + 1 (low), 8 + 2g, 9 + 2g (high).
 void q4_r16_panel(const Job& j, int64_t r0, int64_t, int64_t KC, uint32_t* out, int64_t step) {
   const uint8_t* g0 = j.w + r0 * j.w_row_bytes;
   const uint8_t* scales = g0 + KC * 256;
-  const __m512i eight = _mm512_set1_epi32(8), fifteen = _mm512_set1_epi32(15);
+  const __m512i sel[2][2] = {{pair_bytes(0, 0), pair_bytes(0, 1)}, {pair_bytes(2, 0), pair_bytes(2, 1)}};
+  const __m512i low = _mm512_set1_epi32(15);
   for (int64_t kc = 0; kc < KC; ++kc) {
-    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + 32 * kc)));
+    const PairScales ps(scales + 32 * kc, 8.f);
     const uint8_t* c = g0 + 256 * kc;
     uint32_t* o = out + kc * step;
     for (int g = 0; g < 4; ++g) {
       if ((g & 1) == 0) prefetch(c + 64 * g + kAhead);
       const __m512i v = _mm512_loadu_si512(c + 64 * g);
-      __m512 w[8];  // low nibbles of bytes 0..3, then high nibbles
-      for (int i = 0; i < 4; ++i) {
-        const __m512i lo = _mm512_and_si512(_mm512_srli_epi32(v, 8 * i), fifteen);
-        const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(v, 8 * i + 4), fifteen);
-        w[i] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(lo, eight)), d);
-        w[4 + i] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(hi, eight)), d);
+      for (int p = 0; p < 2; ++p) {
+        const __m512i b0 = _mm512_maskz_permutexvar_epi8(kLowBytes, sel[p][0], v);
+        const __m512i b1 = _mm512_maskz_permutexvar_epi8(kLowBytes, sel[p][1], v);
+        _mm512_store_si512(o + 16 * (2 * g + p), pairs_along(ps.value(_mm512_and_si512(b0, low), 0),
+                                                             ps.value(_mm512_and_si512(b1, low), 1)));
+        _mm512_store_si512(o + 16 * (8 + 2 * g + p), pairs_along(ps.value(_mm512_srli_epi32(b0, 4), 0),
+                                                                 ps.value(_mm512_srli_epi32(b1, 4), 1)));
       }
-      _mm512_store_si512(o + 16 * (2 * g), pairs_of(w[0], w[1]));
-      _mm512_store_si512(o + 16 * (2 * g + 1), pairs_of(w[2], w[3]));
-      _mm512_store_si512(o + 16 * (8 + 2 * g), pairs_of(w[4], w[5]));
-      _mm512_store_si512(o + 16 * (9 + 2 * g), pairs_of(w[6], w[7]));
     }
   }
 }

@@ -318,7 +318,8 @@ bool matmul_kernel_supported(MatmulKernel k) {
     case MatmulKernel::kAvx512: return has_avx512();
     case MatmulKernel::kAvx512Bf16: return has_avx512() && cpu_features().avx512bf16;
     case MatmulKernel::kAmx:
-      return has_avx512() && cpu_features().avx512bf16 && amx_permitted() && amx_set().bf16 != nullptr;
+      return has_avx512() && cpu_features().avx512bf16 && cpu_features().avx512vbmi && amx_permitted() &&
+             amx_set().bf16 != nullptr;
     default: return false;
   }
 }

@@ -46,10 +46,10 @@ enum class MatmulKernel : uint8_t {
 // Tokens from which kAvx512Bf16 multiplies as a packed GEMM (see above).
 constexpr int64_t kMatmulGemmMinTokens = 9;
 // Tokens from which kAmx multiplies on AMX tiles (16 tokens per tile): BF16 / FP8 weights, and the
-// block formats, whose decoding into bf16 panels costs more than their int8 GEMM below ~48 tokens
+// block formats, whose decoding into bf16 panels costs more than their int8 GEMM below ~40 tokens
 // (bench/matmul_bench, docs/kernels.md "AMX").
 constexpr int64_t kAmxMinTokens = 9;
-constexpr int64_t kAmxQuantMinTokens = 48;
+constexpr int64_t kAmxQuantMinTokens = 40;
 
 bool matmul_kernel_supported(MatmulKernel k);  // by this CPU (kAuto and kScalar: always)
 MatmulKernel matmul_best_kernel();            // what kAuto means here
