@@ -89,6 +89,7 @@ void run_case(GemmLayout layout, GemmKernel kernel, const Case& c, bool accumula
 std::vector<GemmKernel> kernels() {
   std::vector<GemmKernel> ks{GemmKernel::kPortable};
   if (gemm_kernel_supported(GemmKernel::kAvx512)) ks.push_back(GemmKernel::kAvx512);
+  if (gemm_kernel_supported(GemmKernel::kAmx)) ks.push_back(GemmKernel::kAmx);
   return ks;
 }
 
@@ -115,12 +116,15 @@ TEST(Gemm, Bf16PrecisionAwkwardSizes) {
                                    {25, 257, 17}, {37, 300, 65}, {100, 513, 80}, {3, 600, 97}, {64, 33, 129}};
   ThreadPool pool2(2);
   std::mt19937 rng(kSeed + 1);
-  for (GemmLayout layout : {GemmLayout::kNT, GemmLayout::kNN, GemmLayout::kTN})
-    for (const Case& c : cases)
-      for (bool accumulate : {false, true}) {
-        run_case(layout, GemmKernel::kAvx512, c, accumulate, nullptr, rng, GemmPrecision::kBf16);
-        run_case(layout, GemmKernel::kAvx512, c, accumulate, &pool2, rng, GemmPrecision::kBf16);
-      }
+  // Both bf16 micro-kernels where the CPU has them: vdpbf16ps (kAvx512) and AMX tiles (kAmx).
+  for (GemmKernel kernel : kernels())
+    if (kernel != GemmKernel::kPortable)
+      for (GemmLayout layout : {GemmLayout::kNT, GemmLayout::kNN, GemmLayout::kTN})
+        for (const Case& c : cases)
+          for (bool accumulate : {false, true}) {
+            run_case(layout, kernel, c, accumulate, nullptr, rng, GemmPrecision::kBf16);
+            run_case(layout, kernel, c, accumulate, &pool2, rng, GemmPrecision::kBf16);
+          }
 }
 
 TEST(Gemm, Bf16PrecisionNeedsItsKernel) {
@@ -193,7 +197,9 @@ TEST(Gemm, EmptyDimensions) {
 TEST(Gemm, KernelNames) {
   EXPECT_STREQ(gemm_kernel_name(GemmKernel::kPortable), "portable");
   const std::string automatic = gemm_kernel_name(GemmKernel::kAuto);
-  EXPECT_EQ(automatic, gemm_kernel_supported(GemmKernel::kAvx512) ? "avx512" : "portable");
+  EXPECT_EQ(automatic, gemm_kernel_supported(GemmKernel::kAmx)      ? "amx"
+                       : gemm_kernel_supported(GemmKernel::kAvx512) ? "avx512"
+                                                                    : "portable");
 }
 
 }  // namespace

@@ -62,7 +62,10 @@ using BlockFn = void (*)(const gemm::Block&);
 bool has_avx512() { return cpu_features().avx512_fma(); }
 
 GemmKernel resolve(GemmKernel k) {
-  if (k == GemmKernel::kAuto) return has_avx512() ? GemmKernel::kAvx512 : GemmKernel::kPortable;
+  if (k == GemmKernel::kAuto)
+    return gemm_kernel_supported(GemmKernel::kAmx) ? GemmKernel::kAmx
+           : has_avx512()                          ? GemmKernel::kAvx512
+                                                   : GemmKernel::kPortable;
   if (!gemm_kernel_supported(k)) throw Error(std::string("gemm: kernel ") + gemm_kernel_name(k) + " is not supported by this CPU");
   return k;
 }
@@ -98,8 +101,10 @@ void pack_b(float* dst, const Operands& o, int64_t k0, int64_t kc, int64_t n0, i
 
 // Rows [m0, m1) × columns [n0, n1) of C, all of K, packing B into `pack` (kKC × kNC, padded).
 void run_part(const Operands& o, bool accumulate, int64_t m0, int64_t m1, int64_t n0, int64_t n1, float* pack,
-              bool simd, bool bf16) {
-  const BlockFn block = bf16 ? gemm::block_bf16_avx512 : simd ? gemm::block_avx512 : block_portable;
+              bool simd, bool bf16, bool amx) {
+  const BlockFn block = bf16   ? (amx ? gemm::block_bf16_amx : gemm::block_bf16_avx512)
+                        : simd ? gemm::block_avx512
+                               : block_portable;
   if (m0 >= m1 || n0 >= n1) return;
   for (int64_t nc0 = n0; nc0 < n1; nc0 += kNC) {
     const int64_t nc1 = std::min(n1, nc0 + kNC);
@@ -132,8 +137,9 @@ void run(const Operands& o, bool accumulate, ThreadPool* pool, GemmKernel kernel
       for (int64_t m = 0; m < o.M; ++m) std::memset(o.C + m * o.ldc, 0, size_t(o.N) * sizeof(float));
     return;
   }
-  const bool simd = resolve(kernel) == GemmKernel::kAvx512;
-  const bool bf16 = precision == GemmPrecision::kBf16;
+  const GemmKernel resolved = resolve(kernel);
+  const bool simd = resolved == GemmKernel::kAvx512 || resolved == GemmKernel::kAmx;
+  const bool bf16 = precision == GemmPrecision::kBf16, amx = resolved == GemmKernel::kAmx;
   if (bf16 && !(simd && gemm_bf16_supported()))
     throw Error("gemm: bf16 precision needs the AVX-512 BF16 kernel, which this CPU or kernel choice lacks");
   const int64_t np = (o.N + kNR - 1) / kNR, mp = (o.M + kMR - 1) / kMR;
@@ -149,10 +155,10 @@ void run(const Operands& o, bool accumulate, ThreadPool* pool, GemmKernel kernel
     float* p = pack.get() + t * pack_floats;
     if (split_n) {
       const int64_t p0 = t * np / T, p1 = (t + 1) * np / T;
-      run_part(o, accumulate, 0, o.M, p0 * kNR, std::min(o.N, p1 * kNR), p, simd, bf16);
+      run_part(o, accumulate, 0, o.M, p0 * kNR, std::min(o.N, p1 * kNR), p, simd, bf16, amx);
     } else {
       const int64_t r0 = t * mp / T, r1 = (t + 1) * mp / T;
-      run_part(o, accumulate, r0 * kMR, std::min(o.M, r1 * kMR), 0, o.N, p, simd, bf16);
+      run_part(o, accumulate, r0 * kMR, std::min(o.M, r1 * kMR), 0, o.N, p, simd, bf16, amx);
     }
   };
   if (T == 1)
@@ -167,10 +173,15 @@ void run(const Operands& o, bool accumulate, ThreadPool* pool, GemmKernel kernel
 
 bool gemm_bf16_supported() { return has_avx512() && cpu_features().avx512bf16; }
 
-bool gemm_kernel_supported(GemmKernel kernel) { return kernel != GemmKernel::kAvx512 || has_avx512(); }
+bool gemm_kernel_supported(GemmKernel kernel) {
+  if (kernel == GemmKernel::kAmx)
+    return gemm_bf16_supported() && cpu_features().amx_bf16 && gemm::bf16_amx_built() && amx_permitted();
+  return kernel != GemmKernel::kAvx512 || has_avx512();
+}
 
 const char* gemm_kernel_name(GemmKernel kernel) {
   switch (kernel == GemmKernel::kAuto ? resolve(kernel) : kernel) {
+    case GemmKernel::kAmx: return "amx";
     case GemmKernel::kAvx512: return "avx512";
     default: return "portable";
   }

@@ -25,7 +25,8 @@
 
 namespace dseek {
 
-enum class GemmKernel { kAuto, kPortable, kAvx512 };
+// kAmx: kAvx512, with the kBf16 products on AMX tiles (CPUs with AMX-BF16, as matmul's kAmx).
+enum class GemmKernel { kAuto, kPortable, kAvx512, kAmx };
 enum class GemmLayout { kNT, kNN, kTN };
 // kBf16: A and B rounded to bf16 (nearest even) as they are packed, products summed in float32
 // (vdpbf16ps): twice the multiply-adds per instruction, |error| <= (2^-8 + 2^-8) Σ|a·b| more than
@@ -58,7 +59,7 @@ void gemm_f32_ref(GemmLayout layout, float* C, const float* A, const float* B, i
 
 // Whether this CPU can run `kernel` (kAuto and kPortable always can).
 bool gemm_kernel_supported(GemmKernel kernel);
-// "avx512" or "portable": what `kernel` resolves to on this CPU.
+// "amx", "avx512" or "portable": what `kernel` resolves to on this CPU.
 const char* gemm_kernel_name(GemmKernel kernel);
 
 }  // namespace dseek

@@ -22,6 +22,7 @@
 
 #include <immintrin.h>
 
+#include "dseek/kernels/amx_tiles.h"
 #include "dseek/kernels/masks_avx512.h"
 #include "dseek/kernels/transpose_avx512.h"
 
@@ -32,33 +33,12 @@ constexpr int64_t kSlab = 32;        // output rows decoded per panel: two B til
 constexpr int64_t kTileWords = 256;  // one B tile: 16 pair rows x 16 words
 constexpr int64_t kAhead = 1024;     // software prefetch distance along each weight stream (bytes)
 
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
-// Every tile used here is 16 rows x 64 bytes.
-void load_config() {
-  TileConfig c;
-  for (int i = 0; i < 8; ++i) {
-    c.colsb[i] = 64;
-    c.rows[i] = 16;
-  }
-  _tile_loadconfig(&c);
-}
-
 inline void prefetch(const uint8_t* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
 inline float f16_at(const uint8_t* p) {
   uint16_t h;
   __builtin_memcpy(&h, p, 2);
   return _cvtsh_ss(h);
 }
-
-// 32 consecutive values (lo = the first 16) as 16 bf16 pairs in column order.
-inline __m512i pairs_along(__m512 lo, __m512 hi) { return (__m512i)_mm512_cvtne2ps_pbh(hi, lo); }
 
 // ---- row formats: one row's 32 values of K step kc as 16 pair words ----
 
@@ -217,15 +197,6 @@ void q4_r16_panel(const Job& j, int64_t r0, int64_t, int64_t KC, uint32_t* out, 
 
 // ---- the tile loop ----
 
-// _tile_stored names its tile in the instruction text, so the tile number must be a literal.
-template <int C>
-inline void store_tile(void* p, int64_t stride) {
-  if constexpr (C == 0) _tile_stored(0, p, stride);
-  if constexpr (C == 1) _tile_stored(1, p, stride);
-  if constexpr (C == 2) _tile_stored(2, p, stride);
-  if constexpr (C == 3) _tile_stored(3, p, stride);
-}
-
 // Accumulator tile C (16 tokens from tok0, 16 outputs from col0) into y; partial tiles through a
 // buffer so that nothing past B tokens or the slab's columns is written.
 template <int C>
@@ -233,11 +204,11 @@ inline void store_c(const Job& j, int64_t tok0, int64_t col0, int64_t ncols) {
   const int64_t ntok = min64(16, j.B - tok0);
   float* y = j.y + tok0 * j.N + col0;
   if (ntok == 16 && ncols == 16) {
-    store_tile<C>(y, j.N * 4);
+    amx_store<C>(y, j.N * 4);
     return;
   }
   alignas(64) float buf[256];
-  store_tile<C>(buf, 64);
+  amx_store<C>(buf, 64);
   const __mmask16 m = mask16(ncols);
   for (int64_t i = 0; i < ntok; ++i) _mm512_mask_storeu_ps(y + i * j.N, m, _mm512_load_ps(buf + 16 * i));
 }
@@ -281,7 +252,7 @@ void gemm(const Job& j, int64_t n0, int64_t n1) {
   const int64_t KC = (j.K + 31) / 32, T = (j.B + 15) / 16;
   thread_local PanelScratch scratch;
   auto* panel = static_cast<uint32_t*>(scratch.get(size_t(KC * 2 * kTileWords * 4)));
-  load_config();
+  amx_load_config();
   for (int64_t s0 = n0; s0 < n1; s0 += kSlab) {
     const int64_t cols = min64(kSlab, n1 - s0);
     for (int64_t h = 0; h * 16 < cols; ++h)

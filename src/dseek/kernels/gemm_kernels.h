@@ -31,6 +31,10 @@ void block_avx512(const Block& b);
 // GemmPrecision::kBf16 (gemm_bf16_avx512.cpp): Bp packed by pack_b_bf16_avx512, whose panels hold
 // per k pair the bf16 (k, k + 1) values of kNR columns as kNR 32-bit words, (kc + 1) / 2 pairs.
 void block_bf16_avx512(const Block& b);
+// The same product on AMX tiles (gemm_bf16_amx.cpp), for GemmKernel::kAmx; bf16_amx_built() says
+// whether this build has it (AMX compiler flags).
+void block_bf16_amx(const Block& b);
+bool bf16_amx_built();
 // Rows [0, kc) and columns [0, cols) of b(k, n) = B[k * brs + n * bcs] (brs or bcs is 1), rounded to
 // bf16 and packed as above, zero-padded to whole panels and pairs.
 void pack_b_bf16_avx512(float* dst, const float* B, int64_t brs, int64_t bcs, int64_t kc, int64_t cols);

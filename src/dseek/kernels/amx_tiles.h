@@ -1,0 +1,73 @@
+// Tile configuration, stores and bf16 pairing shared by the AMX kernel files (gemm_amx.cpp,
+// gemm_bf16_amx.cpp). Include it only from files compiled with AMX and AVX-512 BF16 flags: the
+// helpers live in an anonymous namespace (see matmul_kernels.h).
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+// GCC 12's AVX-512 headers warn about their own undefined placeholders once inlined (as in
+// masks_avx512.h).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace dseek {
+namespace {
+
+struct alignas(64) AmxTileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// Tiles 0-7 as 16 rows x 64 bytes: the only shape these kernels use (edges are padded instead).
+inline void amx_load_config() {
+  AmxTileConfig c;
+  for (int i = 0; i < 8; ++i) {
+    c.colsb[i] = 64;
+    c.rows[i] = 16;
+  }
+  _tile_loadconfig(&c);
+}
+
+// _tile_loadd / _tile_stored / _tile_zero name their tile in the instruction text: the number must be a literal.
+template <int C>
+inline void amx_store(void* p, int64_t stride) {
+  if constexpr (C == 0) _tile_stored(0, p, stride);
+  if constexpr (C == 1) _tile_stored(1, p, stride);
+  if constexpr (C == 2) _tile_stored(2, p, stride);
+  if constexpr (C == 3) _tile_stored(3, p, stride);
+}
+template <int C>
+inline void amx_load(const void* p, int64_t stride) {
+  if constexpr (C == 0) _tile_loadd(0, p, stride);
+  if constexpr (C == 1) _tile_loadd(1, p, stride);
+  if constexpr (C == 2) _tile_loadd(2, p, stride);
+  if constexpr (C == 3) _tile_loadd(3, p, stride);
+}
+
+template <int C>
+inline void amx_zero() {
+  if constexpr (C == 0) _tile_zero(0);
+  if constexpr (C == 1) _tile_zero(1);
+  if constexpr (C == 2) _tile_zero(2);
+  if constexpr (C == 3) _tile_zero(3);
+}
+
+// 32 consecutive values (lo = the first 16) as 16 bf16 pairs in column order (nearest even).
+inline __m512i pairs_along(__m512 lo, __m512 hi) { return (__m512i)_mm512_cvtne2ps_pbh(hi, lo); }
+// Word i = (lo[i], hi[i]) as bf16, lo in the low half.
+inline __m512i pairs_across(__m512 lo, __m512 hi) {
+  const __m512i v = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5,
+                                       20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(idx, v);
+}
+
+}  // namespace
+}  // namespace dseek
