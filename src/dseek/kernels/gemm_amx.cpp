@@ -1,8 +1,9 @@
 // Prefill GEMM on AMX tiles (gemm_amx.h): y (B x N) = x · Wᵀ with TDPBF16PS.
 //
 // Compiled with AVX-512 BF16 / VBMI and AMX flags (CMakeLists.txt) and called only after
-// cpu_features() reported them (every AMX CPU has VBMI) and the kernel granted this process the tile state (amx_permitted()); helpers
-// live in an anonymous namespace and no library templates are instantiated (matmul_kernels.h).
+// cpu_features() reported them (every AMX CPU has VBMI) and the kernel granted this process the tile
+// state (amx_permitted()); helpers live in an anonymous namespace and no library templates are
+// instantiated (matmul_kernels.h).
 //
 // Operands. TDPBF16PS C[m][n] += sum over pairs p of A[m][2p, 2p+1] · B[p][n][0, 1] for a 16 x 16
 // float32 C: A = 16 tokens x 32 bf16 (one 64-byte row each, read where prep_bf16 left them), B = 16
