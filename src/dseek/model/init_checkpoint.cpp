@@ -106,7 +106,8 @@ Encoded encode(const TensorSpec& spec, const InitOptions& o) {
           for (int64_t c = bj * kBlock; c < c1; ++c) e.bytes[size_t(r * cols + c)] = f32_to_e4m3(v[size_t(r * cols + c)] / scale);
       }
     e.tensor.dtype = DType::kF8E4M3;
-  } else if (o.dtype == DType::kBF16) {
+  } else if (o.dtype == DType::kBF16 || (o.dtype == DType::kF8E4M3 && spec.role != TensorRole::kBias)) {
+    // FP8 checkpoints keep their other tensors in BF16 (biases in float32), as DeepSeek-V3's do.
     e.bytes.resize(v.size() * 2);
     auto* p = reinterpret_cast<uint16_t*>(e.bytes.data());
     for (size_t i = 0; i < v.size(); ++i) p[i] = f32_to_bf16(v[i]);
