@@ -84,8 +84,8 @@ struct Q4Rows {
   }
 };
 
-// E4M3 -> f16 bits (sign to bit 15, exponent and mantissa to bits 13..7): the value times 2^-8, so
-// scale * 256 restores it exactly (matmul_avx512.cpp's Fp8). NaN codes (0x7f / 0xff) become NaN.
+// E4M3 via e4m3_as_f16 (the value times 2^-8), times scale * 256: exactly matmul_ref's weight.
+// NaN codes (0x7f / 0xff) become NaN.
 struct Fp8Rows {
   static __m512i pairs(const Job& j, int64_t r, int64_t kc) {
     const uint8_t* p = row_of(j, r) + 32 * kc;
@@ -94,7 +94,7 @@ struct Fp8Rows {
     const __m256i q = _mm256_maskz_loadu_epi8(m, p);
     const __m256i k7f = _mm256_set1_epi8(0x7f);
     const __mmask32 nan = _mm256_cmpeq_epi8_mask(_mm256_and_si256(q, k7f), k7f);
-    const __m512i h = _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(q), 7), _mm512_set1_epi16(int16_t(0xbfff)));
+    const __m512i h = e4m3_as_f16(q);
     const float s = j.scale_inv[((j.row_offset + r) / j.block) * j.scale_cols + (32 * kc) / j.block] * 256.f;
     const __m512 sv = _mm512_set1_ps(s), qnan = _mm512_set1_ps(__builtin_nanf(""));
     __m512 lo = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(h)), sv);
@@ -167,7 +167,6 @@ void q8_r16_panel(const Job& j, int64_t r0, int64_t, int64_t KC, uint32_t* out, 
       }
     }
   }
-  if (KC > 0) prefetch(scales + 32 * KC);
 }
 
 // Q4_0_R16: per block, 4 loads of 16 rows x 4 bytes; byte i of load g holds columns 4g + i (low

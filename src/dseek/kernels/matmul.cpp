@@ -494,7 +494,6 @@ void prepare_quant_act(mm::Job& job, mm::KernelFn& fn, const mm::KernelSet& ks, 
   job.act_scale_offset = l.scale_offset;
   job.act_block_scale_offset = l.block_scale_offset;
   job.act_block_corr_offset = l.block_corr_offset;
-  job.w_scales_offset = w.dtype == DType::kQ8_0 ? K : K / 2;
   auto prep_fn = w.dtype == DType::kQ8_0 ? ks.prep_q8_0 : ks.prep_q4_0;
   const DType wt = w.dtype;
   for_tokens(pool, B, K, [&](int64_t b0, int64_t b1) {
@@ -529,6 +528,8 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
   job.block = w.block;
   job.row_offset = w.row_offset;
   job.e4m3_lut = e4m3_table();
+  // Q8_0 / Q4_0 rows: the f16 scales follow the row's K (Q8_0) or K / 2 (Q4_0) code bytes.
+  if (w.dtype == DType::kQ8_0 || w.dtype == DType::kQ4_0) job.w_scales_offset = w.dtype == DType::kQ8_0 ? K : K / 2;
   mm::KernelFn fn = nullptr;
   if (mm::KernelFn amx = amx_kernel(w, B, kernel)) {
     // Activations rounded to bf16 per token (prep_bf16), zero tokens up to whole 16-token tiles.
@@ -543,7 +544,6 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
       }
     });
     job.act = act;
-    job.w_scales_offset = w.dtype == DType::kQ8_0 ? K : K / 2;
     p.fn = amx;
     p.gemm = true;
     return;
@@ -568,7 +568,6 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
             qk.prep_tile(act + t * stride, x + t * mm::kQGemmTokens * K, std::min(mm::kQGemmTokens, B - t * mm::kQGemmTokens), K);
         });
         job.act = act;
-        job.w_scales_offset = w.dtype == DType::kQ8_0 ? K : K / 2;
         fn = w.dtype == DType::kQ8_0     ? qk.q8_0
              : w.dtype == DType::kQ4_0   ? qk.q4_0
              : w.dtype == DType::kQ8_0R16 ? qk.q8_0_r16

@@ -253,7 +253,6 @@ struct Fp8 {
     const float* x[T];
     for (int t = 0; t < T; ++t) x[t] = j.x + (b0 + t) * j.K;
     const __m256i k7f = _mm256_set1_epi8(0x7f);
-    const __m512i keep = _mm512_set1_epi16(int16_t(0xbfff));
     __mmask32 nan[R] = {};
     for (int64_t kb = 0, sb = 0; kb < j.K; kb += j.block, ++sb) {
       const int64_t ke = min64(j.K, kb + j.block);
@@ -266,7 +265,7 @@ struct Fp8 {
           if ((k & 63) == 0) prefetch(w[i] + k);
           const __m256i q = _mm256_maskz_loadu_epi8(m, w[i] + k);
           nan[i] |= _mm256_cmpeq_epi8_mask(_mm256_and_si256(q, k7f), k7f);
-          const __m512i h = _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(q), 7), keep);
+          const __m512i h = e4m3_as_f16(q);
           w0[i] = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(h)), s[i]);
           w1[i] = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)), s[i]);
         }
@@ -322,7 +321,6 @@ struct Fp8 {
       if (const int64_t br = (j.row_offset + r) / j.block; br != block_row) scale_x(j, br);
       const uint8_t* w = row_of(j, r);
       const __m512i k7f = _mm512_set1_epi8(0x7f);
-      const __m512i keep = _mm512_set1_epi16(int16_t(0xbfff));
       __m512 acc[T][U];
       for (int t = 0; t < T; ++t)
         for (int u = 0; u < U; ++u) acc[t][u] = _mm512_setzero_ps();
@@ -331,8 +329,8 @@ struct Fp8 {
         prefetch_stream(w + k);
         const __m512i q = _mm512_maskz_loadu_epi8(mask64(j.K - k), w + k);  // zeros decode to 0
         nan |= _mm512_cmpeq_epi8_mask(_mm512_and_si512(q, k7f), k7f);
-        const __m512i h0 = _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(_mm512_castsi512_si256(q)), 7), keep);
-        const __m512i h1 = _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(q, 1)), 7), keep);
+        const __m512i h0 = e4m3_as_f16(_mm512_castsi512_si256(q));
+        const __m512i h1 = e4m3_as_f16(_mm512_extracti64x4_epi64(q, 1));
         const __m512 w0 = _mm512_cvtph_ps(_mm512_castsi512_si256(h0));
         const __m512 w1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h0, 1));
         const __m512 w2 = _mm512_cvtph_ps(_mm512_castsi512_si256(h1));
