@@ -420,6 +420,26 @@ TEST(Matmul, TransposedEqualsTransposeProduct) {
       expect_transposed_close(y.data(), x.data(), m, 5, 13, B, case_label(seed, m, B) + " slice_rows(5, 13) transposed");
       if (::testing::Test::HasFailure()) return;
     }
+  // FP8 whole 32-column widths take rows_t_fp8 on AVX-512: a row slice crossing a 128-row scale
+  // block (rows 120..139), partial and whole 256-column tiles, and a column block of 32 as well.
+  for (int64_t block : {128, 32})
+    for (int64_t cols : {32, 288, 512})
+      for (int64_t B : {1, 3}) {
+        TestMat m = make_mat(DType::kF8E4M3, 150, cols, rng, block);
+        std::vector<float> x = random_vec(size_t(B * 20), rng), y(size_t(B * cols), NAN);
+        matmul_transposed(y.data(), x.data(), m.view().slice_rows(120, 20), B);
+        expect_transposed_close(y.data(), x.data(), m, 120, 20, B,
+                                case_label(seed, m, B) + " block " + std::to_string(block) + " slice_rows(120, 20) transposed");
+        if (::testing::Test::HasFailure()) return;
+      }
+  // A NaN code (0x7F / 0xFF) makes exactly its column NaN, as matmul_ref's product does.
+  {
+    TestMat m = make_mat(DType::kF8E4M3, 40, 288, rng);
+    m.bytes[size_t(7 * 288 + 260)] = 0xff;
+    std::vector<float> x = random_vec(40, rng), y(288);
+    matmul_transposed(y.data(), x.data(), m.view(), 1);
+    for (int64_t k = 0; k < 288; ++k) EXPECT_EQ(std::isnan(y[size_t(k)]), k == 260) << "FP8 NaN code, column " << k;
+  }
   // On an FP8 row slice with partial blocks.
   TestMat m = make_mat(DType::kF8E4M3, 10, 9, rng, 4);
   const MatView v = m.view().slice_rows(3, 6);

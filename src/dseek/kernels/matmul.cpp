@@ -710,6 +710,20 @@ void matmul_transposed(float* y, const float* x, const MatView& w, int64_t B) {
       for (int64_t b = 0; b < B; ++b) f(y + b * K, x + b * N, row_ptr(w, 0), quant_row_bytes(w.dtype, K), N, K);
       return;
     }
+    if (w.dtype == DType::kF8E4M3 && w.scale_inv && w.block % kQuantBlock == 0 && ks->rows_t_fp8) {
+      mm::Job j;
+      j.N = N;
+      j.K = K;
+      j.w = row_ptr(w, 0);
+      j.w_row_bytes = K;
+      j.scale_inv = w.scale_inv;
+      j.scale_cols = w.scale_cols();
+      j.block = w.block;
+      j.row_offset = w.row_offset;
+      bool finite = true;
+      for (int64_t b = 0; b < B && finite; ++b) finite = ks->rows_t_fp8(y + b * K, x + b * N, j);
+      if (finite) return;
+    }
   }
   for (int64_t i = 0; i < B * K; ++i) y[i] = 0.f;
   constexpr int64_t kChunk = 256;  // decode a row piecewise into a fixed stack buffer

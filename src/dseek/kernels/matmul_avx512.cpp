@@ -815,6 +815,35 @@ struct RowsBF16 {
   }
 };
 
+// FP8 rows (FP8 checkpoints' kv_b_proj, W_UK of absorbed MLA at decode): the same column tiles;
+// E4M3 widened exactly as in Fp8 (value * 2^-8, hence the 256), x[n] times the row's block scale
+// per 16 columns (blocks are multiples of 32). False when a NaN code was seen: matmul_transposed
+// then recomputes on the scalar path, which propagates it as matmul_ref does.
+bool rows_t_fp8(float* y, const float* x, const Job& j) {
+  const int64_t N = j.N, K = j.K;  // K % 32 == 0
+  const __m128i k7f = _mm_set1_epi8(0x7f);
+  __mmask16 nan = 0;
+  for (int64_t k0 = 0; k0 < K; k0 += 256) {
+    const int nv = int(min64(16, (K - k0) / 16));
+    __m512 acc[16];
+    for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
+    for (int64_t n = 0; n < N; ++n) {
+      const uint8_t* row = row_of(j, n);
+      const float* srow = j.scale_inv + ((j.row_offset + n) / j.block) * j.scale_cols;
+      const float xn = x[n] * 256.f;
+      for (int i = 0; i < nv; ++i) {
+        const int64_t k = k0 + 16 * i;
+        const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k));
+        nan |= _mm_cmpeq_epi8_mask(_mm_and_si128(q, k7f), k7f);
+        const __m512 v = _mm512_cvtph_ps(_mm512_castsi512_si256(e4m3_as_f16(_mm256_zextsi128_si256(q))));
+        acc[i] = _mm512_fmadd_ps(v, _mm512_set1_ps(xn * srow[k / j.block]), acc[i]);
+      }
+    }
+    for (int i = 0; i < nv; ++i) _mm512_storeu_ps(y + k0 + 16 * i, acc[i]);
+  }
+  return nan == 0;
+}
+
 // ---- BF16 prefill GEMM: packed weight panels x packed activation tiles ----
 //
 // Prefill multiplies hundreds of tokens by each weight, so it is bound by vdpbf16ps throughput, not
@@ -1102,6 +1131,7 @@ KernelSet avx512_kernels() {
   k.rows_t_bf16 = &rows_t<RowsBF16>;
   k.rows_t_q8_0 = &rows_t<RowsQ8>;
   k.rows_t_q4_0 = &rows_t<RowsQ4>;
+  k.rows_t_fp8 = &rows_t_fp8;
   return k;
 }
 

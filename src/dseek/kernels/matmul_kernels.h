@@ -87,6 +87,9 @@ struct KernelSet {
   RowsTFn rows_t_bf16 = nullptr;
   RowsTFn rows_t_q8_0 = nullptr;
   RowsTFn rows_t_q4_0 = nullptr;
+  // FP8 rows of Job (w, w_row_bytes, N rows, K % 32 == 0, scale_inv / scale_cols / block % 32 == 0 /
+  // row_offset): y (K) = x (N) · W; false when a NaN code was met (y then incomplete).
+  bool (*rows_t_fp8)(float* y, const float* x, const Job& j) = nullptr;
 };
 
 KernelSet avx2_kernels();    // matmul_avx2.cpp: AVX2 + FMA + F16C
