@@ -55,13 +55,28 @@ inline void sum_unrolled(__m512 (&out)[T], __m512 (&acc)[T][U]) {
 }
 
 // Rows [n0, n1) one at a time (F::row gives each token's 16 partial sums), reduced 16 rows at once.
+// A Stream with kStepRows = S > 1 reads S consecutive rows in lockstep instead (rows()): S streams of
+// loads in flight rather than one, which a single core needs to keep enough misses outstanding
+// (Intel Xeon, BF16 at 1-4 tokens, 2 threads: 22-25 -> 27-30 GB/s of a 30 GB/s probe, docs/kernels.md).
 template <class F, int T>
 void stream_rows(const Job& j, int64_t n0, int64_t n1) {
-  typename F::template Stream<T> st(j);
+  using St = typename F::template Stream<T>;
+  St st(j);
   for (int64_t r0 = n0; r0 < n1; r0 += 16) {
     const int nr = int(min64(16, n1 - r0));
     __m512 part[T][16];
-    for (int i = 0; i < 16; ++i) {
+    int i = 0;
+    if constexpr (requires { St::kStepRows; }) {
+      constexpr int S = St::kStepRows;
+      if constexpr (S > 1)
+        for (; i + S <= nr; i += S) {
+          __m512 out[S][T];
+          st.rows(j, r0 + i, out);
+          for (int s = 0; s < S; ++s)
+            for (int t = 0; t < T; ++t) part[t][i + s] = out[s][t];
+        }
+    }
+    for (; i < 16; ++i) {
       __m512 out[T];
       if (i < nr) {
         st.row(j, r0 + i, out);
@@ -206,6 +221,35 @@ struct Bf16Dot {
     int64_t k_full;
     explicit Stream(const Job& j) : k_full(j.K / (32 * U) * (32 * U)) {
       for (int t = 0; t < T; ++t) x[t] = reinterpret_cast<const uint16_t*>(j.act + t * j.act_stride);
+    }
+    // 1-4 tokens: 4 rows in lockstep, each prefetching the same columns of the row 4 below (read by
+    // the next step). From 5 tokens the dot products bound the stream and lockstep gained nothing.
+    static constexpr int kStepRows = T <= 4 ? 4 : 1;
+    void rows(const Job& j, int64_t r, __m512 (&out)[kStepRows][T]) const {
+      constexpr int S = kStepRows, V = T >= 2 ? 1 : 2;  // V accumulators per row and token
+      const uint16_t* w[S];
+      for (int s = 0; s < S; ++s) w[s] = reinterpret_cast<const uint16_t*>(row_of(j, r + s));
+      const int64_t ahead = S * j.w_row_bytes / 2;  // bf16 elements
+      __m512 acc[S][T][V];
+      for (int s = 0; s < S; ++s)
+        for (int t = 0; t < T; ++t)
+          for (int v = 0; v < V; ++v) acc[s][t][v] = _mm512_setzero_ps();
+      int64_t k = 0;
+      for (; k + 32 * V <= j.K; k += 32 * V)
+        for (int v = 0; v < V; ++v)
+          for (int s = 0; s < S; ++s) {
+            _mm_prefetch(reinterpret_cast<const char*>(w[s] + k + 32 * v + ahead), _MM_HINT_T0);
+            const __m512bh wv = (__m512bh)_mm512_loadu_si512(w[s] + k + 32 * v);
+            for (int t = 0; t < T; ++t)
+              acc[s][t][v] = _mm512_dpbf16_ps(acc[s][t][v], wv, (__m512bh)_mm512_load_si512(x[t] + k + 32 * v));
+          }
+      for (; k < j.K; k += 32)
+        for (int s = 0; s < S; ++s) {
+          const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(mask32(j.K - k), w[s] + k);
+          for (int t = 0; t < T; ++t)
+            acc[s][t][0] = _mm512_dpbf16_ps(acc[s][t][0], wv, (__m512bh)_mm512_load_si512(x[t] + k));
+        }
+      for (int s = 0; s < S; ++s) sum_unrolled(out[s], acc[s]);
     }
     void row(const Job& j, int64_t r, __m512 (&out)[T]) const {
       const uint16_t* w = reinterpret_cast<const uint16_t*>(row_of(j, r));
