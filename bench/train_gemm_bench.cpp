@@ -1,6 +1,7 @@
 // Training GEMM (kernels/gemm.h) throughput on the shapes of PEERS.md config S (batch 8, seq 256):
 // GFLOP/s per layout and shape, median of repeated calls, for the portable and AVX-512 kernels (float32)
-// and the AVX-512 BF16 precision where the CPU has it. Usage: train_gemm_bench [threads] (default 2).
+// and the bf16 precision on AVX-512 BF16 and on AMX tiles where the CPU has them. Usage:
+// train_gemm_bench [threads] (default 2).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -64,14 +65,14 @@ int main(int argc, char** argv) {
     std::vector<float> a(size_t(s.M * s.K)), b(size_t(s.K * s.N)), c(size_t(s.M * s.N));
     for (auto& v : a) v = dist(rng);
     for (auto& v : b) v = dist(rng);
-    for (int v = 0; v < 3; ++v) {
-      const GemmKernel k = v == 0 ? GemmKernel::kPortable : GemmKernel::kAvx512;
-      const GemmPrecision prec = v == 2 ? GemmPrecision::kBf16 : GemmPrecision::kF32;
+    for (int v = 0; v < 4; ++v) {  // portable f32, avx512 f32, avx512 bf16, amx bf16
+      const GemmKernel k = v == 0 ? GemmKernel::kPortable : v == 3 ? GemmKernel::kAmx : GemmKernel::kAvx512;
+      const GemmPrecision prec = v >= 2 ? GemmPrecision::kBf16 : GemmPrecision::kF32;
       if (!gemm_kernel_supported(k) || (prec == GemmPrecision::kBf16 && !gemm_bf16_supported())) continue;
       const double ms = median_ms(s, k, prec, s.M * s.K * s.N < (int64_t(1) << 21) ? nullptr : &pool, a, b, c);
       const char* lay = s.layout == GemmLayout::kNT ? "nt" : s.layout == GemmLayout::kNN ? "nn" : "tn";
       std::printf("%-16s %-6s %5ld %5ld %5ld | %-11s %8.3f %8.1f\n", s.what, lay, long(s.M), long(s.K), long(s.N),
-                  prec == GemmPrecision::kBf16 ? "avx512-bf16" : gemm_kernel_name(k), ms,
+                  v == 3 ? "amx-bf16" : prec == GemmPrecision::kBf16 ? "avx512-bf16" : gemm_kernel_name(k), ms,
                   2.0 * double(s.M * s.K * s.N) / ms * 1e-6);
     }
   }
