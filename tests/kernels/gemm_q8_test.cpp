@@ -192,6 +192,8 @@ TEST(GemmQ8, R16AwkwardSizes) {
         for (int64_t B : {1, 2, 3, 6, 7, 8, 13, 48}) check_case(t, N, K, B, rng);
     check_case(t, 208, 2048, 1, rng);  // several 64-row tasks through the pool
     check_case(t, 208, 1056, 65, rng);
+    // K past one streamed piece (kStreamBlocks = 256 blocks): the second piece accumulates into y.
+    for (int64_t B : {4, 8, 13}) check_case(t, 32, 8224, B, rng);
   }
 }
 
