@@ -241,9 +241,13 @@ void check_case(DType t, int64_t N, int64_t K, int64_t B, std::mt19937& rng, Thr
     // AMX tiles (gemm_amx.h), where every format but F32 / F16 has bf16 products from kAmxMinTokens.
     const bool amx = k == MatmulKernel::kAmx && B >= (q ? kAmxQuantMinTokens : kAmxMinTokens) && t != DType::kF32 &&
                      t != DType::kF16;
+    // kAvx512Bf16 prefill of FP8 decodes the rows into bf16 panels as the AMX tiles do.
+    const bool fp8_panels = t == DType::kF8E4M3 && k == MatmulKernel::kAvx512Bf16 && B >= kFp8GemmMinTokens &&
+                            w.block % 32 == 0;
     const bool int_act = q && k != MatmulKernel::kScalar && !amx;
-    if (amx) {
-      expect_close(got, ref, S, t == DType::kBF16 ? kBf16ActTol : kBf16BothTol, nullptr, what + " (amx tiles)");
+    if (amx || fp8_panels) {
+      expect_close(got, ref, S, t == DType::kBF16 ? kBf16ActTol : kBf16BothTol, nullptr,
+                   what + (amx ? " (amx tiles)" : " (bf16 panels)"));
     } else if (int_act) {
       expect_close(got, model, S, kQActModelTol, nullptr, what + " vs matmul_qact_ref");
       expect_close(got, ref, S, kFloatActTol, &qbound, what + " vs matmul_ref");
@@ -309,12 +313,13 @@ TEST(MatmulFast, Fp8PartialBlocksAndRowSlices) {
   ThreadPool pool(2);
   // 130 x 300 with 128-blocks: partial last row block and column block; slices starting inside a
   // row block (MLA's per-head views of kv_b_proj) keep the right scale rows.
-  for (int64_t B : {1, 3}) {
+  for (int64_t B : {1, 3, 30}) {  // decode rows, and prefill (bf16 panels / AMX tiles)
     check_case(DType::kF8E4M3, 300, 300, B, rng, pool, 128, 120, 17);
     check_case(DType::kF8E4M3, 300, 300, B, rng, pool, 128, 250, 50);
   }
   // Block sizes 32 and 64 run the SIMD kernels, 4 falls back to scalar code.
-  for (int64_t block : {32, 64, 4}) check_case(DType::kF8E4M3, 70, 200, 2, rng, pool, block);
+  for (int64_t block : {32, 64, 4})
+    for (int64_t B : {2, 30}) check_case(DType::kF8E4M3, 70, 200, B, rng, pool, block);
   // Slices of the other formats too.
   for (DType t : {DType::kF32, DType::kBF16, DType::kQ8_0, DType::kQ4_0})
     check_case(t, 40, 160, 2, rng, pool, 128, 13, 19);
@@ -327,14 +332,16 @@ TEST(MatmulFast, Fp8NanPropagates) {
   uint8_t* p = m.storage.data() + m.offset;
   p[2 * 150 + 37] = 0x7f;   // row 2
   p[5 * 150 + 149] = 0xff;  // row 5, in the partial last block (column tail)
-  Act x = random_act(2, 150, rng);
-  for (MatmulKernel k : supported_kernels()) {
-    std::vector<float> y(18);
-    matmul(y.data(), x.data(), m.view(), 2, &pool, k);
-    for (int64_t b = 0; b < 2; ++b)
-      for (int64_t n = 0; n < 9; ++n)
-        EXPECT_EQ(std::isnan(y[size_t(b * 9 + n)]), n == 2 || n == 5)
-            << matmul_kernel_family_name(k) << " b=" << b << " n=" << n;
+  for (int64_t B : {2, 12, 30}) {  // decode rows; register tiles or AMX tiles; bf16 panels or AMX tiles
+    Act x = random_act(B, 150, rng);
+    for (MatmulKernel k : supported_kernels()) {
+      std::vector<float> y(size_t(B * 9));
+      matmul(y.data(), x.data(), m.view(), B, &pool, k);
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t n = 0; n < 9; ++n)
+          EXPECT_EQ(std::isnan(y[size_t(b * 9 + n)]), n == 2 || n == 5)
+              << matmul_kernel_family_name(k) << " B=" << B << " b=" << b << " n=" << n;
+    }
   }
 }
 

@@ -128,7 +128,7 @@ TEST_P(GoldenModel, PrefillDecodeAndMtpMatchReference) {
   // are uneven; the naive reference path stays on one thread.
   ThreadPool pool(3);
   Workspace ws(c, T, T, cs.impl == AttnImpl::kAbsorb ? &pool : nullptr);
-  ws.kernel = matmul_best_kernel_without_amx();  // float32 products: the reference's arithmetic
+  ws.kernel = matmul_float32_kernel();  // float32 products: the reference's arithmetic
 
   // Full-sequence forward with every intermediate checked, layer by layer first.
   std::vector<float> logits(static_cast<size_t>(T * V)), final_hidden(static_cast<size_t>(T * D));

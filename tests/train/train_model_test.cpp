@@ -59,7 +59,7 @@ void check_loss_equality(const std::string& name) {
   const Model model = Model::load(dir, lo);
   ThreadPool pool(2);
   Workspace ws(cfg, T, T, &pool);
-  ws.kernel = matmul_best_kernel_without_amx();  // float32 products: the reference's arithmetic
+  ws.kernel = matmul_float32_kernel();  // float32 products: the reference's arithmetic
   KVCache cache(cfg, model.n_cache_layers(), T);
   std::vector<float> logits(size_t(T * cfg.vocab_size)), final_hidden(size_t(T * cfg.hidden_size));
   model.forward(ids, T, 0, cache.view(), AttnImpl::kAbsorb, ws, logits.data(), 0, final_hidden.data());

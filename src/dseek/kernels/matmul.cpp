@@ -329,6 +329,12 @@ MatmulKernel matmul_best_kernel() {
   return matmul_best_kernel_without_amx();
 }
 
+MatmulKernel matmul_float32_kernel() {
+  if (matmul_kernel_supported(MatmulKernel::kAvx512)) return MatmulKernel::kAvx512;
+  if (matmul_kernel_supported(MatmulKernel::kAvx2)) return MatmulKernel::kAvx2;
+  return MatmulKernel::kScalar;
+}
+
 MatmulKernel matmul_best_kernel_without_amx() {
   if (matmul_kernel_supported(MatmulKernel::kAvx512Bf16)) return MatmulKernel::kAvx512Bf16;
   if (matmul_kernel_supported(MatmulKernel::kAvx512)) return MatmulKernel::kAvx512;
@@ -385,7 +391,9 @@ std::string_view matmul_kernel_name(DType t, MatmulKernel k) {
     case MatmulKernel::kAvx512Bf16:
       if (q) return "avx512 vnni vpdpbusd (int8 activations)";
       if (t == DType::kF32) return "avx512 exact (16 rows per vector, matmul_ref order)";
-      if (t == DType::kF8E4M3) return "avx512 fma (e4m3 decoded in registers)";
+      if (t == DType::kF8E4M3)
+        return k == MatmulKernel::kAvx512Bf16 ? "avx512 fma (e4m3 decoded in registers); prefill: avx512 vdpbf16ps (bf16 panels)"
+                                              : "avx512 fma (e4m3 decoded in registers)";
       if (t == DType::kBF16 && k == MatmulKernel::kAvx512Bf16) return "avx512 vdpbf16ps (bf16 activations)";
       return "avx512 fma (float32 activations)";
     default: return "?";
@@ -412,11 +420,15 @@ struct Prepared {
 // speed, so 9-16 tokens stay on the row streams.
 bool small_gemm(int64_t B) { return B > mm::kSmallGemmTokens && B <= mm::kSmallGemmMaxTokens; }
 
-// The BF16 prefill kernel (bf16 products) for B tokens of weights w, or null: decode-sized batches,
+// The prefill kernel with bf16 products for B tokens of weights w, or null: decode-sized batches,
 // other formats (Q8_0 / Q4_0 prefill: qgemm_path) and CPUs without AVX-512 BF16 use other kernels
-// (see matmul.h).
+// (see matmul.h). FP8 (kFp8GemmMinTokens on) decodes its rows into the same bf16 panels: the
+// float32 register tiles reached about half the packed bf16 GEMM's speed at prefill sizes.
 mm::KernelFn gemm_kernel(const MatView& w, int64_t B, MatmulKernel kernel) {
-  if (!bf16_family(kernel) || B < kMatmulGemmMinTokens || w.dtype != DType::kBF16) return nullptr;
+  if (!bf16_family(kernel) || B < kMatmulGemmMinTokens) return nullptr;
+  if (w.dtype == DType::kF8E4M3)
+    return B >= kFp8GemmMinTokens && w.block % 32 == 0 ? avx512_set().fp8_gemm : nullptr;
+  if (w.dtype != DType::kBF16) return nullptr;
   if (B <= mm::kSmallGemmTokens) return nullptr;  // 9-16 tokens: row streams (Bf16Dot), see matmul_avx512.cpp
   return small_gemm(B) ? avx512_set().bf16_small : avx512_set().bf16_gemm;
 }
@@ -452,8 +464,10 @@ mm::KernelFn amx_kernel(const MatView& w, int64_t B, MatmulKernel kernel) {
   }
 }
 
-// Tokens per activation tile of the prefill kernel for B tokens, and the bytes of one tile.
-int64_t gemm_width(int64_t B) { return small_gemm(B) ? mm::kSmallGemmTokens : mm::kGemmTokens; }
+// Tokens per activation tile of the prefill kernel for B tokens of w, and the bytes of one tile.
+int64_t gemm_width(const MatView& w, int64_t B) {
+  return w.dtype == DType::kBF16 && small_gemm(B) ? mm::kSmallGemmTokens : mm::kGemmTokens;
+}
 int64_t gemm_tile_bytes(int64_t K, int64_t width) { return mm::gemm_pairs(K) * width * 4; }
 
 // Bytes of converted activations a product of B tokens needs (0 when the kernel reads x directly).
@@ -461,7 +475,7 @@ int64_t act_bytes(const MatView& w, int64_t B, MatmulKernel kernel) {
   if (amx_kernel(w, B, kernel)) return mm::amx_act_bytes(w.cols, B);
   if (qgemm_path(w, B, kernel)) return (B + mm::kQGemmTokens - 1) / mm::kQGemmTokens * mm::qgemm_tile_bytes(w.cols);
   if (gemm_path(w, B, kernel)) {
-    const int64_t width = gemm_width(B);
+    const int64_t width = gemm_width(w, B);
     return (B + width - 1) / width * gemm_tile_bytes(w.cols, width);
   }
   if (w.dtype == DType::kBF16 && bf16_family(kernel)) return B * ((w.cols + 31) & ~int64_t(31)) * 2;
@@ -551,7 +565,7 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
   switch (w.dtype) {
     case DType::kF32: fn = ks.f32; break;
     case DType::kF16: fn = ks.f16; break;
-    case DType::kF8E4M3: fn = ks.fp8; break;
+    case DType::kF8E4M3:
     case DType::kBF16:
     case DType::kQ8_0:
     case DType::kQ4_0:
@@ -575,7 +589,7 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
         p.gemm = true;
       } else if (gemm_path(w, B, kernel)) {
         // Activations rounded to bf16 as below, packed in tiles of gemm_width tokens.
-        const int64_t width = gemm_width(B), tiles = (B + width - 1) / width;
+        const int64_t width = gemm_width(w, B), tiles = (B + width - 1) / width;
         job.act_stride = gemm_tile_bytes(K, width);
         const int64_t stride = job.act_stride;
         for_tokens(pool, tiles, K * width, [&](int64_t t0, int64_t t1) {
@@ -585,6 +599,8 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
         job.act = act;
         fn = gemm_kernel(w, B, kernel);
         p.gemm = true;
+      } else if (w.dtype == DType::kF8E4M3) {
+        fn = ks.fp8;  // float32 activations (register tiles; row streams up to 8 tokens)
       } else if (w.dtype != DType::kBF16) {
         prepare_quant_act(job, fn, ks, x, w, B, act, pool);
       } else if (bf16_family(kernel)) {

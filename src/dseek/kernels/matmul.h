@@ -45,6 +45,10 @@ enum class MatmulKernel : uint8_t {
 
 // Tokens from which kAvx512Bf16 multiplies as a packed GEMM (see above).
 constexpr int64_t kMatmulGemmMinTokens = 9;
+// FP8 on kAvx512Bf16 from this many tokens: rows decoded into that GEMM's bf16 panels (bf16
+// products, as kAmx). Below it the float32 register tiles were faster (Intel Xeon, matmul_bench:
+// 16 tokens 0.8x, 24 tokens 1.2x, 512 tokens 1.8x).
+constexpr int64_t kFp8GemmMinTokens = 24;
 // Tokens from which kAmx multiplies on AMX tiles (16 tokens per tile): BF16 / FP8 weights, and the
 // block formats, whose decoding into bf16 panels costs more than their int8 GEMM below ~40 tokens
 // (bench/matmul_bench, docs/kernels.md "AMX").
@@ -53,9 +57,12 @@ constexpr int64_t kAmxQuantMinTokens = 40;
 
 bool matmul_kernel_supported(MatmulKernel k);  // by this CPU (kAuto and kScalar: always)
 MatmulKernel matmul_best_kernel();            // what kAuto means here
-// The best family whose F32 / F16 / FP8 products keep float32 activations at every B (kAmx rounds
-// FP8 prefill to bf16): what the float32 conformance tests run.
+// The best family below kAmx (what kAuto means where AMX is missing or not granted).
 MatmulKernel matmul_best_kernel_without_amx();
+// The best family whose F32 / F16 / BF16 / FP8 products keep float32 activations at every B
+// (kAvx512Bf16 rounds BF16 activations, and FP8 prefill, to bf16; kAmx too): what the float32
+// conformance tests run.
+MatmulKernel matmul_float32_kernel();
 // What matmul runs for weights of dtype t with kernel k, e.g. "avx512-vnni (int8 activations)",
 // for logs (STYLE.md: SIMD dispatch logs its choice). kAuto is resolved first.
 std::string_view matmul_kernel_name(DType t, MatmulKernel k = MatmulKernel::kAuto);

@@ -908,15 +908,40 @@ inline __m512i load_pairs(const Job& j, const uint8_t* row, int64_t p) {
   return _mm512_maskz_loadu_epi16(mask32_from(j.K - 2 * p), row + 4 * p);
 }
 
+// The weight rows of the prefill GEMM as bf16 pairs: pairs(j, r, p) = 16 pairs (32 values) of row r
+// from pair p on (p % 16 == 0), zeros past K; kPairBytes stored bytes per pair.
+struct Bf16Pairs {  // stored BF16: the bits as they are
+  static constexpr int64_t kPairBytes = 4;
+  static __m512i pairs(const Job& j, int64_t r, int64_t p) { return load_pairs(j, row_of(j, r), p); }
+};
+// FP8-E4M3 with block scales (block % 32 == 0, so the 32 values share a scale): decode(q) * scale,
+// exactly as in Fp8, rounded to bf16 (nearest even), as the AMX panels do; NaN codes stay NaN.
+struct Fp8Pairs {
+  static constexpr int64_t kPairBytes = 2;
+  static __m512i pairs(const Job& j, int64_t r, int64_t p) {
+    const __m256i k7f = _mm256_set1_epi8(0x7f);
+    const __m256i q = _mm256_maskz_loadu_epi8(mask32_from(j.K - 2 * p), row_of(j, r) + 2 * p);
+    const __mmask32 nan = _mm256_cmpeq_epi8_mask(_mm256_and_si256(q, k7f), k7f);
+    const float s = j.scale_inv[((j.row_offset + r) / j.block) * j.scale_cols + (2 * p) / j.block] * 256.f;
+    const __m512i h = e4m3_as_f16(q);
+    const __m512 sv = _mm512_set1_ps(s), qnan = _mm512_set1_ps(__builtin_nanf(""));
+    const __m512 lo = _mm512_mask_mov_ps(_mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(h)), sv), __mmask16(nan), qnan);
+    const __m512 hi =
+        _mm512_mask_mov_ps(_mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)), sv), __mmask16(nan >> 16), qnan);
+    return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+  }
+};
+
 // Panel of rows [r0, r0 + nr) (nr <= kGemmRows, zeros beyond) and pairs [p0, p0 + np) of W:
 // dst[(p - p0) * kGemmRows + row] = pair p of that row.
+template <class W>
 void pack_w_panel(uint32_t* dst, const Job& j, int64_t r0, int64_t nr, int64_t p0, int64_t np) {
   for (int h = 0; h < 2; ++h)
     for (int64_t p = p0; p < p0 + np; p += 16) {
       __m512 r[16];
       for (int i = 0; i < 16; ++i) {
         const int64_t row = 16 * h + i;
-        r[i] = row < nr ? _mm512_castsi512_ps(load_pairs(j, row_of(j, r0 + row), p)) : _mm512_setzero_ps();
+        r[i] = row < nr ? _mm512_castsi512_ps(W::pairs(j, r0 + row, p)) : _mm512_setzero_ps();
       }
       transpose16(r);
       for (int q = 0; q < 16; ++q) _mm512_store_ps(reinterpret_cast<float*>(dst + (p - p0 + q) * kGemmRows + 16 * h), r[q]);
@@ -952,7 +977,9 @@ inline void gemm_tile(const uint32_t* ap, const uint32_t* wp, int64_t np, float*
 
 // 32 rows x (a piece of up to kGemmStreamPairs pairs of) K packed once, then every token tile runs
 // over all of them (the panel stays in L2), as the int8 GEMMs do (gemm_q8_avx512.cpp).
+template <class W>
 void bf16_gemm(const Job& j, int64_t n0, int64_t n1) {
+  constexpr int64_t bpp = W::kPairBytes;
   const int64_t pairs = gemm_pairs(j.K), tiles = (j.B + kGemmTokens - 1) / kGemmTokens;
   // At most 256 KiB per thread.
   thread_local PanelScratch scratch;
@@ -961,17 +988,17 @@ void bf16_gemm(const Job& j, int64_t n0, int64_t n1) {
     const int64_t rows_w = min64(kGemmRows, n1 - r0);
     for (int64_t p0 = 0; p0 < pairs; p0 += kGemmStreamPairs) {
       const int64_t np = min64(kGemmStreamPairs, pairs - p0);
-      pack_w_panel(wp, j, r0, rows_w, p0, np);
+      pack_w_panel<W>(wp, j, r0, rows_w, p0, np);
       // The next piece's weights, fetched into L2 while the tiles compute (spread over them): the
       // packing loads stalled on memory otherwise.
       const bool last = p0 + np >= pairs;
       const int64_t next_r0 = last ? r0 + kGemmRows : r0, next_p0 = last ? 0 : p0 + np;
       const int64_t next_rows = max64(0, min64(kGemmRows, n1 - next_r0));
-      const int64_t row_lines = (min64(4 * kGemmStreamPairs, 2 * j.K - 4 * next_p0) + 63) / 64;
+      const int64_t row_lines = (min64(bpp * kGemmStreamPairs, bpp * ((j.K + 1) / 2 - next_p0)) + 63) / 64;
       const int64_t lines = next_rows * row_lines;
       for (int64_t t = 0; t < tiles; ++t) {
         for (int64_t i = t * lines / tiles; i < (t + 1) * lines / tiles; ++i)
-          _mm_prefetch(reinterpret_cast<const char*>(row_of(j, next_r0 + i / row_lines) + 4 * next_p0 + 64 * (i % row_lines)),
+          _mm_prefetch(reinterpret_cast<const char*>(row_of(j, next_r0 + i / row_lines) + bpp * next_p0 + 64 * (i % row_lines)),
                        _MM_HINT_T1);
         const uint32_t* ap = reinterpret_cast<const uint32_t*>(j.act + t * j.act_stride) + p0 * kGemmTokens;
         gemm_tile(ap, wp, np, j.y + t * kGemmTokens * j.N + r0, j.N, min64(kGemmTokens, j.B - t * kGemmTokens), rows_w,
@@ -1163,7 +1190,8 @@ KernelSet avx512_kernels() {
   k.fp8 = &drive<Fp8>;
   k.q8_0 = &drive<Q8>;
   k.q4_0 = &drive<Q4>;
-  k.bf16_gemm = &bf16_gemm;
+  k.bf16_gemm = &bf16_gemm<Bf16Pairs>;
+  k.fp8_gemm = &bf16_gemm<Fp8Pairs>;
   k.bf16_small = &small_gemm;
   k.prep_bf16 = &prep_bf16;
   k.prep_bf16_tile = &prep_bf16_tile;

@@ -65,6 +65,7 @@ struct KernelSet {
   // Many tokens (prefill) of BF16 weights: Job::act in kGemmTokens tiles (above). Q8_0 / Q4_0
   // prefill runs the int8 GEMM instead (gemm_q8.h).
   KernelFn bf16_gemm = nullptr;
+  KernelFn fp8_gemm = nullptr;  // the same GEMM over FP8 rows decoded to bf16 panels (block % 32 == 0)
   // kSmallGemmTokens < B <= kSmallGemmMaxTokens: weights broadcast from the row, no packing.
   KernelFn bf16_small = nullptr;
   // Optional vectorised activation conversions, bit-identical to the scalar ones in matmul.cpp /
