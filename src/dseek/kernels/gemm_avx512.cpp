@@ -90,10 +90,9 @@ template <int MR>
 void tile_row(const Block& b, int64_t m0, float* ap) {
   const int64_t kc = b.kc;
   if (b.acs == 1 && b.ars != 1) {
-    for (int i = 0; i < MR; ++i) {
-      const float* src = b.A + (m0 + i) * b.ars;
-      for (int64_t k = 0; k < kc; ++k) ap[k * kMR + i] = src[k];
-    }
+    // Rows of A are contiguous in k: a 4-row register transpose (zeros in the columns past MR up to
+    // a multiple of 4, which the tile never reads). Element by element this was ~9 % of f32 training.
+    transpose_rows(ap, kMR, b.A + m0 * b.ars, b.ars, MR, kc);
   } else {  // ars == 1: a(·, k) is contiguous
     const float* src = b.A + m0;
     for (int64_t k = 0; k < kc; ++k)
