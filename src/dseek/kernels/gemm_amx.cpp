@@ -84,23 +84,12 @@ struct Q4Rows {
   }
 };
 
-// E4M3 via e4m3_as_f16 (the value times 2^-8), times scale * 256: exactly matmul_ref's weight.
-// NaN codes (0x7f / 0xff) become NaN.
+// FP8: exactly matmul_ref's weight decode(q) * scale (e4m3_scaled_row); NaN codes stay NaN.
 struct Fp8Rows {
   static __m512i pairs(const Job& j, int64_t r, int64_t kc) {
-    const uint8_t* p = row_of(j, r) + 32 * kc;
-    if ((kc & 1) == 0) prefetch(p + kAhead);
-    const __mmask32 m = mask32(j.K - 32 * kc);
-    const __m256i q = _mm256_maskz_loadu_epi8(m, p);
-    const __m256i k7f = _mm256_set1_epi8(0x7f);
-    const __mmask32 nan = _mm256_cmpeq_epi8_mask(_mm256_and_si256(q, k7f), k7f);
-    const __m512i h = e4m3_as_f16(q);
-    const float s = j.scale_inv[((j.row_offset + r) / j.block) * j.scale_cols + (32 * kc) / j.block] * 256.f;
-    const __m512 sv = _mm512_set1_ps(s), qnan = _mm512_set1_ps(__builtin_nanf(""));
-    __m512 lo = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(h)), sv);
-    __m512 hi = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)), sv);
-    lo = _mm512_mask_mov_ps(lo, __mmask16(nan), qnan);
-    hi = _mm512_mask_mov_ps(hi, __mmask16(nan >> 16), qnan);
+    if ((kc & 1) == 0) prefetch(row_of(j, r) + 32 * kc + kAhead);
+    __m512 lo, hi;
+    e4m3_scaled_row(j, r, 32 * kc, lo, hi);
     return pairs_along(lo, hi);
   }
 };

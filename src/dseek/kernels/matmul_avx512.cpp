@@ -919,15 +919,8 @@ struct Bf16Pairs {  // stored BF16: the bits as they are
 struct Fp8Pairs {
   static constexpr int64_t kPairBytes = 2;
   static __m512i pairs(const Job& j, int64_t r, int64_t p) {
-    const __m256i k7f = _mm256_set1_epi8(0x7f);
-    const __m256i q = _mm256_maskz_loadu_epi8(mask32_from(j.K - 2 * p), row_of(j, r) + 2 * p);
-    const __mmask32 nan = _mm256_cmpeq_epi8_mask(_mm256_and_si256(q, k7f), k7f);
-    const float s = j.scale_inv[((j.row_offset + r) / j.block) * j.scale_cols + (2 * p) / j.block] * 256.f;
-    const __m512i h = e4m3_as_f16(q);
-    const __m512 sv = _mm512_set1_ps(s), qnan = _mm512_set1_ps(__builtin_nanf(""));
-    const __m512 lo = _mm512_mask_mov_ps(_mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(h)), sv), __mmask16(nan), qnan);
-    const __m512 hi =
-        _mm512_mask_mov_ps(_mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)), sv), __mmask16(nan >> 16), qnan);
+    __m512 lo, hi;
+    e4m3_scaled_row(j, r, 2 * p, lo, hi);
     return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
   }
 };
