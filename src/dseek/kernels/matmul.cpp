@@ -282,6 +282,13 @@ const mm::AmxKernels& amx_set() {
 // Kernel families that round BF16 activations to bf16 (kAmx is kAvx512Bf16 plus the tiles).
 bool bf16_family(MatmulKernel k) { return k == MatmulKernel::kAvx512Bf16 || k == MatmulKernel::kAmx; }
 
+// FP8 decode (1-8 tokens) as bf16 products (fp8_dot_avx512.cpp) on kAvx512Bf16 CPUs with VBMI
+// (Zen 4/5). Not on kAmx: Intel's vdpbf16ps has half the float32 FMA rate, and there the float32
+// stream was as fast at 1 token and faster from 2 (docs/performance.md).
+bool fp8_dot_path(int64_t B, MatmulKernel kernel) {
+  return kernel == MatmulKernel::kAvx512Bf16 && B <= 8 && cpu_features().avx512vbmi && avx512_set().fp8_dot;
+}
+
 const mm::QGemmKernels& qgemm_set() {
   static const mm::QGemmKernels k = mm::qgemm_avx512_kernels();
   return k;
@@ -392,8 +399,9 @@ std::string_view matmul_kernel_name(DType t, MatmulKernel k) {
       if (q) return "avx512 vnni vpdpbusd (int8 activations)";
       if (t == DType::kF32) return "avx512 exact (16 rows per vector, matmul_ref order)";
       if (t == DType::kF8E4M3)
-        return k == MatmulKernel::kAvx512Bf16 ? "avx512 fma (e4m3 decoded in registers); prefill: avx512 vdpbf16ps (bf16 panels)"
-                                              : "avx512 fma (e4m3 decoded in registers)";
+        return k != MatmulKernel::kAvx512Bf16 ? "avx512 fma (e4m3 decoded in registers)"
+               : fp8_dot_path(1, k) ? "avx512 vdpbf16ps (e4m3 -> bf16 by vpermi2b, activations h + l); prefill: avx512 vdpbf16ps (bf16 panels)"
+                                    : "avx512 fma (e4m3 decoded in registers); prefill: avx512 vdpbf16ps (bf16 panels)";
       if (t == DType::kBF16 && k == MatmulKernel::kAvx512Bf16) return "avx512 vdpbf16ps (bf16 activations)";
       return "avx512 fma (float32 activations)";
     default: return "?";
@@ -600,7 +608,9 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
         fn = gemm_kernel(w, B, kernel);
         p.gemm = true;
       } else if (w.dtype == DType::kF8E4M3) {
-        fn = ks.fp8;  // float32 activations (register tiles; row streams up to 8 tokens)
+        // float32 activations: register tiles, row streams up to 8 tokens (fp8_dot_path: bf16
+        // products of the codes and the activations split in h + l, for 1-8 tokens)
+        fn = fp8_dot_path(B, kernel) ? ks.fp8_dot : ks.fp8;
       } else if (w.dtype != DType::kBF16) {
         prepare_quant_act(job, fn, ks, x, w, B, act, pool);
       } else if (bf16_family(kernel)) {

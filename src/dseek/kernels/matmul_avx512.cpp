@@ -1181,6 +1181,7 @@ KernelSet avx512_kernels() {
   k.bf16 = &drive<FloatAct<LoadBF16>>;
   k.bf16_dot = &drive<Bf16Dot>;
   k.fp8 = &drive<Fp8>;
+  k.fp8_dot = &fp8_dot_avx512;
   k.q8_0 = &drive<Q8>;
   k.q4_0 = &drive<Q4>;
   k.bf16_gemm = &bf16_gemm<Bf16Pairs>;

@@ -60,6 +60,8 @@ struct KernelSet {
   KernelFn bf16 = nullptr;      // float32 activations (bf16 weights widened exactly)
   KernelFn bf16_dot = nullptr;  // activations rounded to bf16 (Job::act), bf16 dot products
   KernelFn fp8 = nullptr;       // E4M3 with float32 block scales, Job::block a multiple of 32
+  // FP8 at 1-8 tokens with bf16 products (AVX-512 BF16 + VBMI; fp8_dot_avx512.cpp), same Job.
+  KernelFn fp8_dot = nullptr;
   KernelFn q8_0 = nullptr;      // Job::act holds Q8 activations in the Q8_0 lane layout
   KernelFn q4_0 = nullptr;      // Job::act holds Q8 activations in the Q4_0 lane layout
   // Many tokens (prefill) of BF16 weights: Job::act in kGemmTokens tiles (above). Q8_0 / Q4_0
@@ -92,6 +94,8 @@ struct KernelSet {
   // row_offset): y (K) = x (N) · W; false when a NaN code was met (y then incomplete).
   bool (*rows_t_fp8)(float* y, const float* x, const Job& j) = nullptr;
 };
+
+void fp8_dot_avx512(const Job& job, int64_t n0, int64_t n1);  // fp8_dot_avx512.cpp
 
 KernelSet avx2_kernels();    // matmul_avx2.cpp: AVX2 + FMA + F16C
 KernelSet avx512_kernels();  // matmul_avx512.cpp: AVX-512 F/BW/VL/VNNI (+BF16 for bf16_dot)
