@@ -99,6 +99,14 @@ int cmd_bench(int argc, char** argv) {
               dir.c_str(), cpu_name().c_str(), pool.size(), std::string(matmul_kernel_family_name(family)).c_str(), bw.median_gbs, bw.best_gbs, bw.kernel,
               double(bw.bytes) / (1 << 30), 100.0 * double(bw.huge_page_bytes) / double(bw.bytes),
               std::min(weights_gb, double(file_huge_page_bytes()) / 1e9), weights_gb);
+  const double huge_gb = std::min(weights_gb, double(file_huge_page_bytes()) / 1e9);
+  if (bw.huge_page_bytes > 0 && huge_gb < 0.8 * weights_gb)
+    std::fprintf(stderr,
+                 "dseek bench: note: only %.2f of %.2f GB of weights are mapped on 2 MiB pages; the files sat in the page "
+                 "cache in 4 KiB pages (e.g. copied, or written by an older dseek), and decode ran up to 1.3x faster "
+                 "from 2 MiB pages. To fix, drop the cached pages (as root: sync; echo 1 > "
+                 "/proc/sys/vm/drop_caches) and run again.\n",
+                 huge_gb, weights_gb);
   std::printf("| model | weights | test | tokens/s median [min-max] | GB/token | GB/s | %% of roofline |\n");
   std::printf("|---|---|---|---|---|---|---|\n");
   const std::string at = D > 0 ? " @ d" + std::to_string(D) : std::string();

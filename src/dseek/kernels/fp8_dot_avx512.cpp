@@ -1,7 +1,9 @@
 // FP8-E4M3 decode (1-8 tokens) with bf16 dot products: E4M3 codes become bf16 through two byte
 // table lookups (vpermi2b, AVX-512 VBMI) and multiply activations in vdpbf16ps, 32 products per
 // instruction. The float32 row streams of matmul_avx512.cpp widen each code through f16 and four
-// vcvtph2ps per 64 weights and were instruction-bound below the memory bandwidth on Zen 5.
+// vcvtph2ps per 64 weights; on Zen 5 they read 27-35 GB/s of a ~60 GB/s probe at one token, this
+// kernel 37-41 (docs/performance.md). Its other half of the gain is reading 8 rows in lockstep at
+// 1-2 tokens (more misses in flight; 4 rows, or 16, were slower).
 //
 // Exactness: every E4M3 value (subnormals included, NaN codes as NaN) is exactly a bf16 value. The
 // block scales are folded into the activations, as in the float32 stream: rows of one block share
