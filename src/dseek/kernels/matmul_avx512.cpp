@@ -1021,14 +1021,15 @@ void prep_bf16_tile(uint8_t* out, const float* x, int64_t rows, int64_t K, int64
   }
 }
 
-// ---- 17 to 64 tokens: weights broadcast, tokens as lanes ----
+// ---- 17 to 96 tokens: weights broadcast, tokens as lanes ----
 //
 // A MoE expert's share of a prefill chunk is too few tokens for the packed GEMM: each packed weight
-// panel would serve 2-5 token tiles, and packing (a transpose per 16 rows, with loads from memory
+// panel would serve 2-8 token tiles, and packing (a transpose per 16 rows, with loads from memory
 // that stall) costs about as much as the products. Here the tokens are the vector lanes instead:
 // activations come in groups of 16 tokens (pair p of the 16 tokens in one vector), and each weight
 // pair is broadcast from its row, so every row is read once, front to back.
-// R rows x T groups of accumulators, R * T = 24.
+// R rows x T groups of accumulators, R * T = 24 (T = 5: 20). Up to 96 tokens (T = 6) this beat the
+// packed GEMM on Zen 5 (65-80 tokens +25-30 %, 96 +10 %); at 128 it lost (docs/kernels.md).
 template <int T>
 void small_rows(const Job& j, int64_t n0, int64_t n1) {
   constexpr int R = 24 / T;
@@ -1097,7 +1098,9 @@ void small_gemm(const Job& j, int64_t n0, int64_t n1) {
     case 1: return small_rows<1>(j, n0, n1);
     case 2: return small_rows<2>(j, n0, n1);
     case 3: return small_rows<3>(j, n0, n1);
-    default: return small_rows<4>(j, n0, n1);
+    case 4: return small_rows<4>(j, n0, n1);
+    case 5: return small_rows<5>(j, n0, n1);
+    default: return small_rows<6>(j, n0, n1);
   }
 }
 

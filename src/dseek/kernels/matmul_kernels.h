@@ -48,7 +48,7 @@ constexpr int64_t kGemmTokens = 12;
 // KernelSet::bf16_small (up to kSmallGemmMaxTokens tokens) reads the same layout with tiles of
 // kSmallGemmTokens tokens.
 constexpr int64_t kSmallGemmTokens = 16;
-constexpr int64_t kSmallGemmMaxTokens = 64;
+constexpr int64_t kSmallGemmMaxTokens = 96;
 constexpr int64_t gemm_pairs(int64_t K) { return ((K + 1) / 2 + 15) / 16 * 16; }  // whole 16-pair steps
 
 // Computes y[b, n] for n in [n0, n1) and every b. Each kernel file defines one per weight format.
