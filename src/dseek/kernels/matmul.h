@@ -46,9 +46,10 @@ enum class MatmulKernel : uint8_t {
 // Tokens from which kAvx512Bf16 multiplies as a packed GEMM (see above).
 constexpr int64_t kMatmulGemmMinTokens = 9;
 // FP8 on kAvx512Bf16 from this many tokens: rows decoded into that GEMM's bf16 panels (bf16
-// products, as kAmx). Below it the float32 register tiles were faster (Intel Xeon, matmul_bench:
-// 16 tokens 0.8x, 24 tokens 1.2x, 512 tokens 1.8x).
-constexpr int64_t kFp8GemmMinTokens = 24;
+// products, as kAmx). Against the float32 register tiles on Zen 5 (matmul_bench, 2026-12-07):
+// 9 tokens 1.1-1.6x, 16 tokens 1.6-1.8x, 23 tokens 1.8-2.6x. (On an Intel Xeon forced to this family
+// 16 tokens were 0.8x, but Intel CPUs with AMX run kAmx, whose tiles take FP8 from 9 tokens too.)
+constexpr int64_t kFp8GemmMinTokens = kMatmulGemmMinTokens;
 // Tokens from which kAmx multiplies on AMX tiles (16 tokens per tile): BF16 / FP8 weights, and the
 // block formats, whose decoding into bf16 panels costs more than their int8 GEMM below ~40 tokens
 // (bench/matmul_bench, docs/kernels.md "AMX").
