@@ -217,17 +217,22 @@ thread_local Scratch t_scratch;
 
 // Rows per task: small enough that 2+ threads balance even when a neighbour steals a core (tasks are
 // taken dynamically), large enough that each task streams tens of KiB of contiguous weights.
-// The prefill GEMMs pack panels of 32 rows, so their tasks are whole panels.
-int64_t rows_per_task(int64_t N, int threads, bool gemm) {
+// The prefill GEMMs pack panels of 32 rows, so their tasks are whole panels. Decode row streams
+// (stream_bytes = the bytes of a row, else 0): a task starts cold (the prefetchers ramp up again),
+// so large matrices get tasks of up to 512 KiB (v2lite-5l BF16 tg128 on Zen 5, alternated 3x:
+// 29.3-31.0 -> 32.2-33.9 tokens/s). The _R16 decode (a GEMM path, 64 rows per step) keeps 64 rows:
+// larger tasks measured no faster there.
+int64_t rows_per_task(int64_t N, int threads, bool gemm, int64_t stream_bytes = 0) {
   int64_t r = N / (int64_t(threads) * 8);
-  r = std::clamp<int64_t>(r, 16, 64);
+  const int64_t cap = !gemm && stream_bytes > 0 ? std::max<int64_t>(64, (int64_t(512) << 10) / stream_bytes) : 64;
+  r = std::clamp<int64_t>(r, 16, cap);
   const int64_t granule = gemm ? 32 : 16;  // F32 kernels: whole 16-row tiles
   return (r + granule - 1) / granule * granule;
 }
 
 // Runs fn(n0, n1) over [0, N) in tasks of `chunk` rows, taken by the pool's threads in turn.
 template <class Fn>
-void for_row_tasks(ThreadPool* pool, int64_t N, int64_t work, bool gemm, const Fn& fn) {
+void for_row_tasks(ThreadPool* pool, int64_t N, int64_t work, bool gemm, const Fn& fn, int64_t stream_bytes = 0) {
   // Small layers are not worth waking the pool for.
   if (!pool || pool->size() <= 1 || work < (1 << 16)) {
     fn(0, N);
@@ -240,7 +245,7 @@ void for_row_tasks(ThreadPool* pool, int64_t N, int64_t work, bool gemm, const F
   } sh;
   sh.fn = &fn;
   sh.N = N;
-  sh.chunk = rows_per_task(N, pool->size(), gemm);
+  sh.chunk = rows_per_task(N, pool->size(), gemm, stream_bytes);
   sh.tasks = (N + sh.chunk - 1) / sh.chunk;
   Shared* p = &sh;  // one pointer: fits std::function's small buffer (no allocation per call)
   pool->parallel_for(
@@ -663,7 +668,7 @@ void matmul(float* y, const float* x, const MatView& w, int64_t B, ThreadPool* p
   prepare(p, y, x, w, B, kernel, t_scratch.get(align64(act_bytes(w, B, kernel))), pool);
   const Prepared* pp = &p;
   auto run = [pp](int64_t n0, int64_t n1) { pp->fn(pp->job, n0, n1); };
-  for_row_tasks(pool, N, N * K * B, p.gemm, run);
+  for_row_tasks(pool, N, N * K * B, p.gemm, run, B <= 8 ? quant_row_bytes(w.dtype, K) : 0);
 }
 
 void matmul_many(std::span<const MatmulTask> tasks, ThreadPool* pool, MatmulKernel kernel_family) {
@@ -692,7 +697,8 @@ void matmul_many(std::span<const MatmulTask> tasks, ThreadPool* pool, MatmulKern
     prepared.emplace_back();
     prepare(prepared.back(), t.y, t.x, t.w, t.B, kernel, act, nullptr);
     act += align64(act_bytes(t.w, t.B, kernel));
-    const int64_t rows = rows_per_task(t.w.rows, threads, prepared.back().gemm);
+    const int64_t rows =
+        rows_per_task(t.w.rows, threads, prepared.back().gemm, t.B <= 8 ? quant_row_bytes(t.w.dtype, t.w.cols) : 0);
     prepared.back().task_rows = rows;
     first_chunk.push_back(chunks);
     chunks += (t.w.rows + rows - 1) / rows;
