@@ -1028,11 +1028,12 @@ void prep_bf16_tile(uint8_t* out, const float* x, int64_t rows, int64_t K, int64
 // that stall) costs about as much as the products. Here the tokens are the vector lanes instead:
 // activations come in groups of 16 tokens (pair p of the 16 tokens in one vector), and each weight
 // pair is broadcast from its row, so every row is read once, front to back.
-// R rows x T groups of accumulators, R * T = 24 (T = 5: 20). Up to 96 tokens (T = 6) this beat the
-// packed GEMM on Zen 5 (65-80 tokens +25-30 %, 96 +10 %); at 128 it lost (docs/kernels.md).
+// R rows x T groups of accumulators, R * T = 24 (T = 5: 20), except T = 2: 8 x 2 (12 x 2 read 12
+// weight streams and was ~10 % slower at 20-32 tokens on Zen 5). Up to 96 tokens (T = 6) this beat
+// the packed GEMM on Zen 5 (65-80 tokens +25-30 %, 96 +10 %); at 128 it lost (docs/kernels.md).
 template <int T>
 void small_rows(const Job& j, int64_t n0, int64_t n1) {
-  constexpr int R = 24 / T;
+  constexpr int R = T == 2 ? 8 : 24 / T;
   constexpr int64_t kChunk = 64;  // rows whose outputs are staged before they go to y
   const int64_t pairs = gemm_pairs(j.K);
   const float* act = reinterpret_cast<const float*>(j.act);
