@@ -1,4 +1,4 @@
-// FP8-E4M3 decode (1-8 tokens) with bf16 dot products: E4M3 codes become bf16 through two byte
+// FP8-E4M3 decode (1-4 tokens) with bf16 dot products: E4M3 codes become bf16 through two byte
 // table lookups (vpermi2b, AVX-512 VBMI) and multiply activations in vdpbf16ps, 32 products per
 // instruction. The float32 row streams of matmul_avx512.cpp widen each code through f16 and four
 // vcvtph2ps per 64 weights; on Zen 5 they read 27-35 GB/s of a ~60 GB/s probe at one token, this
@@ -137,7 +137,8 @@ inline void rows_dot(const Job& j, const E4m3Tables& tb, const ScaledActs<T>& xs
 // Rows [n0, n1), 16 at a time (reduced together); S rows in lockstep where they share a scale row.
 template <int T>
 void fp8_dot_stream(const Job& j, int64_t n0, int64_t n1) {
-  constexpr int S = T <= 2 ? 8 : T <= 4 ? 4 : 2;
+  static_assert(T >= 1 && T <= 4);
+  constexpr int S = T <= 2 ? 8 : 4;
   const E4m3Tables tb(j.e4m3_lut);
   ScaledActs<T> xs(j);
   auto block_of = [&](int64_t r) { return (j.row_offset + r) / j.block; };
@@ -170,15 +171,11 @@ void fp8_dot_stream(const Job& j, int64_t n0, int64_t n1) {
 }  // namespace
 
 void fp8_dot_avx512(const Job& j, int64_t n0, int64_t n1) {
-  switch (j.B) {
+  switch (j.B) {  // matmul.cpp calls it for 1-4 tokens (fp8_dot_path)
     case 1: return fp8_dot_stream<1>(j, n0, n1);
     case 2: return fp8_dot_stream<2>(j, n0, n1);
     case 3: return fp8_dot_stream<3>(j, n0, n1);
-    case 4: return fp8_dot_stream<4>(j, n0, n1);
-    case 5: return fp8_dot_stream<5>(j, n0, n1);
-    case 6: return fp8_dot_stream<6>(j, n0, n1);
-    case 7: return fp8_dot_stream<7>(j, n0, n1);
-    default: return fp8_dot_stream<8>(j, n0, n1);
+    default: return fp8_dot_stream<4>(j, n0, n1);
   }
 }
 

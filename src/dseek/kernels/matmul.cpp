@@ -287,11 +287,12 @@ const mm::AmxKernels& amx_set() {
 // Kernel families that round BF16 activations to bf16 (kAmx is kAvx512Bf16 plus the tiles).
 bool bf16_family(MatmulKernel k) { return k == MatmulKernel::kAvx512Bf16 || k == MatmulKernel::kAmx; }
 
-// FP8 decode (1-8 tokens) as bf16 products (fp8_dot_avx512.cpp) on kAvx512Bf16 CPUs with VBMI
-// (Zen 4/5). Not on kAmx: Intel's vdpbf16ps has half the float32 FMA rate, and there the float32
-// stream was as fast at 1 token and faster from 2 (docs/performance.md).
+// FP8 decode (1-4 tokens) as bf16 products (fp8_dot_avx512.cpp) on kAvx512Bf16 CPUs with VBMI
+// (Zen 4/5). From 5 tokens both are bound by the multiply-adds (h + l doubles them) and the float32
+// stream was as fast or faster on Zen 5. Not on kAmx: Intel's vdpbf16ps has half the float32 FMA
+// rate, and there the float32 stream was as fast at 1 token and faster from 2 (docs/performance.md).
 bool fp8_dot_path(int64_t B, MatmulKernel kernel) {
-  return kernel == MatmulKernel::kAvx512Bf16 && B <= 8 && cpu_features().avx512vbmi && avx512_set().fp8_dot;
+  return kernel == MatmulKernel::kAvx512Bf16 && B <= 4 && cpu_features().avx512vbmi && avx512_set().fp8_dot;
 }
 
 const mm::QGemmKernels& qgemm_set() {
@@ -614,7 +615,7 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
         p.gemm = true;
       } else if (w.dtype == DType::kF8E4M3) {
         // float32 activations: register tiles, row streams up to 8 tokens (fp8_dot_path: bf16
-        // products of the codes and the activations split in h + l, for 1-8 tokens)
+        // products of the codes and the activations split in h + l, for 1-4 tokens)
         fn = fp8_dot_path(B, kernel) ? ks.fp8_dot : ks.fp8;
       } else if (w.dtype != DType::kBF16) {
         prepare_quant_act(job, fn, ks, x, w, B, act, pool);

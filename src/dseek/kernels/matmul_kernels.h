@@ -60,7 +60,7 @@ struct KernelSet {
   KernelFn bf16 = nullptr;      // float32 activations (bf16 weights widened exactly)
   KernelFn bf16_dot = nullptr;  // activations rounded to bf16 (Job::act), bf16 dot products
   KernelFn fp8 = nullptr;       // E4M3 with float32 block scales, Job::block a multiple of 32
-  // FP8 at 1-8 tokens with bf16 products (AVX-512 BF16 + VBMI; fp8_dot_avx512.cpp), same Job.
+  // FP8 at 1-4 tokens with bf16 products (AVX-512 BF16 + VBMI; fp8_dot_avx512.cpp), same Job.
   KernelFn fp8_dot = nullptr;
   KernelFn q8_0 = nullptr;      // Job::act holds Q8 activations in the Q8_0 lane layout
   KernelFn q4_0 = nullptr;      // Job::act holds Q8 activations in the Q4_0 lane layout
