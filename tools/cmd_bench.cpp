@@ -93,13 +93,13 @@ int cmd_bench(int argc, char** argv) {
   // Weights read in through a MADV_HUGEPAGE mapping come as 2 MiB pages; files that were already
   // cached in 4 KiB pages (e.g. just written by init/quantize) keep them until evicted.
   const double weights_gb = double(model.checkpoint().total_bytes()) / 1e9;
+  const double huge_gb = std::min(weights_gb, double(file_huge_page_bytes()) / 1e9);
   const MatmulKernel family = kernel == MatmulKernel::kAuto ? matmul_best_kernel() : kernel;
   std::printf("dseek bench | %s | %s | %d threads | kernels %s | read bandwidth %.1f GB/s median (best %.1f; %s over %.1f GiB, "
               "%.0f %% huge pages) | weights %.2f of %.2f GB on 2 MiB pages\n",
               dir.c_str(), cpu_name().c_str(), pool.size(), std::string(matmul_kernel_family_name(family)).c_str(), bw.median_gbs, bw.best_gbs, bw.kernel,
               double(bw.bytes) / (1 << 30), 100.0 * double(bw.huge_page_bytes) / double(bw.bytes),
-              std::min(weights_gb, double(file_huge_page_bytes()) / 1e9), weights_gb);
-  const double huge_gb = std::min(weights_gb, double(file_huge_page_bytes()) / 1e9);
+              huge_gb, weights_gb);
   if (bw.huge_page_bytes > 0 && huge_gb < 0.8 * weights_gb)
     std::fprintf(stderr,
                  "dseek bench: note: only %.2f of %.2f GB of weights are mapped on 2 MiB pages; the files sat in the page "

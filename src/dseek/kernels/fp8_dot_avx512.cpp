@@ -101,16 +101,15 @@ struct ScaledActs {
 };
 
 // S consecutive rows (one block of rows) in lockstep, T tokens: out[s][t] = 16 partial sums. One
-// accumulator per row and token takes both halves of a chunk and both h and l (four dependent
+// accumulator (out[s][t]) per row and token takes both halves of a chunk and both h and l (four dependent
 // vdpbf16ps per chunk; the S * T chains in flight hide their latency).
 template <int S, int T>
 inline void rows_dot(const Job& j, const E4m3Tables& tb, const ScaledActs<T>& xs, int64_t r, __m512 (&out)[S][T]) {
   const uint8_t* w = row_of(j, r);
   const int64_t rb = j.w_row_bytes;
   const int64_t ahead = S > 1 ? S * rb : kAheadBytes;  // S > 1: the same columns of the next S rows
-  __m512 acc[S][T];
   for (int s = 0; s < S; ++s)
-    for (int t = 0; t < T; ++t) acc[s][t] = _mm512_setzero_ps();
+    for (int t = 0; t < T; ++t) out[s][t] = _mm512_setzero_ps();
   const int64_t kfull = j.K / 64 * 64;
   for (int64_t k = 0; k < xs.kp; k += 64)
     for (int s = 0; s < S; ++s) {
@@ -124,14 +123,12 @@ inline void rows_dot(const Job& j, const E4m3Tables& tb, const ScaledActs<T>& xs
       __m512bh a, b;
       tb.decode(q, a, b);
       for (int t = 0; t < T; ++t) {
-        acc[s][t] = _mm512_dpbf16_ps(acc[s][t], a, (__m512bh)_mm512_load_si512(xs.h(t) + k));
-        acc[s][t] = _mm512_dpbf16_ps(acc[s][t], b, (__m512bh)_mm512_load_si512(xs.h(t) + k + 32));
-        acc[s][t] = _mm512_dpbf16_ps(acc[s][t], a, (__m512bh)_mm512_load_si512(xs.l(t) + k));
-        acc[s][t] = _mm512_dpbf16_ps(acc[s][t], b, (__m512bh)_mm512_load_si512(xs.l(t) + k + 32));
+        out[s][t] = _mm512_dpbf16_ps(out[s][t], a, (__m512bh)_mm512_load_si512(xs.h(t) + k));
+        out[s][t] = _mm512_dpbf16_ps(out[s][t], b, (__m512bh)_mm512_load_si512(xs.h(t) + k + 32));
+        out[s][t] = _mm512_dpbf16_ps(out[s][t], a, (__m512bh)_mm512_load_si512(xs.l(t) + k));
+        out[s][t] = _mm512_dpbf16_ps(out[s][t], b, (__m512bh)_mm512_load_si512(xs.l(t) + k + 32));
       }
     }
-  for (int s = 0; s < S; ++s)
-    for (int t = 0; t < T; ++t) out[s][t] = acc[s][t];
 }
 
 // Rows [n0, n1), 16 at a time (reduced together); S rows in lockstep where they share a scale row.
@@ -149,7 +146,7 @@ void fp8_dot_stream(const Job& j, int64_t n0, int64_t n1) {
     while (i < nr) {
       const int64_t r = r0 + i;
       if (block_of(r) != xs.block_row) xs.prepare(j, block_of(r));
-      if (S > 1 && i + S <= nr && block_of(r + S - 1) == xs.block_row) {
+      if (i + S <= nr && block_of(r + S - 1) == xs.block_row) {
         __m512 out[S][T];
         rows_dot<S, T>(j, tb, xs, r, out);
         for (int s = 0; s < S; ++s)

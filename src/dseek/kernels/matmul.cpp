@@ -230,6 +230,9 @@ int64_t rows_per_task(int64_t N, int threads, bool gemm, int64_t stream_bytes = 
   return (r + granule - 1) / granule * granule;
 }
 
+// rows_per_task's stream_bytes for B tokens of w: the row bytes at decode sizes (row streams), else 0.
+int64_t stream_bytes(const MatView& w, int64_t B) { return B <= 8 ? quant_row_bytes(w.dtype, w.cols) : 0; }
+
 // Runs fn(n0, n1) over [0, N) in tasks of `chunk` rows, taken by the pool's threads in turn.
 template <class Fn>
 void for_row_tasks(ThreadPool* pool, int64_t N, int64_t work, bool gemm, const Fn& fn, int64_t stream_bytes = 0) {
@@ -669,7 +672,7 @@ void matmul(float* y, const float* x, const MatView& w, int64_t B, ThreadPool* p
   prepare(p, y, x, w, B, kernel, t_scratch.get(align64(act_bytes(w, B, kernel))), pool);
   const Prepared* pp = &p;
   auto run = [pp](int64_t n0, int64_t n1) { pp->fn(pp->job, n0, n1); };
-  for_row_tasks(pool, N, N * K * B, p.gemm, run, B <= 8 ? quant_row_bytes(w.dtype, K) : 0);
+  for_row_tasks(pool, N, N * K * B, p.gemm, run, stream_bytes(w, B));
 }
 
 void matmul_many(std::span<const MatmulTask> tasks, ThreadPool* pool, MatmulKernel kernel_family) {
@@ -698,8 +701,7 @@ void matmul_many(std::span<const MatmulTask> tasks, ThreadPool* pool, MatmulKern
     prepared.emplace_back();
     prepare(prepared.back(), t.y, t.x, t.w, t.B, kernel, act, nullptr);
     act += align64(act_bytes(t.w, t.B, kernel));
-    const int64_t rows =
-        rows_per_task(t.w.rows, threads, prepared.back().gemm, t.B <= 8 ? quant_row_bytes(t.w.dtype, t.w.cols) : 0);
+    const int64_t rows = rows_per_task(t.w.rows, threads, prepared.back().gemm, stream_bytes(t.w, t.B));
     prepared.back().task_rows = rows;
     first_chunk.push_back(chunks);
     chunks += (t.w.rows + rows - 1) / rows;
