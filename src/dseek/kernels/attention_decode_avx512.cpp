@@ -2,10 +2,12 @@
 // decode_attend_rows calls it only when cpu_features() reports them.
 //
 // Rows come in chunks of kChunk, gathered across the runs (a paged cache's 16-row blocks). Per
-// chunk and group of up to 16 heads: the scores of each row as 16 dot products over [c_kv | k_pe]
-// with one load of each row vector (HN accumulators, then the transposing reduction: lane h = head
-// h), the online-softmax update with the heads as lanes, and o_h += p_hj c_kv_j with HN accumulators
-// per 16 columns while the chunk's rows (in L2) stream past.
+// chunk and group of up to 16 heads: the scores of each row as dot products over [c_kv | k_pe]
+// (then the transposing reduction: lane h = head h), the online-softmax update with the heads as
+// lanes, and o_h += p_hj c_kv_j while the chunk's rows (in L2) stream past. Both products run in
+// register blocks of 3 rows (or 3 column blocks) x 8 heads, so that loads do not bound them, and the
+// weighted sum prefetches the next chunk's rows into L2 (it reads none from memory itself); the
+// "#pragma GCC unroll" lines keep the blocks in registers (without them, half the speed).
 #include "dseek/kernels/attention_decode.h"
 
 #if defined(__AVX512F__) && defined(__FMA__)
@@ -30,7 +32,7 @@ constexpr int64_t kChunk = 64;  // rows per online-softmax step: 64 x 2.3 KB of 
 // The score pass prefetches the row this many ahead (across run ends).
 constexpr int64_t kRowsAhead = 4;
 
-// The next rows of a list of runs, kChunk (+ kRowsAhead to prefetch) at a time across run ends.
+// The next rows of a list of runs, a chunk (and the next one, to prefetch) at a time across run ends.
 struct RowCursor {
   const LatentRun* run;
   const LatentRun* end;
@@ -62,38 +64,156 @@ struct RowCursor {
   }
 };
 
-// One chunk of rows, rp[0 .. jn) (rp[jn .. got) only to prefetch), for heads [0, hn) (hn <= HN) of
-// the state; qbuf holds their queries as HN rows of L = R + rope floats [q_lat | q_pe], zero past hn.
+// Register blocks: the loads (a cache row vector, a query vector, a broadcast probability) bound
+// a one-row, one-column-block loop at ~1 multiply-add per load; blocks of B rows (scores) or B column
+// blocks (weighted sum) by G heads do B x G multiply-adds per B + G loads.
+template <int G>
+struct Block {
+  static constexpr int B = G >= 8 ? 3 : 5;  // B x G accumulators: 24 or 20 of the 32 registers
+};
+
+// Scores of rows rp[jj .. jj + NR) for heads [g0, g0 + G): acc[r][h] summed over the row's L floats.
+template <int G, int NR>
+inline void score_block(__m512 (&acc)[NR][G], const float* qg, int64_t L, const float* const* rp, int64_t jj,
+                        const char* const* ahead) {
+#pragma GCC unroll 16
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 16
+    for (int h = 0; h < G; ++h) acc[r][h] = _mm512_setzero_ps();
+  const float* c[NR];
+#pragma GCC unroll 16
+  for (int r = 0; r < NR; ++r) c[r] = rp[jj + r];
+  int64_t k = 0;
+  for (; k + 16 <= L; k += 16) {
+    if (ahead)  // a row's first touch waited on memory (~40 % of samples)
+#pragma GCC unroll 16
+      for (int r = 0; r < NR; ++r) _mm_prefetch(ahead[r] + 4 * k, _MM_HINT_T0);
+    __m512 cv[NR];
+#pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) cv[r] = _mm512_loadu_ps(c[r] + k);
+#pragma GCC unroll 16
+    for (int h = 0; h < G; ++h) {
+      __m512 qv = _mm512_loadu_ps(qg + h * L + k);
+      __asm__("" : "+v"(qv));  // one load for the NR rows: GCC would fold it into each multiply-add
+#pragma GCC unroll 16
+      for (int r = 0; r < NR; ++r) acc[r][h] = _mm512_fmadd_ps(qv, cv[r], acc[r][h]);
+    }
+  }
+  if (k < L) {
+    const __mmask16 km = mask16(L - k);
+    __m512 cv[NR];
+#pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) cv[r] = _mm512_maskz_loadu_ps(km, c[r] + k);
+#pragma GCC unroll 16
+    for (int h = 0; h < G; ++h) {
+      __m512 qv = _mm512_maskz_loadu_ps(km, qg + h * L + k);
+      __asm__("" : "+v"(qv));
+#pragma GCC unroll 16
+      for (int r = 0; r < NR; ++r) acc[r][h] = _mm512_fmadd_ps(qv, cv[r], acc[r][h]);
+    }
+  }
+}
+
+// S[jj + r] (lane h = head h) for NR rows from jj: each head group's accumulators go through part[][]
+// so that one transposing reduction per row covers all HN heads.
+template <int HN, int NR>
+inline void score_rows(float (*S)[16], const float* qbuf, int64_t L, float scale, const float* const* rp,
+                       const bool* in, int64_t jj, int64_t got) {
+  constexpr int G = HN < 8 ? HN : 8;
+  __m512 part[NR][16];
+#pragma GCC unroll 16
+  for (int r = 0; r < NR; ++r)
+    for (int h = HN; h < 16; ++h) part[r][h] = _mm512_setzero_ps();
+  const char* ahead[NR];
+#pragma GCC unroll 16
+  for (int r = 0; r < NR; ++r)
+    ahead[r] = reinterpret_cast<const char*>(rp[std::min<int64_t>(jj + r + kRowsAhead, got - 1)]);
+  for (int g = 0; g < HN; g += G) {
+    __m512 acc[NR][G];
+    score_block<G, NR>(acc, qbuf + g * L, L, rp, jj, g == 0 ? ahead : nullptr);  // later groups: rows in L1
+#pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 16
+      for (int h = 0; h < G; ++h) part[r][g + h] = acc[r][h];
+  }
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+#pragma GCC unroll 16
+  for (int r = 0; r < NR; ++r) {
+    __m512 s = _mm512_mul_ps(reduce16(part[r]), _mm512_set1_ps(scale));
+    if (!in[jj + r]) s = _mm512_set1_ps(neg_inf);
+    _mm512_store_ps(S[jj + r], s);
+  }
+}
+
+// Brings the next chunk's rows into L2 a few lines per step of the weighted sum, which reads only
+// L2: the score pass then finds them there instead of waiting on memory row by row.
+struct NextChunk {
+  const float* const* rows = nullptr;
+  int64_t n = 0, lines = 0;  // rows, 64-byte lines per row
+  int64_t r = 0, line = 0;   // the next line to fetch
+  int per_step = 0;
+  void step() {
+    for (int i = 0; i < per_step && r < n; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(rows[r]) + 64 * line, _MM_HINT_T1);
+      if (++line == lines) {
+        line = 0;
+        ++r;
+      }
+    }
+  }
+};
+
+// o_h = alpha_h o_h + sum_jj p_hj c_kv_j for heads [g0, g0 + G) and NC column blocks of 16 from k.
+template <int G, int NC>
+inline void weigh_block(float* o, int64_t R, int64_t k, int64_t g0, int64_t hn, const float* a, bool rescale,
+                        const float (*S)[16], const float* const* rp, int64_t jn, NextChunk& next) {
+  __mmask16 km[NC];
+#pragma GCC unroll 16
+  for (int b = 0; b < NC; ++b) km[b] = mask16(R - (k + 16 * b));
+  __m512 acc[NC][G];
+#pragma GCC unroll 16
+  for (int h = 0; h < G; ++h)
+#pragma GCC unroll 16
+    for (int b = 0; b < NC; ++b) {
+      acc[b][h] = g0 + h < hn ? _mm512_maskz_loadu_ps(km[b], o + (g0 + h) * R + k + 16 * b) : _mm512_setzero_ps();
+      if (rescale) acc[b][h] = _mm512_mul_ps(acc[b][h], _mm512_set1_ps(a[g0 + h]));
+    }
+  for (int64_t jj = 0; jj < jn; ++jj) {
+    next.step();
+    __m512 cv[NC];
+#pragma GCC unroll 16
+    for (int b = 0; b < NC; ++b) cv[b] = _mm512_maskz_loadu_ps(km[b], rp[jj] + k + 16 * b);
+#pragma GCC unroll 16
+    for (int h = 0; h < G; ++h) {
+      const __m512 p = _mm512_set1_ps(S[jj][g0 + h]);
+#pragma GCC unroll 16
+      for (int b = 0; b < NC; ++b) acc[b][h] = _mm512_fmadd_ps(p, cv[b], acc[b][h]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int h = 0; h < G; ++h)
+    if (g0 + h < hn)
+#pragma GCC unroll 16
+      for (int b = 0; b < NC; ++b) _mm512_mask_storeu_ps(o + (g0 + h) * R + k + 16 * b, km[b], acc[b][h]);
+}
+
+// One chunk of rows, rp[0 .. jn) (rp[jn .. got) only to prefetch: the next chunk's), for heads
+// [0, hn) (hn <= HN) of the state; qbuf holds their queries as HN rows of L = R + rope floats
+// [q_lat | q_pe], zero past hn. fetch_next: this call brings the next chunk into L2 (the first group's).
 template <int HN>
 void attend_chunk(float* o, float* m, float* l, int64_t hn, const float* qbuf, int64_t R, int64_t L, float scale,
-                  const float* const* rp, const bool* in, int64_t jn, int64_t got) {
+                  const float* const* rp, const bool* in, int64_t jn, int64_t got, bool fetch_next) {
+  constexpr int G = HN < 8 ? HN : 8, B = Block<G>::B;
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const __mmask16 hm = mask16(hn);
   alignas(64) float S[kChunk][16];
   // Scores: lane h of S[jj] = head h's score of row jj of the chunk.
-  for (int64_t jj = 0; jj < jn; ++jj) {
-    const float* c = rp[jj];
-    __m512 acc[16];
-    for (int h = 0; h < 16; ++h) acc[h] = _mm512_setzero_ps();
-    int64_t k = 0;
-    const char* ahead = reinterpret_cast<const char*>(rp[std::min(jj + kRowsAhead, got - 1)]);
-    for (; k + 16 <= L; k += 16) {
-      _mm_prefetch(ahead + 4 * k, _MM_HINT_T0);  // a row's first touch waited on memory (~40 % of samples)
-      const __m512 cv = _mm512_loadu_ps(c + k);
-      for (int h = 0; h < HN; ++h) acc[h] = _mm512_fmadd_ps(_mm512_loadu_ps(qbuf + h * L + k), cv, acc[h]);
-    }
-    if (k < L) {
-      const __mmask16 km = mask16(L - k);
-      const __m512 cv = _mm512_maskz_loadu_ps(km, c + k);
-      for (int h = 0; h < HN; ++h) acc[h] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(km, qbuf + h * L + k), cv, acc[h]);
-    }
-    __m512 s = _mm512_mul_ps(reduce16(acc), _mm512_set1_ps(scale));
-    if (!in[jj]) s = _mm512_set1_ps(neg_inf);
-    _mm512_store_ps(S[jj], s);
-  }
+  int64_t jj = 0;
+  for (; jj + B <= jn; jj += B) score_rows<HN, B>(S, qbuf, L, scale, rp, in, jj, got);
+  for (; jj < jn; ++jj) score_rows<HN, 1>(S, qbuf, L, scale, rp, in, jj, got);
   // Online softmax with the heads as lanes.
   __m512 cm = _mm512_set1_ps(neg_inf);
-  for (int64_t jj = 0; jj < jn; ++jj) cm = _mm512_max_ps(cm, _mm512_load_ps(S[jj]));
+  for (int64_t j = 0; j < jn; ++j) cm = _mm512_max_ps(cm, _mm512_load_ps(S[j]));
   const __m512 m_old = _mm512_mask_loadu_ps(_mm512_set1_ps(neg_inf), hm, m);
   const __m512 mx = _mm512_max_ps(m_old, cm);
   const __mmask16 live = _mm512_cmp_ps_mask(mx, _mm512_set1_ps(neg_inf), _CMP_NEQ_OQ);  // some row counted
@@ -101,11 +221,11 @@ void attend_chunk(float* o, float* m, float* l, int64_t hn, const float* qbuf, i
                                             _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m_old, _mm512_set1_ps(neg_inf), _CMP_NEQ_OQ),
                                                                 exp512(_mm512_sub_ps(m_old, mx))));
   __m512 sum = _mm512_setzero_ps();
-  for (int64_t jj = 0; jj < jn; ++jj) {
-    const __m512 s = _mm512_load_ps(S[jj]);
+  for (int64_t j = 0; j < jn; ++j) {
+    const __m512 s = _mm512_load_ps(S[j]);
     const __mmask16 counted = _mm512_cmp_ps_mask(s, _mm512_set1_ps(neg_inf), _CMP_NEQ_OQ);  // masked rows: 0
     const __m512 p = _mm512_maskz_mov_ps(counted, exp512(_mm512_sub_ps(s, mx)));
-    _mm512_store_ps(S[jj], p);
+    _mm512_store_ps(S[j], p);
     sum = _mm512_add_ps(sum, p);
   }
   const __m512 l_old = _mm512_maskz_loadu_ps(hm, l);
@@ -114,20 +234,21 @@ void attend_chunk(float* o, float* m, float* l, int64_t hn, const float* qbuf, i
   alignas(64) float a[16];
   _mm512_store_ps(a, alpha);
   const bool rescale = _mm512_mask_cmp_ps_mask(hm, alpha, _mm512_set1_ps(1.f), _CMP_NEQ_UQ) != 0;
-  // o_h = alpha_h o_h + sum over the chunk's rows of p_hj c_kv_j, 16 columns at a time.
-  for (int64_t k = 0; k < R; k += 16) {
-    const __mmask16 km = mask16(R - k);
-    __m512 acc[HN];
-    for (int h = 0; h < HN; ++h) {
-      acc[h] = h < hn ? _mm512_maskz_loadu_ps(km, o + h * R + k) : _mm512_setzero_ps();
-      if (rescale) acc[h] = _mm512_mul_ps(acc[h], _mm512_set1_ps(a[h]));
-    }
-    for (int64_t jj = 0; jj < jn; ++jj) {
-      const __m512 cv = _mm512_maskz_loadu_ps(km, rp[jj] + k);
-      for (int h = 0; h < HN; ++h) acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(S[jj][h]), cv, acc[h]);
-    }
-    for (int h = 0; h < HN; ++h)
-      if (h < hn) _mm512_mask_storeu_ps(o + h * R + k, km, acc[h]);
+  // o_h = alpha_h o_h + sum over the chunk's rows of p_hj c_kv_j, B column blocks of 16 at a time
+  // while the chunk's rows (in L2) stream past.
+  const int64_t nb = (R + 15) / 16, n_groups = (hn + G - 1) / G;
+  NextChunk next;
+  if (fetch_next && got > jn) {
+    next.rows = rp + jn;
+    next.n = got - jn;
+    next.lines = (L * int64_t(sizeof(float)) + 63) / 64;
+    const int64_t steps = n_groups * (nb / B + nb % B) * jn;
+    next.per_step = int((next.n * next.lines + steps - 1) / steps);
+  }
+  for (int64_t g0 = 0; g0 < hn; g0 += G) {
+    int64_t b = 0;
+    for (; b + B <= nb; b += B) weigh_block<G, B>(o, R, 16 * b, g0, hn, a, rescale, S, rp, jn, next);
+    for (; b < nb; ++b) weigh_block<G, 1>(o, R, 16 * b, g0, hn, a, rescale, S, rp, jn, next);
   }
 }
 
@@ -156,19 +277,20 @@ void decode_attend_rows_avx512(float* o, float* m, float* l, const DecodeQuery& 
       std::fill(d, d + L, 0.f);
     }
   }
-  const float* rp[kChunk + kRowsAhead];
-  bool in[kChunk + kRowsAhead];
+  // This chunk's rows, then the next chunk's (prefetched while this one's weighted sum runs).
+  const float* rp[2 * kChunk];
+  bool in[2 * kChunk];
   for (RowCursor cur(runs, n_runs);;) {
-    const int64_t got = cur.peek(rp, in, kChunk + kRowsAhead, stride);
+    const int64_t got = cur.peek(rp, in, 2 * kChunk, stride);
     if (got == 0) break;
     const int64_t jn = std::min(kChunk, got);
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t g0 = g * 16, hn = std::min<int64_t>(16, q.H - g0);
       const float* qg = qbuf + g0 * L;
       float* og = o + g0 * R;
-      if (hn <= 4) attend_chunk<4>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got);
-      else if (hn <= 8) attend_chunk<8>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got);
-      else attend_chunk<16>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got);
+      if (hn <= 4) attend_chunk<4>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, g == 0);
+      else if (hn <= 8) attend_chunk<8>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, g == 0);
+      else attend_chunk<16>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, g == 0);
     }
     cur.advance(jn);
   }
