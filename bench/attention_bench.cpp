@@ -2,12 +2,13 @@
 // V3 shapes: one query token of H heads against n cache rows of [c_kv (512) | k_pe (64)] floats.
 //
 //   attention_bench [--rows 512,4096,16384] [--heads 16,32,128] [--reps N] [--hot] [--small-pages]
+//                   [--latent 512,64]
 //
 // One thread, as each thread of a decode step runs it on its share of the context. The cache rows
 // are cycled through enough copies (>= 256 MiB) that every call reads them from memory, as decode
 // does with several layers of a long context (--hot: one copy, so the rows come from the caches and
 // the arithmetic alone is timed). GB/s = cache bytes / median time; GFLOP/s counts the
-// scores (H x n x 576) and the weighted sum (H x n x 512) multiply-adds.
+// scores (H x n x (R + rope)) and the weighted sum (H x n x R) multiply-adds.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -62,20 +63,30 @@ std::vector<int64_t> parse_list(const char* s) {
 int main(int argc, char** argv) {
   std::vector<int64_t> rows_list = {512, 4096, 16384}, heads_list = {16, 32};
   int reps = 30;
-  bool hot = false, huge = true;  // --hot: one copy of the rows, read from the caches after the first call
+  bool hot = false, huge = true;
+  int64_t R = 512, rope = 64;  // kv_lora_rank, qk_rope_head_dim  // --hot: one copy of the rows, read from the caches after the first call
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--rows" && i + 1 < argc) rows_list = parse_list(argv[++i]);
     else if (a == "--heads" && i + 1 < argc) heads_list = parse_list(argv[++i]);
     else if (a == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
     else if (a == "--hot") hot = true;
+    else if (a == "--latent" && i + 1 < argc) {  // R,rope: e.g. 64,16 for the demo model
+      const std::vector<int64_t> v = parse_list(argv[++i]);
+      if (v.size() != 2 || v[0] < 1 || v[1] < 0) {
+        std::fprintf(stderr, "--latent wants R,rope\n");
+        return 2;
+      }
+      R = v[0];
+      rope = v[1];
+    }
     else if (a == "--small-pages") huge = false;
     else {
-      std::fprintf(stderr, "usage: attention_bench [--rows 512,4096] [--heads 16,32] [--reps N] [--hot] [--small-pages]\n");
+      std::fprintf(stderr, "usage: attention_bench [--rows 512,4096] [--heads 16,32] [--reps N] [--hot] [--small-pages] [--latent R,rope]\n");
       return 2;
     }
   }
-  constexpr int64_t R = 512, rope = 64, L = R + rope;
+  const int64_t L = R + rope;
   std::printf("# attention_bench  one thread  kernel %s  R %lld  rope %lld\n",
               cpu_features().avx512_fma() ? "avx512" : "scalar", (long long)R, (long long)rope);
   std::printf("| rows | heads | ms median [min-max] | GB/s | GFLOP/s |\n|---|---|---|---|---|\n");

@@ -31,6 +31,7 @@ using mm::mask16;
 constexpr int64_t kChunk = 64;  // rows per online-softmax step: 64 x 2.3 KB of V2/V3 rows stay in L2
 // The score pass prefetches the row this many ahead (across run ends).
 constexpr int64_t kRowsAhead = 4;
+constexpr int64_t kL2Bytes = int64_t(1) << 20;  // per core: Zen 4/5 and recent Xeons have 1-2 MiB
 
 // The next rows of a list of runs, a chunk (and the next one, to prefetch) at a time across run ends.
 struct RowCursor {
@@ -242,13 +243,19 @@ void attend_chunk(float* o, float* m, float* l, int64_t hn, const float* qbuf, i
     next.rows = rp + jn;
     next.n = got - jn;
     next.lines = (L * int64_t(sizeof(float)) + 63) / 64;
-    const int64_t steps = n_groups * (nb / B + nb % B) * jn;
+    const int64_t steps = n_groups * (nb / B + (nb % B ? 1 : 0)) * jn;
     next.per_step = int((next.n * next.lines + steps - 1) / steps);
   }
   for (int64_t g0 = 0; g0 < hn; g0 += G) {
     int64_t b = 0;
     for (; b + B <= nb; b += B) weigh_block<G, B>(o, R, 16 * b, g0, hn, a, rescale, S, rp, jn, next);
-    for (; b < nb; ++b) weigh_block<G, 1>(o, R, 16 * b, g0, hn, a, rescale, S, rp, jn, next);
+    switch (nb - b) {  // the last 1 .. B - 1 blocks in one pass (all of them where R < 16 B)
+      case 4: weigh_block<G, 4>(o, R, 16 * b, g0, hn, a, rescale, S, rp, jn, next); break;
+      case 3: weigh_block<G, 3>(o, R, 16 * b, g0, hn, a, rescale, S, rp, jn, next); break;
+      case 2: weigh_block<G, 2>(o, R, 16 * b, g0, hn, a, rescale, S, rp, jn, next); break;
+      case 1: weigh_block<G, 1>(o, R, 16 * b, g0, hn, a, rescale, S, rp, jn, next); break;
+      default: break;
+    }
   }
 }
 
@@ -280,6 +287,11 @@ void decode_attend_rows_avx512(float* o, float* m, float* l, const DecodeQuery& 
   // This chunk's rows, then the next chunk's (prefetched while this one's weighted sum runs).
   const float* rp[2 * kChunk];
   bool in[2 * kChunk];
+  // Prefetch the next chunk only where the rows cannot all be in L2 already (a short context, a
+  // small model: the prefetches would cost load slots and bring nothing).
+  int64_t total = 0;
+  for (int64_t i = 0; i < n_runs; ++i) total += runs[i].n;
+  const bool from_memory = total * L * int64_t(sizeof(float)) > kL2Bytes;
   for (RowCursor cur(runs, n_runs);;) {
     const int64_t got = cur.peek(rp, in, 2 * kChunk, stride);
     if (got == 0) break;
@@ -288,9 +300,9 @@ void decode_attend_rows_avx512(float* o, float* m, float* l, const DecodeQuery& 
       const int64_t g0 = g * 16, hn = std::min<int64_t>(16, q.H - g0);
       const float* qg = qbuf + g0 * L;
       float* og = o + g0 * R;
-      if (hn <= 4) attend_chunk<4>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, g == 0);
-      else if (hn <= 8) attend_chunk<8>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, g == 0);
-      else attend_chunk<16>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, g == 0);
+      if (hn <= 4) attend_chunk<4>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, from_memory && g == 0);
+      else if (hn <= 8) attend_chunk<8>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, from_memory && g == 0);
+      else attend_chunk<16>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, from_memory && g == 0);
     }
     cur.advance(jn);
   }
