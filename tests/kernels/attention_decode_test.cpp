@@ -4,6 +4,8 @@
 // given as 16-row runs, as a paged cache gives it, so chunks span run ends) then merged.
 #include "dseek/kernels/attention_decode.h"
 
+#include "dseek/core/dtype.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -45,10 +47,11 @@ std::vector<double> reference(const DecodeQuery& q, const float* rows, int64_t n
   return out;
 }
 
-using AttendFn = void (*)(float*, float*, float*, const DecodeQuery&, const LatentRun*, int64_t, int64_t);
+using AttendFn = void (*)(float*, float*, float*, const DecodeQuery&, const LatentRun*, int64_t, int64_t, bool);
 
 // Rows [j0, j1) as runs of at most `len` rows (a paged cache's blocks when len is 16).
-std::vector<LatentRun> runs_of(const float* rows, const uint8_t* allowed, int64_t j0, int64_t j1, int64_t stride,
+template <class E>
+std::vector<LatentRun> runs_of(const E* rows, const uint8_t* allowed, int64_t j0, int64_t j1, int64_t stride,
                                int64_t len) {
   std::vector<LatentRun> runs;
   for (int64_t j = j0; j < j1; j += len)
@@ -56,11 +59,20 @@ std::vector<LatentRun> runs_of(const float* rows, const uint8_t* allowed, int64_
   return runs;
 }
 
-void check(const Case& c, int mask_mode, AttendFn fn, bool split, std::mt19937& rng, const char* name) {
+// bf16: the kernel reads the rows as bf16 (a bf16 KV cache); the reference then attends over the
+// rows rounded to bf16, which the kernel widens exactly, so the tolerance is the float32 one.
+void check(const Case& c, int mask_mode, AttendFn fn, bool split, bool bf16, std::mt19937& rng, const char* name) {
   const int64_t L = c.R + c.rope, stride = L + 3;  // rows padded, as a paged cache's never are: any stride works
   std::normal_distribution<float> nd(0.f, 1.f);
   std::vector<float> rows(size_t(c.n * stride)), q_lat(size_t(c.H * c.R)), q_pe(size_t(c.H * (c.rope + 2)));
-  for (auto& v : rows) v = nd(rng);
+  std::vector<uint16_t> rows16(bf16 ? rows.size() : 0);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    rows[i] = nd(rng);
+    if (bf16) {
+      rows16[i] = f32_to_bf16(rows[i]);
+      rows[i] = bf16_to_f32(rows16[i]);
+    }
+  }
   for (auto& v : q_lat) v = nd(rng);
   for (auto& v : q_pe) v = nd(rng);
   std::vector<uint8_t> allowed(size_t(c.n), 1);
@@ -82,14 +94,17 @@ void check(const Case& c, int mask_mode, AttendFn fn, bool split, std::mt19937& 
     const int64_t half = c.n / 2;
     std::vector<float> o2(o.size()), m2(m.size()), l2(l.size());
     decode_state_init(o2.data(), m2.data(), l2.data(), c.H, c.R);
-    const std::vector<LatentRun> a = runs_of(rows.data(), al, 0, half, stride, half);
-    const std::vector<LatentRun> b = runs_of(rows.data(), al, half, c.n, stride, 16);
-    fn(o.data(), m.data(), l.data(), q, a.data(), int64_t(a.size()), stride);
-    fn(o2.data(), m2.data(), l2.data(), q, b.data(), int64_t(b.size()), stride);
+    const std::vector<LatentRun> a = bf16 ? runs_of(rows16.data(), al, 0, half, stride, half)
+                                          : runs_of(rows.data(), al, 0, half, stride, half);
+    const std::vector<LatentRun> b = bf16 ? runs_of(rows16.data(), al, half, c.n, stride, 16)
+                                          : runs_of(rows.data(), al, half, c.n, stride, 16);
+    fn(o.data(), m.data(), l.data(), q, a.data(), int64_t(a.size()), stride, bf16);
+    fn(o2.data(), m2.data(), l2.data(), q, b.data(), int64_t(b.size()), stride, bf16);
     decode_state_merge(o.data(), m.data(), l.data(), o2.data(), m2.data(), l2.data(), c.H, c.R);
   } else {
-    const std::vector<LatentRun> a = runs_of(rows.data(), al, 0, c.n, stride, c.n);
-    fn(o.data(), m.data(), l.data(), q, a.data(), int64_t(a.size()), stride);
+    const std::vector<LatentRun> a =
+        bf16 ? runs_of(rows16.data(), al, 0, c.n, stride, c.n) : runs_of(rows.data(), al, 0, c.n, stride, c.n);
+    fn(o.data(), m.data(), l.data(), q, a.data(), int64_t(a.size()), stride, bf16);
   }
   decode_state_finish(o.data(), l.data(), c.H, c.R);
   const std::vector<double> ref = reference(q, rows.data(), c.n, stride, al);
@@ -98,20 +113,22 @@ void check(const Case& c, int mask_mode, AttendFn fn, bool split, std::mt19937& 
   for (size_t i = 0; i < ref.size(); ++i)
     ASSERT_NEAR(o[i], ref[i], 2e-5 * (1.0 + std::fabs(ref[i])))
         << name << " H " << c.H << " R " << c.R << " rope " << c.rope << " n " << c.n << " mask " << mask_mode
-        << " split " << split << " output " << i;
+        << " split " << split << " bf16 " << bf16 << " output " << i;
 }
 
 TEST(AttentionDecode, MatchesSoftmaxAttention) {
   std::mt19937 rng(20261206);
-  const Case cases[] = {{1, 16, 16, 1},  {4, 64, 16, 5},   {6, 40, 8, 64},  {16, 512, 64, 65},
-                        {16, 512, 64, 200}, {20, 64, 16, 130}, {3, 24, 8, 129}};
+  // {16, 512, 64, 1000}: over 1 MiB of rows (both types), where the kernel prefetches the next chunk.
+  const Case cases[] = {{1, 16, 16, 1},     {4, 64, 16, 5},    {6, 40, 8, 64},  {16, 512, 64, 65},
+                        {16, 512, 64, 200}, {20, 64, 16, 130}, {3, 24, 8, 129}, {16, 512, 64, 1000}};
   for (const Case& c : cases)
     for (int mask_mode : {0, 1, 2})
-      for (bool split : {false, true}) {
-        check(c, mask_mode, &decode_attend_rows, split, rng, "decode_attend_rows");
-        check(c, mask_mode, &decode_attend_rows_ref, split, rng, "decode_attend_rows_ref");
-        if (::testing::Test::HasFatalFailure()) return;
-      }
+      for (bool split : {false, true})
+        for (bool bf16 : {false, true}) {
+          check(c, mask_mode, &decode_attend_rows, split, bf16, rng, "decode_attend_rows");
+          if (c.n <= 200) check(c, mask_mode, &decode_attend_rows_ref, split, bf16, rng, "decode_attend_rows_ref");
+          if (::testing::Test::HasFatalFailure()) return;
+        }
 }
 
 }  // namespace

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
+
+#include "dseek/core/dtype.h"
 
 #include "dseek/kernels/cpu_features.h"
 
@@ -19,12 +22,20 @@ void decode_state_init(float* o, float* m, float* l, int64_t H, int64_t R) {
 }
 
 void decode_attend_rows_ref(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs,
-                            int64_t n_runs, int64_t stride) {
-  const int64_t R = q.R;
+                            int64_t n_runs, int64_t stride, bool bf16) {
+  const int64_t R = q.R, L = q.R + q.rope;
+  std::vector<float> wide(bf16 ? size_t(L) : 0);
   for (const LatentRun* run = runs; run < runs + n_runs; ++run)
     for (int64_t j = 0; j < run->n; ++j) {
       if (run->allowed && !run->allowed[j]) continue;
-      const float* c = run->rows + j * stride;
+      const float* c;
+      if (bf16) {
+        const uint16_t* b = static_cast<const uint16_t*>(run->rows) + j * stride;
+        for (int64_t k = 0; k < L; ++k) wide[size_t(k)] = bf16_to_f32(b[k]);
+        c = wide.data();
+      } else {
+        c = static_cast<const float*>(run->rows) + j * stride;
+      }
       for (int64_t h = 0; h < q.H; ++h) {
         const float* ql = q.q_lat + h * R;
         const float* qp = q.q_pe + h * q.q_pe_stride;
@@ -47,9 +58,9 @@ void decode_attend_rows_ref(float* o, float* m, float* l, const DecodeQuery& q, 
 }
 
 void decode_attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs, int64_t n_runs,
-                        int64_t stride) {
-  if (cpu_features().avx512_fma()) return decode_attend_rows_avx512(o, m, l, q, runs, n_runs, stride);
-  decode_attend_rows_ref(o, m, l, q, runs, n_runs, stride);
+                        int64_t stride, bool bf16) {
+  if (cpu_features().avx512_fma()) return decode_attend_rows_avx512(o, m, l, q, runs, n_runs, stride, bf16);
+  decode_attend_rows_ref(o, m, l, q, runs, n_runs, stride, bf16);
 }
 
 void decode_state_merge(float* o, float* m, float* l, const float* o2, const float* m2, const float* l2, int64_t H,

@@ -24,17 +24,18 @@ struct DecodeQuery {
 void decode_state_init(float* o, float* m, float* l, int64_t H, int64_t R);
 
 // n consecutive cache rows (each [c_kv | k_pe]) and their flags (null: all in; 0: the row is masked
-// out, V3.2's sparse attention). A paged cache gives one run per block.
+// out, V3.2's sparse attention). A paged cache gives one run per block. The rows are float32, or
+// bf16 bit patterns (uint16_t) where the call says bf16 (a bf16 KV cache).
 struct LatentRun {
-  const float* rows = nullptr;
+  const void* rows = nullptr;
   int64_t n = 0;
   const uint8_t* allowed = nullptr;
 };
 
-// Adds the rows of runs[0 .. n_runs) (row stride `stride` floats) to the state, in order; chunks of
-// the kernel span run ends, so short runs cost no more than one long one.
+// Adds the rows of runs[0 .. n_runs) (row stride `stride` elements) to the state, in order; chunks
+// of the kernel span run ends, so short runs cost no more than one long one.
 void decode_attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs, int64_t n_runs,
-                        int64_t stride);
+                        int64_t stride, bool bf16 = false);
 
 // Merges state (o2, m2, l2) into (o, m, l).
 void decode_state_merge(float* o, float* m, float* l, const float* o2, const float* m2, const float* l2, int64_t H,
@@ -45,10 +46,10 @@ void decode_state_finish(float* o, const float* l, int64_t H, int64_t R);
 
 // Scalar versions (any CPU; the reference the tests compare the SIMD kernel against).
 void decode_attend_rows_ref(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs,
-                            int64_t n_runs, int64_t stride);
+                            int64_t n_runs, int64_t stride, bool bf16 = false);
 
 // The AVX-512 kernel (attention_decode_avx512.cpp); decode_attend_rows picks it where the CPU has it.
 void decode_attend_rows_avx512(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs,
-                               int64_t n_runs, int64_t stride);
+                               int64_t n_runs, int64_t stride, bool bf16 = false);
 
 }  // namespace dseek

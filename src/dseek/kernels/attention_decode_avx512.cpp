@@ -34,6 +34,8 @@ constexpr int64_t kRowsAhead = 4;
 constexpr int64_t kL2Bytes = int64_t(1) << 20;  // per core: Zen 4/5 and recent Xeons have 1-2 MiB
 
 // The next rows of a list of runs, a chunk (and the next one, to prefetch) at a time across run ends.
+// E: the rows' element type, float or uint16_t (bf16 bits).
+template <class E>
 struct RowCursor {
   const LatentRun* run;
   const LatentRun* end;
@@ -46,11 +48,11 @@ struct RowCursor {
     }
   }
   // Up to `want` rows from here without moving: their addresses and whether each is counted.
-  int64_t peek(const float** rows, bool* in, int64_t want, int64_t stride) const {
+  int64_t peek(const E** rows, bool* in, int64_t want, int64_t stride) const {
     int64_t got = 0;
     for (const LatentRun* r = run; r < end && got < want; ++r)
       for (int64_t i = r == run ? j : 0; i < r->n && got < want; ++i, ++got) {
-        rows[got] = r->rows + i * stride;
+        rows[got] = static_cast<const E*>(r->rows) + i * stride;
         in[got] = !r->allowed || r->allowed[i];
       }
     return got;
@@ -65,6 +67,14 @@ struct RowCursor {
   }
 };
 
+// 16 row values from p as float32: float rows as they are, bf16 rows widened (exact: the bits move
+// to the high half); masked: zeros past the mask.
+inline __m512 load_row(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 load_row(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+inline __m512 widen_bf16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+inline __m512 load_row(const uint16_t* p) { return widen_bf16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+inline __m512 load_row(const uint16_t* p, __mmask16 m) { return widen_bf16(_mm256_maskz_loadu_epi16(m, p)); }
+
 // Register blocks: the loads (a cache row vector, a query vector, a broadcast probability) bound
 // a one-row, one-column-block loop at ~1 multiply-add per load; blocks of B rows (scores) or B column
 // blocks (weighted sum) by G heads do B x G multiply-adds per B + G loads.
@@ -74,24 +84,24 @@ struct Block {
 };
 
 // Scores of rows rp[jj .. jj + NR) for heads [g0, g0 + G): acc[r][h] summed over the row's L floats.
-template <int G, int NR>
-inline void score_block(__m512 (&acc)[NR][G], const float* qg, int64_t L, const float* const* rp, int64_t jj,
+template <int G, int NR, class E>
+inline void score_block(__m512 (&acc)[NR][G], const float* qg, int64_t L, const E* const* rp, int64_t jj,
                         const char* const* ahead) {
 #pragma GCC unroll 16
   for (int r = 0; r < NR; ++r)
 #pragma GCC unroll 16
     for (int h = 0; h < G; ++h) acc[r][h] = _mm512_setzero_ps();
-  const float* c[NR];
+  const E* c[NR];
 #pragma GCC unroll 16
   for (int r = 0; r < NR; ++r) c[r] = rp[jj + r];
   int64_t k = 0;
   for (; k + 16 <= L; k += 16) {
     if (ahead)  // a row's first touch waited on memory (~40 % of samples)
 #pragma GCC unroll 16
-      for (int r = 0; r < NR; ++r) _mm_prefetch(ahead[r] + 4 * k, _MM_HINT_T0);
+      for (int r = 0; r < NR; ++r) _mm_prefetch(ahead[r] + sizeof(E) * k, _MM_HINT_T0);
     __m512 cv[NR];
 #pragma GCC unroll 16
-    for (int r = 0; r < NR; ++r) cv[r] = _mm512_loadu_ps(c[r] + k);
+    for (int r = 0; r < NR; ++r) cv[r] = load_row(c[r] + k);
 #pragma GCC unroll 16
     for (int h = 0; h < G; ++h) {
       __m512 qv = _mm512_loadu_ps(qg + h * L + k);
@@ -104,7 +114,7 @@ inline void score_block(__m512 (&acc)[NR][G], const float* qg, int64_t L, const 
     const __mmask16 km = mask16(L - k);
     __m512 cv[NR];
 #pragma GCC unroll 16
-    for (int r = 0; r < NR; ++r) cv[r] = _mm512_maskz_loadu_ps(km, c[r] + k);
+    for (int r = 0; r < NR; ++r) cv[r] = load_row(c[r] + k, km);
 #pragma GCC unroll 16
     for (int h = 0; h < G; ++h) {
       __m512 qv = _mm512_maskz_loadu_ps(km, qg + h * L + k);
@@ -117,8 +127,8 @@ inline void score_block(__m512 (&acc)[NR][G], const float* qg, int64_t L, const 
 
 // S[jj + r] (lane h = head h) for NR rows from jj: each head group's accumulators go through part[][]
 // so that one transposing reduction per row covers all HN heads.
-template <int HN, int NR>
-inline void score_rows(float (*S)[16], const float* qbuf, int64_t L, float scale, const float* const* rp,
+template <int HN, int NR, class E>
+inline void score_rows(float (*S)[16], const float* qbuf, int64_t L, float scale, const E* const* rp,
                        const bool* in, int64_t jj, int64_t got) {
   constexpr int G = HN < 8 ? HN : 8;
   __m512 part[NR][16];
@@ -131,7 +141,7 @@ inline void score_rows(float (*S)[16], const float* qbuf, int64_t L, float scale
     ahead[r] = reinterpret_cast<const char*>(rp[std::min<int64_t>(jj + r + kRowsAhead, got - 1)]);
   for (int g = 0; g < HN; g += G) {
     __m512 acc[NR][G];
-    score_block<G, NR>(acc, qbuf + g * L, L, rp, jj, g == 0 ? ahead : nullptr);  // later groups: rows in L1
+    score_block<G, NR, E>(acc, qbuf + g * L, L, rp, jj, g == 0 ? ahead : nullptr);  // later groups: rows in L1
 #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r)
 #pragma GCC unroll 16
@@ -149,7 +159,7 @@ inline void score_rows(float (*S)[16], const float* qbuf, int64_t L, float scale
 // Brings the next chunk's rows into L2 a few lines per step of the weighted sum, which reads only
 // L2: the score pass then finds them there instead of waiting on memory row by row.
 struct NextChunk {
-  const float* const* rows = nullptr;
+  const void* const* rows = nullptr;
   int64_t n = 0, lines = 0;  // rows, 64-byte lines per row
   int64_t r = 0, line = 0;   // the next line to fetch
   int per_step = 0;
@@ -165,9 +175,9 @@ struct NextChunk {
 };
 
 // o_h = alpha_h o_h + sum_jj p_hj c_kv_j for heads [g0, g0 + G) and NC column blocks of 16 from k.
-template <int G, int NC>
+template <int G, int NC, class E>
 inline void weigh_block(float* o, int64_t R, int64_t k, int64_t g0, int64_t hn, const float* a, bool rescale,
-                        const float (*S)[16], const float* const* rp, int64_t jn, NextChunk& next) {
+                        const float (*S)[16], const E* const* rp, int64_t jn, NextChunk& next) {
   __mmask16 km[NC];
 #pragma GCC unroll 16
   for (int b = 0; b < NC; ++b) km[b] = mask16(R - (k + 16 * b));
@@ -183,7 +193,7 @@ inline void weigh_block(float* o, int64_t R, int64_t k, int64_t g0, int64_t hn, 
     next.step();
     __m512 cv[NC];
 #pragma GCC unroll 16
-    for (int b = 0; b < NC; ++b) cv[b] = _mm512_maskz_loadu_ps(km[b], rp[jj] + k + 16 * b);
+    for (int b = 0; b < NC; ++b) cv[b] = load_row(rp[jj] + k + 16 * b, km[b]);
 #pragma GCC unroll 16
     for (int h = 0; h < G; ++h) {
       const __m512 p = _mm512_set1_ps(S[jj][g0 + h]);
@@ -201,17 +211,17 @@ inline void weigh_block(float* o, int64_t R, int64_t k, int64_t g0, int64_t hn, 
 // One chunk of rows, rp[0 .. jn) (rp[jn .. got) only to prefetch: the next chunk's), for heads
 // [0, hn) (hn <= HN) of the state; qbuf holds their queries as HN rows of L = R + rope floats
 // [q_lat | q_pe], zero past hn. fetch_next: this call brings the next chunk into L2 (the first group's).
-template <int HN>
+template <int HN, class E>
 void attend_chunk(float* o, float* m, float* l, int64_t hn, const float* qbuf, int64_t R, int64_t L, float scale,
-                  const float* const* rp, const bool* in, int64_t jn, int64_t got, bool fetch_next) {
+                  const E* const* rp, const bool* in, int64_t jn, int64_t got, bool fetch_next) {
   constexpr int G = HN < 8 ? HN : 8, B = Block<G>::B;
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const __mmask16 hm = mask16(hn);
   alignas(64) float S[kChunk][16];
   // Scores: lane h of S[jj] = head h's score of row jj of the chunk.
   int64_t jj = 0;
-  for (; jj + B <= jn; jj += B) score_rows<HN, B>(S, qbuf, L, scale, rp, in, jj, got);
-  for (; jj < jn; ++jj) score_rows<HN, 1>(S, qbuf, L, scale, rp, in, jj, got);
+  for (; jj + B <= jn; jj += B) score_rows<HN, B, E>(S, qbuf, L, scale, rp, in, jj, got);
+  for (; jj < jn; ++jj) score_rows<HN, 1, E>(S, qbuf, L, scale, rp, in, jj, got);
   // Online softmax with the heads as lanes.
   __m512 cm = _mm512_set1_ps(neg_inf);
   for (int64_t j = 0; j < jn; ++j) cm = _mm512_max_ps(cm, _mm512_load_ps(S[j]));
@@ -240,20 +250,20 @@ void attend_chunk(float* o, float* m, float* l, int64_t hn, const float* qbuf, i
   const int64_t nb = (R + 15) / 16, n_groups = (hn + G - 1) / G;
   NextChunk next;
   if (fetch_next && got > jn) {
-    next.rows = rp + jn;
+    next.rows = reinterpret_cast<const void* const*>(rp + jn);
     next.n = got - jn;
-    next.lines = (L * int64_t(sizeof(float)) + 63) / 64;
+    next.lines = (L * int64_t(sizeof(E)) + 63) / 64;
     const int64_t steps = n_groups * (nb / B + (nb % B ? 1 : 0)) * jn;
     next.per_step = int((next.n * next.lines + steps - 1) / steps);
   }
   for (int64_t g0 = 0; g0 < hn; g0 += G) {
     int64_t b = 0;
-    for (; b + B <= nb; b += B) weigh_block<G, B>(o, R, 16 * b, g0, hn, a, rescale, S, rp, jn, next);
+    for (; b + B <= nb; b += B) weigh_block<G, B, E>(o, R, 16 * b, g0, hn, a, rescale, S, rp, jn, next);
     switch (nb - b) {  // the last 1 .. B - 1 blocks in one pass (all of them where R < 16 B)
-      case 4: weigh_block<G, 4>(o, R, 16 * b, g0, hn, a, rescale, S, rp, jn, next); break;
-      case 3: weigh_block<G, 3>(o, R, 16 * b, g0, hn, a, rescale, S, rp, jn, next); break;
-      case 2: weigh_block<G, 2>(o, R, 16 * b, g0, hn, a, rescale, S, rp, jn, next); break;
-      case 1: weigh_block<G, 1>(o, R, 16 * b, g0, hn, a, rescale, S, rp, jn, next); break;
+      case 4: weigh_block<G, 4, E>(o, R, 16 * b, g0, hn, a, rescale, S, rp, jn, next); break;
+      case 3: weigh_block<G, 3, E>(o, R, 16 * b, g0, hn, a, rescale, S, rp, jn, next); break;
+      case 2: weigh_block<G, 2, E>(o, R, 16 * b, g0, hn, a, rescale, S, rp, jn, next); break;
+      case 1: weigh_block<G, 1, E>(o, R, 16 * b, g0, hn, a, rescale, S, rp, jn, next); break;
       default: break;
     }
   }
@@ -261,8 +271,11 @@ void attend_chunk(float* o, float* m, float* l, int64_t hn, const float* qbuf, i
 
 }  // namespace
 
-void decode_attend_rows_avx512(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs,
-                               int64_t n_runs, int64_t stride) {
+namespace {
+
+template <class E>
+void attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs, int64_t n_runs,
+                 int64_t stride) {
   const int64_t R = q.R, L = q.R + q.rope, groups = (q.H + 15) / 16;
   // Every group's queries as rows [q_lat | q_pe] like the cache rows, zeros past the last head: the
   // chunk loop is outside the group loop, so a chunk's rows come from memory once for all groups
@@ -285,14 +298,14 @@ void decode_attend_rows_avx512(float* o, float* m, float* l, const DecodeQuery& 
     }
   }
   // This chunk's rows, then the next chunk's (prefetched while this one's weighted sum runs).
-  const float* rp[2 * kChunk];
+  const E* rp[2 * kChunk];
   bool in[2 * kChunk];
   // Prefetch the next chunk only where the rows cannot all be in L2 already (a short context, a
   // small model: the prefetches would cost load slots and bring nothing).
   int64_t total = 0;
   for (int64_t i = 0; i < n_runs; ++i) total += runs[i].n;
-  const bool from_memory = total * L * int64_t(sizeof(float)) > kL2Bytes;
-  for (RowCursor cur(runs, n_runs);;) {
+  const bool from_memory = total * L * int64_t(sizeof(E)) > kL2Bytes;
+  for (RowCursor<E> cur(runs, n_runs);;) {
     const int64_t got = cur.peek(rp, in, 2 * kChunk, stride);
     if (got == 0) break;
     const int64_t jn = std::min(kChunk, got);
@@ -300,12 +313,20 @@ void decode_attend_rows_avx512(float* o, float* m, float* l, const DecodeQuery& 
       const int64_t g0 = g * 16, hn = std::min<int64_t>(16, q.H - g0);
       const float* qg = qbuf + g0 * L;
       float* og = o + g0 * R;
-      if (hn <= 4) attend_chunk<4>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, from_memory && g == 0);
-      else if (hn <= 8) attend_chunk<8>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, from_memory && g == 0);
-      else attend_chunk<16>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, from_memory && g == 0);
+      if (hn <= 4) attend_chunk<4, E>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, from_memory && g == 0);
+      else if (hn <= 8) attend_chunk<8, E>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, from_memory && g == 0);
+      else attend_chunk<16, E>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, from_memory && g == 0);
     }
     cur.advance(jn);
   }
+}
+
+}  // namespace
+
+void decode_attend_rows_avx512(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs,
+                               int64_t n_runs, int64_t stride, bool bf16) {
+  if (bf16) attend_rows<uint16_t>(o, m, l, q, runs, n_runs, stride);
+  else attend_rows<float>(o, m, l, q, runs, n_runs, stride);
 }
 
 }  // namespace dseek
@@ -315,7 +336,7 @@ void decode_attend_rows_avx512(float* o, float* m, float* l, const DecodeQuery& 
 #include "dseek/core/error.h"
 
 namespace dseek {
-void decode_attend_rows_avx512(float*, float*, float*, const DecodeQuery&, const LatentRun*, int64_t, int64_t) {
+void decode_attend_rows_avx512(float*, float*, float*, const DecodeQuery&, const LatentRun*, int64_t, int64_t, bool) {
   throw Error("attention_decode: AVX-512 kernel not compiled in");
 }
 }  // namespace dseek

@@ -14,22 +14,41 @@
 
 namespace dseek {
 
-// One layer's rows of one sequence: row(pos) is the cache row of position pos.
+// Element type of the latent rows. float32 by default; bf16 halves the cache (DeepSeek's reference
+// keeps its KV cache in the model's bf16): rows are rounded once when written, and every reader sees
+// the rounded values (docs/model.md, "KV cache").
+enum class KVDtype : uint8_t { kF32, kBF16 };
+
+// One layer's rows of one sequence: row pos lives at slot(pos) of the layer's pool rows.
 struct LayerRows {
-  float* base = nullptr;             // the layer's first pool row
-  int64_t dim = 0;                   // floats per row
+  void* base = nullptr;              // the layer's first pool row
+  int64_t dim = 0;                   // values per row
   const int32_t* blocks = nullptr;   // paged: pool block of each block_size positions; null = contiguous
   int64_t block_size = 0;
+  KVDtype dtype = KVDtype::kF32;
 
-  float* row(int64_t pos) const {
-    if (!blocks) return base + pos * dim;
-    return base + (int64_t(blocks[pos / block_size]) * block_size + pos % block_size) * dim;
+  int64_t slot(int64_t pos) const {
+    if (!blocks) return pos;
+    return int64_t(blocks[pos / block_size]) * block_size + pos % block_size;
   }
+  bool bf16() const { return dtype == KVDtype::kBF16; }
+  // float32 rows only (the latent rows of an f32 cache, the V3.2 indexer keys).
+  float* row(int64_t pos) const { return static_cast<float*>(base) + slot(pos) * dim; }
+  // The row in its stored type (what decode attention reads).
+  const void* row_data(int64_t pos) const {
+    return bf16() ? static_cast<const void*>(static_cast<const uint16_t*>(base) + slot(pos) * dim)
+                  : static_cast<const void*>(row(pos));
+  }
+  // Rows [pos, pos + n) as float32 into dst (n * dim values); the rows must not cross a block.
+  void read(int64_t pos, int64_t n, float* dst) const;
+  // v (dim values) into row pos, rounded to bf16 for a bf16 cache.
+  void write(int64_t pos, const float* v) const;
   explicit operator bool() const { return base != nullptr; }
 };
 
 struct KVCacheView {
-  float* latent = nullptr;      // (n_layers, layer_rows, kv_lora_rank + qk_rope_head_dim)
+  void* latent = nullptr;       // (n_layers, layer_rows, kv_lora_rank + qk_rope_head_dim) of latent_dtype
+  KVDtype latent_dtype = KVDtype::kF32;
   float* index_keys = nullptr;  // (n_layers, layer_rows, index_head_dim + 1): V3.2 indexer keys + scale, else null
   int64_t n_layers = 0;         // main layers, then MTP layers
   int64_t capacity = 0;         // positions this sequence may use
@@ -43,11 +62,14 @@ struct KVCacheView {
 
   int64_t rows_per_layer() const { return block_table ? layer_rows : capacity; }
   LayerRows latent_rows(int64_t l) const {
-    return {latent + l * rows_per_layer() * latent_dim, latent_dim, block_table, block_size};
+    const int64_t off = l * rows_per_layer() * latent_dim;
+    void* base = latent_dtype == KVDtype::kBF16 ? static_cast<void*>(static_cast<uint16_t*>(latent) + off)
+                                                : static_cast<void*>(static_cast<float*>(latent) + off);
+    return {base, latent_dim, block_table, block_size, latent_dtype};
   }
   LayerRows index_key_rows(int64_t l) const {
     if (!index_keys) return {};
-    return {index_keys + l * rows_per_layer() * index_dim, index_dim, block_table, block_size};
+    return {index_keys + l * rows_per_layer() * index_dim, index_dim, block_table, block_size, KVDtype::kF32};
   }
 };
 

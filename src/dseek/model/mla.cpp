@@ -134,23 +134,26 @@ void mla_write_latent(const float* x, const TokenBatch& b, const MlaWeights& w, 
   matmul(ws.kv_a.data(), x, w.kv_a_proj_with_mqa, T, ws.pool, ws.kernel);
   for (int64_t t = 0; t < T; ++t) {
     const int64_t pos = b.pos[t];
-    float* row = rows[b.seq[t]].row(pos);
-    const float* kv = ws.kv_a.data() + t * L;
+    const LayerRows& lr = rows[b.seq[t]];
+    float* kv = ws.kv_a.data() + t * L;
+    float* row = lr.bf16() ? kv : lr.row(pos);  // bf16: formed in place, then rounded into the cache
     rmsnorm(row, kv, w.kv_a_layernorm.data(), 1, R, p.rms_norm_eps);
-    std::memcpy(row + R, kv + R, size_t(p.qk_rope_head_dim) * sizeof(float));
+    if (row != kv) std::memcpy(row + R, kv + R, size_t(p.qk_rope_head_dim) * sizeof(float));
     rope_cos_sin(cos, sin, pos, p.inv_freq.data(), half, p.rope_attn_factor);
     rope_apply_interleaved(row + R, cos, sin, half);
+    if (lr.bf16()) lr.write(pos, row);
   }
 }
 
 namespace {
 
-// fn(j0, rows, count) over the cache rows of positions [0, n) in runs that are contiguous in memory
-// (one run for a contiguous cache, one per block for a paged one).
-template <class Fn>
-void for_each_run(const LayerRows& rows, int64_t n, const Fn& fn) {
-  const int64_t run = rows.blocks ? rows.block_size : n;
-  for (int64_t j0 = 0; j0 < n; j0 += run) fn(j0, rows.row(j0), std::min(run, n - j0));
+// The cache rows [0, end) of one sequence as float32, contiguous in dst (end, latent_dim): one copy
+// (or bf16 widening) per run of rows that are contiguous in memory (one run for a contiguous cache,
+// one per block for a paged one).
+float* gather_rows(const LayerRows& rows, int64_t end, float* dst) {
+  const int64_t run = rows.blocks ? rows.block_size : end;
+  for (int64_t j0 = 0; j0 < end; j0 += run) rows.read(j0, std::min(run, end - j0), dst + j0 * rows.dim);
+  return dst;
 }
 
 }  // namespace
@@ -159,11 +162,8 @@ namespace {
 
 // The cache rows [0, end) of one sequence, contiguous in ws.prefill_kv (end, latent_dim).
 float* gather_context(const LayerRows& rows, int64_t end, int64_t L, Workspace& ws) {
-  float* kv = ws.prefill_kv.data();
-  for_each_run(rows, end, [&](int64_t j0, const float* row, int64_t m) {
-    std::memcpy(kv + j0 * L, row, size_t(m * L) * sizeof(float));
-  });
-  return kv;
+  DSEEK_CHECK(rows.dim == L, "attention: cache row width");
+  return gather_rows(rows, end, ws.prefill_kv.data());
 }
 
 // Scores S (mt rows of n_keys) to probabilities: row i belongs to token token_of(i), which sees keys
@@ -249,10 +249,10 @@ void attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const Layer
   int64_t nr = 0;
   for (int64_t j = j0; j < j1;) {
     const int64_t run_end = kv.blocks ? std::min(j1, (j / kv.block_size + 1) * kv.block_size) : j1;
-    runs[nr++] = LatentRun{kv.row(j), run_end - j, allowed ? allowed + j : nullptr};
+    runs[nr++] = LatentRun{kv.row_data(j), run_end - j, allowed ? allowed + j : nullptr};
     j = run_end;
     if (nr == kMaxRuns || j == j1) {
-      decode_attend_rows(o, m, l, q, runs, nr, kv.dim);
+      decode_attend_rows(o, m, l, q, runs, nr, kv.dim, kv.bf16());
       nr = 0;
     }
   }
@@ -416,8 +416,10 @@ void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaP
       const LayerRows& kv_rows = rows[sq];
       const int64_t end_pos = b.pos[t1 - 1] + 1;
       DSEEK_CHECK(int64_t(ws.ctx_kv.size()) >= end_pos * H * kvd, "workspace was sized without naive attention");
+      std::vector<float> latent(size_t(end_pos * kv_rows.dim));  // the rows as float32 (a bf16 cache widened)
+      const float* lat = gather_rows(kv_rows, end_pos, latent.data());
       float* ckv = ws.ctx_ckv.data();
-      for (int64_t j = 0; j < end_pos; ++j) std::memcpy(ckv + j * R, kv_rows.row(j), size_t(R) * sizeof(float));
+      for (int64_t j = 0; j < end_pos; ++j) std::memcpy(ckv + j * R, lat + j * kv_rows.dim, size_t(R) * sizeof(float));
       float* kv = ws.ctx_kv.data();
       matmul(kv, ckv, w.kv_b_proj, end_pos, pool, ws.kernel);
       for (int64_t t = t0; t < t1; ++t) {
@@ -425,7 +427,7 @@ void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaP
         for (int64_t h = 0; h < H; ++h) {
           const float* qh = q + (t * H + h) * qkd;
           for (int64_t j = 0; j < n; ++j)
-            scores[j] = (dot(qh, kv + (j * H + h) * kvd, nope) + dot(qh + nope, kv_rows.row(j) + R, rope)) * p.softmax_scale;
+            scores[j] = (dot(qh, kv + (j * H + h) * kvd, nope) + dot(qh + nope, lat + j * kv_rows.dim + R, rope)) * p.softmax_scale;
           masked_softmax(scores, n, allowed ? allowed[t] : nullptr);
           float* o = ws.attn.data() + (t * H + h) * vd;
           for (int64_t d = 0; d < vd; ++d) o[d] = 0.f;

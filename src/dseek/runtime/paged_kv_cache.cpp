@@ -4,19 +4,26 @@
 
 namespace dseek {
 
-int64_t PagedKVCache::bytes_per_block(const ModelConfig& c, int64_t n_layers, int64_t block_size) {
-  const int64_t row = c.kv_latent_dim() + (c.has_indexer() ? c.index_head_dim + 1 : 0);
-  return n_layers * block_size * row * int64_t(sizeof(float));
+namespace {
+int64_t latent_value_bytes(KVDtype dtype) { return dtype == KVDtype::kBF16 ? 2 : 4; }
+}  // namespace
+
+int64_t PagedKVCache::bytes_per_block(const ModelConfig& c, int64_t n_layers, int64_t block_size, KVDtype dtype) {
+  const int64_t row = c.kv_latent_dim() * latent_value_bytes(dtype) +
+                      (c.has_indexer() ? (c.index_head_dim + 1) * int64_t(sizeof(float)) : 0);
+  return n_layers * block_size * row;
 }
 
-PagedKVCache::PagedKVCache(const ModelConfig& c, int64_t n_layers, int64_t n_blocks, int64_t block_size)
+PagedKVCache::PagedKVCache(const ModelConfig& c, int64_t n_layers, int64_t n_blocks, int64_t block_size,
+                           KVDtype dtype)
     : pool_(n_blocks, block_size) {
   base_.n_layers = n_layers;
   base_.latent_dim = c.kv_latent_dim();
+  base_.latent_dtype = dtype;
   base_.block_size = block_size;
   base_.layer_rows = n_blocks * block_size;
-  latent_floats_ = n_layers * base_.layer_rows * base_.latent_dim;
-  latent_.reset(new float[size_t(latent_floats_)]);
+  latent_bytes_ = n_layers * base_.layer_rows * base_.latent_dim * latent_value_bytes(dtype);
+  latent_.reset(new uint8_t[size_t(latent_bytes_)]);  // bytes: storage for float or bf16 rows
   base_.latent = latent_.get();
   if (c.has_indexer()) {
     base_.index_dim = c.index_head_dim + 1;

@@ -15,16 +15,18 @@ namespace dseek {
 
 class PagedKVCache {
  public:
-  // n_layers: main layers plus the MTP layers that will run.
-  PagedKVCache(const ModelConfig& c, int64_t n_layers, int64_t n_blocks, int64_t block_size);
+  // n_layers: main layers plus the MTP layers that will run; dtype: of the latent rows.
+  PagedKVCache(const ModelConfig& c, int64_t n_layers, int64_t n_blocks, int64_t block_size,
+               KVDtype dtype = KVDtype::kF32);
 
   // Bytes one block takes in every layer (what a memory budget divides by).
-  static int64_t bytes_per_block(const ModelConfig& c, int64_t n_layers, int64_t block_size);
+  static int64_t bytes_per_block(const ModelConfig& c, int64_t n_layers, int64_t block_size,
+                                 KVDtype dtype = KVDtype::kF32);
 
   BlockPool& blocks() { return pool_; }
   const BlockPool& blocks() const { return pool_; }
   int64_t block_size() const { return pool_.block_size(); }
-  int64_t bytes() const { return (latent_floats_ + index_floats_) * int64_t(sizeof(float)); }
+  int64_t bytes() const { return latent_bytes_ + index_floats_ * int64_t(sizeof(float)); }
 
   // The view of a sequence whose positions [0, table.size() * block_size) live in table's blocks.
   // The view points into `table`; keep it alive and unchanged while the view is used.
@@ -34,9 +36,9 @@ class PagedKVCache {
   BlockPool pool_;
   // Uninitialised on purpose: large allocations come from fresh zero pages that the OS maps on first
   // write, so a multi-GB budget costs nothing until blocks are used (and start-up stays instant).
-  std::unique_ptr<float[]> latent_;      // (n_layers, n_blocks * block_size, latent_dim)
+  std::unique_ptr<uint8_t[]> latent_;    // (n_layers, n_blocks * block_size, latent_dim) of the dtype
   std::unique_ptr<float[]> index_keys_;  // (n_layers, n_blocks * block_size, index_head_dim + 1) or null
-  int64_t latent_floats_ = 0, index_floats_ = 0;
+  int64_t latent_bytes_ = 0, index_floats_ = 0;
   KVCacheView base_;
 };
 
