@@ -36,7 +36,7 @@ std::string cpu_name() {
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
-  Args a(argc, argv, {"model", "n-prompt", "n-gen", "threads", "reps", "bandwidth-gb", "depth", "kernel"}, {},
+  Args a(argc, argv, {"model", "n-prompt", "n-gen", "threads", "reps", "bandwidth-gb", "depth", "kernel", "kv-type"}, {},
          {{"m", "model"}, {"p", "n-prompt"}, {"n", "n-gen"}, {"t", "threads"}, {"r", "reps"}, {"d", "depth"}});
   const std::string dir = a.require("model");
   const int64_t P = a.get_int("n-prompt", 512), N = a.get_int("n-gen", 128);
@@ -62,7 +62,8 @@ int cmd_bench(int argc, char** argv) {
   constexpr int64_t kDepthChunk = 512;  // the depth is prefilled in chunks, as `generate` does
   Workspace ws(c, std::max(P, std::min(D, kDepthChunk)), ctx, &pool, /*naive_attention=*/false);
   ws.kernel = kernel;
-  KVCache cache(c, model.n_cache_layers(), ctx);
+  const KVDtype kv = kv_dtype_from_args(a);
+  KVCache cache(c, model.n_cache_layers(), ctx, kv);
   std::vector<float> logits(static_cast<size_t>(c.vocab_size));
   for (int64_t p0 = 0; p0 < D; p0 += kDepthChunk) {  // untimed; every round reuses positions [0, D)
     const int64_t n = std::min(kDepthChunk, D - p0);
@@ -86,7 +87,7 @@ int cmd_bench(int argc, char** argv) {
   }
   const Stat spp = stat(pp), stg = stat(tg);
   // Bytes per decoded token at the mean context of the tg run.
-  const double bytes = double(decode_bytes_per_token(model, D + N / 2));
+  const double bytes = double(decode_bytes_per_token(model, D + N / 2, kv));
   const double gbs = bytes * stg.median / 1e9;
   const DType wt = model.weights().layers.back().self_attn.o_proj.dtype;
 
@@ -109,7 +110,7 @@ int cmd_bench(int argc, char** argv) {
                  huge_gb, weights_gb);
   std::printf("| model | weights | test | tokens/s median [min-max] | GB/token | GB/s | %% of roofline |\n");
   std::printf("|---|---|---|---|---|---|---|\n");
-  const std::string at = D > 0 ? " @ d" + std::to_string(D) : std::string();
+  const std::string at = (D > 0 ? " @ d" + std::to_string(D) : std::string()) + (kv == KVDtype::kBF16 ? " kv bf16" : "");
   std::printf("| %s %lldL | %s | pp%lld%s | %.1f [%.1f-%.1f] | | | |\n", std::string(model_type_name(c.model_type)).c_str(),
               (long long)c.num_hidden_layers, std::string(dtype_name(wt)).c_str(), (long long)P, at.c_str(), spp.median,
               spp.min, spp.max);

@@ -49,6 +49,7 @@ int cmd_serve(int argc, char** argv) {
   eo.context_length = m.ctx;
   eo.block_size = a.get_int("block-size", 16);
   eo.kv_cache_bytes = int64_t(a.get_double("kv-cache-gb", 1.0) * double(1 << 30));
+  eo.kv_dtype = m.kv_dtype;
   eo.max_queue = a.get_int("max-queue", 64);
   eo.prefix_cache = !a.has("no-prefix-cache");
   eo.speculative_mtp = spec == "mtp";
@@ -67,10 +68,11 @@ int cmd_serve(int argc, char** argv) {
   server::HttpServer http(engine, m.tokenizer, tpl.get(), so);
   http.bind();
   std::fprintf(stderr,
-               "dseek: serving '%s' on http://%s:%d (max batch %lld, %lld KV blocks of %lld positions, %.2f GB; "
+               "dseek: serving '%s' on http://%s:%d (max batch %lld, %lld KV blocks of %lld positions, %.2f GB %s; "
                "prefix cache %s, speculative %s)\n",
                so.model_id.c_str(), so.host.c_str(), http.port(), (long long)eo.max_batch, (long long)engine.kv_blocks(),
-               (long long)eo.block_size, a.get_double("kv-cache-gb", 1.0), eo.prefix_cache ? "on" : "off", spec.c_str());
+               (long long)eo.block_size, a.get_double("kv-cache-gb", 1.0), eo.kv_dtype == KVDtype::kBF16 ? "bf16" : "f32",
+               eo.prefix_cache ? "on" : "off", spec.c_str());
   std::fflush(stderr);
 
   // Shutdown: stop admitting (503), let in-flight requests finish for up to --shutdown-timeout

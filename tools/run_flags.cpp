@@ -12,7 +12,7 @@ namespace dseek::cli {
 
 const std::set<std::string> kSamplingFlags = {"temperature",  "top-k", "top-p", "min-p", "repeat-penalty",
                                               "repeat-last-n", "frequency-penalty", "presence-penalty", "seed"};
-const std::set<std::string> kModelFlags = {"model", "ctx", "threads"};
+const std::set<std::string> kModelFlags = {"model", "ctx", "threads", "kv-type"};
 const std::map<std::string, std::string> kShortFlags = {
     {"n", "n-predict"}, {"t", "threads"}, {"c", "ctx"}, {"s", "seed"}, {"m", "model"}};
 
@@ -60,10 +60,18 @@ void warm_pages(const Checkpoint& ckpt) {
 }
 }  // namespace
 
+KVDtype kv_dtype_from_args(const Args& a) {
+  const std::string t = a.get("kv-type").value_or("f32");
+  if (t == "f32") return KVDtype::kF32;
+  if (t == "bf16") return KVDtype::kBF16;
+  throw Error("--kv-type: must be f32 or bf16, not '" + t + "'");
+}
+
 LoadedModel load_model_for_text(const Args& a, const LoadOptions& lo) {
   const std::string dir = a.require("model");
   const auto t0 = std::chrono::steady_clock::now();
-  LoadedModel m{Model::load(dir, lo), Tokenizer::load(dir), nullptr, 0};
+  const KVDtype kv = kv_dtype_from_args(a);  // before the load: a bad flag costs nothing
+  LoadedModel m{Model::load(dir, lo), Tokenizer::load(dir), nullptr, 0, kv};
   const ModelConfig& c = m.model.config();
   m.pool = std::make_unique<ThreadPool>(int(a.get_int("threads", 0)));
   if (!a.has("no-warm")) warm_pages(m.model.checkpoint());
@@ -73,11 +81,11 @@ LoadedModel load_model_for_text(const Args& a, const LoadOptions& lo) {
   std::fprintf(stderr, "dseek: cpu %s; %s weights use the %s matmul kernel\n",
                cpu_features_str(cpu_features()).c_str(), std::string(dtype_name(wt)).c_str(),
                std::string(matmul_kernel_name(wt)).c_str());
-  std::fprintf(stderr, "dseek: %s (%s, %lld layers, %.2f GB mapped) loaded in %.2f s, %d threads, context %lld\n",
+  std::fprintf(stderr, "dseek: %s (%s, %lld layers, %.2f GB mapped) loaded in %.2f s, %d threads, context %lld%s\n",
                dir.c_str(), std::string(model_type_name(c.model_type)).c_str(), (long long)c.num_hidden_layers,
                double(m.model.checkpoint().total_bytes()) / 1e9,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), m.pool->size(),
-               (long long)m.ctx);
+               (long long)m.ctx, kv == KVDtype::kBF16 ? ", bf16 KV cache" : "");
   return m;
 }
 

@@ -65,11 +65,12 @@ class ScratchModel {
   fs::path dir_;
 };
 
-std::vector<float> prefill_logits(const Model& m, const std::vector<int32_t>& ids, ForwardTrace* trace = nullptr) {
+std::vector<float> prefill_logits(const Model& m, const std::vector<int32_t>& ids, ForwardTrace* trace = nullptr,
+                                  KVDtype kv = KVDtype::kF32) {
   const ModelConfig& c = m.config();
   const int64_t T = int64_t(ids.size());
   Workspace ws(c, T, T);
-  KVCache cache(c, m.n_cache_layers(), T);
+  KVCache cache(c, m.n_cache_layers(), T, kv);
   std::vector<float> logits(static_cast<size_t>(T * c.vocab_size));
   m.forward(ids.data(), T, 0, cache.view(), AttnImpl::kAbsorb, ws, logits.data(), 0, nullptr, trace);
   return logits;
@@ -107,12 +108,13 @@ void convert_to_bf16(ScratchModel& s) {
 }
 
 // Greedy decode of n tokens through the cache; margins[i] = top-1 minus top-2 logit at step i.
-std::vector<int32_t> greedy(const Model& m, std::vector<int32_t> ids, int n, std::vector<float>* margins) {
+std::vector<int32_t> greedy(const Model& m, std::vector<int32_t> ids, int n, std::vector<float>* margins,
+                            KVDtype kv = KVDtype::kF32) {
   const ModelConfig& c = m.config();
   const int64_t T = int64_t(ids.size()), V = c.vocab_size;
   ThreadPool pool(2);
   Workspace ws(c, T, T + n, &pool, false);
-  KVCache cache(c, m.n_cache_layers(), T + n);
+  KVCache cache(c, m.n_cache_layers(), T + n, kv);
   std::vector<float> logits(static_cast<size_t>(V));
   m.forward(ids.data(), T, 0, cache.view(), AttnImpl::kAbsorb, ws, logits.data(), T - 1);
   std::vector<int32_t> out;
@@ -176,6 +178,42 @@ TEST(ModelLoad, Bf16WeightsTrackF32) {
   std::printf("bf16 vs f32: %lld rows before the first routing change, max logit diff %g\n", (long long)first_flip, d);
   EXPECT_GT(d, 0.f) << "BF16 weights should not be bit-identical to F32";
   EXPECT_LE(d, 5e-2f) << "BF16 weights moved logits too far in the " << first_flip << " rows before any routing change";
+}
+
+// A bf16 latent KV cache (--kv-type bf16) rounds each cached value once (2^-9 relative), as bf16
+// weights round each weight: the same README bound for a bf16 engine applies (5e-2 on the logits,
+// rows before any routing change), and greedy output follows the F32 cache's by the margin rule of
+// Bf16GreedyEqualsF32WhileMarginIsLarge. Decode reads the cache too: prefill logits cover the
+// prompt, the greedy run covers one-token steps.
+TEST(ModelLoad, Bf16KvCacheTracksF32Cache) {
+  for (const char* name : {"v2lite", "v3", "v3-fp8"}) {
+    const auto ids = golden_ids(name);
+    Model m = Model::load(test::golden_model_dir(name));
+    ForwardTrace ta, tb;
+    const auto la = prefill_logits(m, ids, &ta), lb = prefill_logits(m, ids, &tb, KVDtype::kBF16);
+    const int64_t T = int64_t(ids.size()), V = m.config().vocab_size, k = m.config().num_experts_per_tok;
+    int64_t first_flip = T;
+    for (size_t l = 0; l < ta.topk_ids.size(); ++l)
+      for (int64_t t = 0; t < T && !ta.topk_ids[l].empty(); ++t) {
+        std::set<int32_t> a(ta.topk_ids[l].begin() + t * k, ta.topk_ids[l].begin() + (t + 1) * k);
+        std::set<int32_t> b(tb.topk_ids[l].begin() + t * k, tb.topk_ids[l].begin() + (t + 1) * k);
+        if (a != b) first_flip = std::min(first_flip, t);
+      }
+    ASSERT_GE(first_flip, 4) << name << ": routing changed too early to compare";
+    float d = 0;
+    for (int64_t i = 0; i < first_flip * V; ++i) d = std::max(d, std::fabs(la[size_t(i)] - lb[size_t(i)]));
+    std::printf("%s: bf16 vs f32 KV cache: %lld rows before the first routing change, max logit diff %g\n", name,
+                (long long)first_flip, d);
+    EXPECT_GT(d, 0.f) << name << ": a bf16 cache should not be bit-identical to an f32 one";
+    EXPECT_LE(d, 5e-2f) << name << ": the bf16 cache moved logits too far";
+
+    std::vector<float> margins;
+    const auto ga = greedy(m, ids, 16, &margins), gb = greedy(m, ids, 16, nullptr, KVDtype::kBF16);
+    int compared = 0;
+    for (size_t i = 0; i < ga.size() && margins[i] >= 0.1f; ++i, ++compared)
+      ASSERT_EQ(ga[i], gb[i]) << name << " step " << i << " (F32 margin " << margins[i] << ")";
+    EXPECT_GE(compared, 1) << name << ": the first step should have a clear margin";
+  }
 }
 
 // Below index_topk keys the indexer selects everything, so V3.2 must equal dense MLA: the same

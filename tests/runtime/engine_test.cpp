@@ -80,8 +80,8 @@ class EngineTest : public ::testing::Test {
 
   // The reference: the single-sequence generator, fresh for each prompt.
   static GenerateResult reference(const std::vector<int32_t>& prompt, const SamplingParams& sp, int64_t n,
-                                  const std::vector<std::string>& stop = {}) {
-    Generator g(*model_, *tokenizer_, 256, nullptr, 32);
+                                  const std::vector<std::string>& stop = {}, KVDtype kv = KVDtype::kF32) {
+    Generator g(*model_, *tokenizer_, 256, nullptr, 32, kv);
     Sampler sampler(sp, model_->config().vocab_size);
     GenerateOptions o;
     o.max_new_tokens = n;
@@ -197,6 +197,34 @@ TEST_F(EngineTest, ConcurrentGreedyRequestsMatchTheSingleSequenceGenerator) {
   const EngineStats st = engine.stats();
   EXPECT_EQ(st.requests_finished, int64_t(kPrompts.size()));
   EXPECT_GT(st.step_sequences, st.steps) << "some steps should have batched several sequences";
+}
+
+// A bf16 KV cache (--kv-type bf16) in both: the demo model's exact float32 kernel gives every cache
+// row the same value however the tokens are batched, so the rounded rows, and the outputs, agree
+// exactly; the engine holds twice the blocks in the same budget.
+TEST_F(EngineTest, Bf16CacheGreedyRequestsMatchTheBf16Generator) {
+  ThreadPool pool(2);
+  EngineOptions o = options();
+  o.kv_dtype = KVDtype::kBF16;
+  Engine engine(*model_, *tokenizer_, &pool, o);
+  Engine f32_engine(*model_, *tokenizer_, &pool, options());
+  EXPECT_GE(engine.kv_blocks(), 2 * f32_engine.kv_blocks()) << "half the bytes per latent row";
+  EXPECT_LE(engine.kv_blocks(), 2 * f32_engine.kv_blocks() + 1);
+  SamplingParams greedy;
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (const std::string& p : kPrompts) {
+    cs.push_back(std::make_unique<Collector>());
+    engine.submit(request(encode(p), greedy, 40, *cs.back()));
+  }
+  int differs_from_f32 = 0;
+  for (size_t i = 0; i < kPrompts.size(); ++i) {
+    ASSERT_TRUE(cs[i]->wait()) << "request " << i << " did not finish";
+    const GenerateResult want = reference(encode(kPrompts[i]), greedy, 40, {}, KVDtype::kBF16);
+    EXPECT_EQ(cs[i]->tokens, want.tokens) << kPrompts[i];
+    differs_from_f32 += want.tokens != reference(encode(kPrompts[i]), greedy, 40).tokens;
+  }
+  std::printf("bf16 cache: %d of %zu greedy outputs differ from the f32 cache's (40 tokens each)\n", differs_from_f32,
+              kPrompts.size());
 }
 
 TEST_F(EngineTest, SeededSamplingMatchesTheGenerator) {
@@ -733,7 +761,8 @@ std::vector<std::vector<int32_t>> run_all(const Model& m, const Tokenizer& tok, 
 // MTP speculative decoding must not change greedy output, on the demo model (trained with MTP)
 // and on the golden v3 model (DeepSeek's reference weights layout, with the V3 tokenizer).
 void expect_speculative_greedy_identical(const std::string& dir, const std::string& tok_dir,
-                                         const std::vector<std::vector<int32_t>>& prompts, double min_accept) {
+                                         const std::vector<std::vector<int32_t>>& prompts, double min_accept,
+                                         KVDtype kv = KVDtype::kF32) {
   LoadOptions lo;
   lo.load_mtp = true;
   const Model m = Model::load(dir, lo);
@@ -744,6 +773,7 @@ void expect_speculative_greedy_identical(const std::string& dir, const std::stri
   o.context_length = 128;
   o.block_size = 8;
   o.kv_cache_bytes = 32 << 20;
+  o.kv_dtype = kv;
   SamplingParams greedy;
   const auto plain = run_all(m, tok, o, prompts, greedy, 48);
   o.speculative_mtp = true;
@@ -763,6 +793,7 @@ TEST(EngineSpeculative, DemoModelGreedyOutputIsIdentical) {
     prompts.push_back(tok.encode(p, false));
   // The demo model's MTP head was trained with it: most drafts are right.
   expect_speculative_greedy_identical(kDemo, kDemo, prompts, 0.5);
+  expect_speculative_greedy_identical(kDemo, kDemo, prompts, 0.5, KVDtype::kBF16);
 }
 
 TEST(EngineSpeculative, GoldenV3GreedyOutputIsIdentical) {
@@ -770,6 +801,8 @@ TEST(EngineSpeculative, GoldenV3GreedyOutputIsIdentical) {
   // Random-looking golden weights: acceptance is whatever it is; the output must not change.
   expect_speculative_greedy_identical(test::golden_model_dir("v3"), test::shared_dir() + "/data/tokenizers/deepseek-v3",
                                       prompts, 0.0);
+  expect_speculative_greedy_identical(test::golden_model_dir("v3"), test::shared_dir() + "/data/tokenizers/deepseek-v3",
+                                      prompts, 0.0, KVDtype::kBF16);
 }
 
 TEST(EngineSpeculative, SampledRunsAreReproducibleAndComplete) {

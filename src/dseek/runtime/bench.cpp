@@ -144,7 +144,7 @@ namespace {
 int64_t mlp_bytes(const MlpWeights& m) { return mat_bytes(m.gate_proj) + mat_bytes(m.up_proj) + mat_bytes(m.down_proj); }
 }  // namespace
 
-int64_t decode_bytes_per_token(const Model& model, int64_t ctx) {
+int64_t decode_bytes_per_token(const Model& model, int64_t ctx, KVDtype kv) {
   const ModelConfig& c = model.config();
   const ModelWeights& w = model.weights();
   int64_t b = quant_row_bytes(w.embed_tokens.dtype, w.embed_tokens.cols) + mat_bytes(w.lm_head);
@@ -155,7 +155,7 @@ int64_t decode_bytes_per_token(const Model& model, int64_t ctx) {
     if (a.indexer.present())
       b += mat_bytes(a.indexer.wq_b) + mat_bytes(a.indexer.wk) + mat_bytes(a.indexer.weights_proj) +
            ctx * (c.index_head_dim + 1) * 4;
-    b += ctx * c.kv_latent_dim() * 4;
+    b += ctx * c.kv_latent_dim() * (kv == KVDtype::kBF16 ? 2 : 4);
     if (L.is_moe) {
       b += mat_bytes(L.moe.gate) + c.num_experts_per_tok * mlp_bytes(L.moe.experts[0]);
       if (L.moe.has_shared()) b += mlp_bytes(L.moe.shared_experts);

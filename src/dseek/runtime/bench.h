@@ -35,7 +35,7 @@ uint64_t read_bandwidth_checksum(int64_t bytes);
 // Bytes one decode step reads at context length `ctx`: every dense weight, the router gates, the
 // num_experts_per_tok routed experts and the shared experts of each MoE layer, the lm_head, one
 // embedding row, and the latent cache rows (ctx x (kv_lora_rank + qk_rope_head_dim) floats per layer).
-int64_t decode_bytes_per_token(const Model& model, int64_t ctx);
+int64_t decode_bytes_per_token(const Model& model, int64_t ctx, KVDtype kv = KVDtype::kF32);
 
 // Bytes of this process's file mappings (the checkpoint's weights) that are mapped with 2 MiB pages
 // (FilePmdMapped in /proc/self/smaps_rollup; 0 where unavailable). Decode streams the weights, and

@@ -68,7 +68,7 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 int64_t blocks_for_budget(const Model& m, const EngineOptions& o) {
   DSEEK_CHECK(o.block_size >= 1 && o.max_batch >= 1 && o.context_length >= 2, "engine: bad options");
-  const int64_t per_block = PagedKVCache::bytes_per_block(m.config(), m.n_cache_layers(), o.block_size);
+  const int64_t per_block = PagedKVCache::bytes_per_block(m.config(), m.n_cache_layers(), o.block_size, o.kv_dtype);
   const int64_t n = o.kv_cache_bytes / per_block;
   const int64_t need = ceil_div(o.context_length, o.block_size);
   if (n < need)
@@ -85,7 +85,7 @@ Engine::Engine(const Model& model, const Tokenizer& tokenizer, ThreadPool* pool,
       tokenizer_(tokenizer),
       opts_(opts),
       n_blocks_(blocks_for_budget(model, opts)),
-      cache_(model.config(), model.n_cache_layers(), n_blocks_, opts.block_size),
+      cache_(model.config(), model.n_cache_layers(), n_blocks_, opts.block_size, opts.kv_dtype),
       ws_(model.config(), std::max(opts.max_batch_tokens, 2 * opts.max_batch), opts.context_length, pool,
           /*naive_attention=*/false),
       logits_(size_t(2 * opts.max_batch * model.config().vocab_size)),

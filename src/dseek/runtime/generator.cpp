@@ -15,10 +15,10 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 }  // namespace
 
 Generator::Generator(const Model& model, const Tokenizer& tokenizer, int64_t context_length, ThreadPool* pool,
-                     int64_t prefill_chunk)
+                     int64_t prefill_chunk, KVDtype kv_dtype)
     : model_(model),
       tokenizer_(tokenizer),
-      cache_(model.config(), model.n_cache_layers(), context_length),
+      cache_(model.config(), model.n_cache_layers(), context_length, kv_dtype),
       ws_(model.config(), prefill_chunk, context_length, pool, /*naive_attention=*/false),
       chunk_(prefill_chunk),
       logits_(size_t(model.config().vocab_size)) {}
