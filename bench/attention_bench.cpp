@@ -2,7 +2,7 @@
 // V3 shapes: one query token of H heads against n cache rows of [c_kv (512) | k_pe (64)] floats.
 //
 //   attention_bench [--rows 512,4096,16384] [--heads 16,32,128] [--reps N] [--hot] [--small-pages]
-//                   [--latent 512,64]
+//                   [--latent 512,64] [--bf16]
 //
 // One thread, as each thread of a decode step runs it on its share of the context. The cache rows
 // are cycled through enough copies (>= 256 MiB) that every call reads them from memory, as decode
@@ -19,6 +19,7 @@
 
 #include <sys/mman.h>
 
+#include "dseek/core/dtype.h"
 #include "dseek/kernels/attention_decode.h"
 #include "dseek/kernels/cpu_features.h"
 
@@ -63,7 +64,7 @@ std::vector<int64_t> parse_list(const char* s) {
 int main(int argc, char** argv) {
   std::vector<int64_t> rows_list = {512, 4096, 16384}, heads_list = {16, 32};
   int reps = 30;
-  bool hot = false, huge = true;
+  bool hot = false, huge = true, bf16 = false;
   int64_t R = 512, rope = 64;  // kv_lora_rank, qk_rope_head_dim  // --hot: one copy of the rows, read from the caches after the first call
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -81,23 +82,30 @@ int main(int argc, char** argv) {
       rope = v[1];
     }
     else if (a == "--small-pages") huge = false;
+    else if (a == "--bf16") bf16 = true;  // rows of a bf16 KV cache (--kv-type bf16)
     else {
-      std::fprintf(stderr, "usage: attention_bench [--rows 512,4096] [--heads 16,32] [--reps N] [--hot] [--small-pages] [--latent R,rope]\n");
+      std::fprintf(stderr, "usage: attention_bench [--rows 512,4096] [--heads 16,32] [--reps N] [--hot] [--small-pages] [--latent R,rope] [--bf16]\n");
       return 2;
     }
   }
   const int64_t L = R + rope;
-  std::printf("# attention_bench  one thread  kernel %s  R %lld  rope %lld\n",
-              cpu_features().avx512_fma() ? "avx512" : "scalar", (long long)R, (long long)rope);
+  std::printf("# attention_bench  one thread  kernel %s  R %lld  rope %lld  rows %s\n",
+              cpu_features().avx512_fma() ? "avx512" : "scalar", (long long)R, (long long)rope, bf16 ? "bf16" : "f32");
   std::printf("| rows | heads | ms median [min-max] | GB/s | GFLOP/s |\n|---|---|---|---|---|\n");
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
   for (int64_t n : rows_list)
     for (int64_t H : heads_list) {
       const int64_t row_floats = n * L;
-      const int64_t copies = hot ? 1 : std::max<int64_t>(1, (int64_t(256) << 20) / (row_floats * 4));
-      HugeFloats cache(size_t(copies * row_floats), huge);
-      for (size_t i = 0; i < cache.size(); ++i) cache.data()[i] = u(rng);
+      const int64_t row_bytes = bf16 ? 2 : 4;
+      const int64_t copies = hot ? 1 : std::max<int64_t>(1, (int64_t(256) << 20) / (row_floats * row_bytes));
+      HugeFloats cache(size_t(copies * row_floats), huge);  // bf16: the first half holds the rows
+      auto* cache16 = reinterpret_cast<uint16_t*>(cache.data());
+      for (size_t i = 0; i < cache.size(); ++i) {
+        const float v = u(rng);
+        if (bf16) cache16[i] = f32_to_bf16(v);
+        else cache.data()[i] = v;
+      }
       std::vector<float> q_lat(size_t(H * R)), q_pe(size_t(H * rope));
       for (auto& x : q_lat) x = 0.05f * u(rng);
       for (auto& x : q_pe) x = 0.05f * u(rng);
@@ -112,17 +120,19 @@ int main(int argc, char** argv) {
       q.scale = 0.07f;
       std::vector<double> t;
       for (int r = 0; r < reps + 2; ++r) {
-        const LatentRun run{cache.data() + (r % copies) * row_floats, n, nullptr};
+        const LatentRun run{bf16 ? static_cast<const void*>(cache16 + (r % copies) * row_floats)
+                                 : static_cast<const void*>(cache.data() + (r % copies) * row_floats),
+                            n, nullptr};
         const auto t0 = Clock::now();
         decode_state_init(o.data(), m.data(), l.data(), H, R);
-        decode_attend_rows(o.data(), m.data(), l.data(), q, &run, 1, L);
+        decode_attend_rows(o.data(), m.data(), l.data(), q, &run, 1, L, bf16);
         decode_state_finish(o.data(), l.data(), H, R);
         if (r >= 2) t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
       }
       std::sort(t.begin(), t.end());
       const double med = t[t.size() / 2];
       std::printf("| %lld | %lld | %.3f [%.3f-%.3f] | %.1f | %.1f |\n", (long long)n, (long long)H, med * 1e3,
-                  t.front() * 1e3, t.back() * 1e3, double(row_floats) * 4 / med / 1e9,
+                  t.front() * 1e3, t.back() * 1e3, double(row_floats * row_bytes) / med / 1e9,
                   2.0 * double(H) * double(n) * double(L + R) / med / 1e9);
     }
   return 0;
