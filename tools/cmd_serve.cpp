@@ -68,7 +68,7 @@ int cmd_serve(int argc, char** argv) {
   server::HttpServer http(engine, m.tokenizer, tpl.get(), so);
   http.bind();
   std::fprintf(stderr,
-               "dseek: serving '%s' on http://%s:%d (max batch %lld, %lld KV blocks of %lld positions, %.2f GB %s; "
+               "dseek: serving '%s' on http://%s:%d (max batch %lld, %lld KV blocks of %lld positions, %.2f GB of %s rows; "
                "prefix cache %s, speculative %s)\n",
                so.model_id.c_str(), so.host.c_str(), http.port(), (long long)eo.max_batch, (long long)engine.kv_blocks(),
                (long long)eo.block_size, a.get_double("kv-cache-gb", 1.0), eo.kv_dtype == KVDtype::kBF16 ? "bf16" : "f32",
