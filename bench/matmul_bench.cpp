@@ -2,11 +2,12 @@
 // prefill batch (B = 16) by default, against the machine's read bandwidth measured in the same run.
 //
 //   matmul_bench [threads=2] [--kernel auto|scalar|avx2|avx512|avx512bf16|amx] [--reps N] [--only DTYPE]
-//                [--batches 1,16,512]
+//                [--batches 1,16,512] [--hot]
 //
 // Weights are random and cycled through enough copies (>= 512 MiB) that every call reads them from
-// memory, as decode does with a model much larger than the caches. Times are medians over the
-// repetitions, with min and max.
+// memory, as decode does with a model much larger than the caches (--hot: one copy, so the shapes
+// that fit the caches time the arithmetic alone). Times are medians over the repetitions, with min
+// and max.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -194,6 +195,7 @@ int main(int argc, char** argv) {
   int reps = 15;
   MatmulKernel kernel = MatmulKernel::kAuto;
   std::string only;
+  bool hot = false;
   std::vector<int64_t> batches = {1, 16};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -211,6 +213,8 @@ int main(int argc, char** argv) {
       }
     } else if (a == "--reps" && i + 1 < argc) {
       reps = std::max(3, std::atoi(argv[++i]));
+    } else if (a == "--hot") {  // one copy of each matrix: the small ones stay in cache (compute alone)
+      hot = true;
     } else if (a == "--only" && i + 1 < argc) {
       only = argv[++i];
     } else if (a == "--batches" && i + 1 < argc) {
@@ -228,7 +232,7 @@ int main(int argc, char** argv) {
     } else if (!a.empty() && a[0] != '-') {
       threads = std::max(1, std::atoi(a.c_str()));
     } else {
-      std::fprintf(stderr, "usage: %s [threads] [--kernel K] [--reps N] [--only DTYPE] [--batches 1,16,512]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [threads] [--kernel K] [--reps N] [--only DTYPE] [--batches 1,16,512] [--hot]\n", argv[0]);
       return 2;
     }
   }
@@ -263,7 +267,7 @@ int main(int argc, char** argv) {
       if (!only.empty() && only != dtype_name(t)) continue;
       // Enough copies that the set does not fit in any cache.
       const int64_t bytes1 = s.N * quant_row_bytes(t, s.K);
-      const int64_t copies = std::max<int64_t>(1, ((int64_t(512) << 20) + bytes1 - 1) / bytes1);
+      const int64_t copies = hot ? 1 : std::max<int64_t>(1, ((int64_t(512) << 20) + bytes1 - 1) / bytes1);
       std::vector<Weights> ws;
       for (int64_t c = 0; c < copies; ++c) ws.push_back(make_weights(t, s.N, s.K, uint64_t(c + 1)));
       const int64_t wbytes = mat_bytes(ws[0].view);
