@@ -89,6 +89,19 @@ float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   return d;
 }
 
+// The first of T positions whose expert set (k per token) differs between two traces in any layer;
+// T if none does.
+int64_t first_routing_change(const ForwardTrace& ta, const ForwardTrace& tb, int64_t T, int64_t k) {
+  int64_t first = T;
+  for (size_t l = 0; l < ta.topk_ids.size(); ++l)
+    for (int64_t t = 0; t < T && !ta.topk_ids[l].empty(); ++t) {
+      std::set<int32_t> a(ta.topk_ids[l].begin() + t * k, ta.topk_ids[l].begin() + (t + 1) * k);
+      std::set<int32_t> b(tb.topk_ids[l].begin() + t * k, tb.topk_ids[l].begin() + (t + 1) * k);
+      if (a != b) first = std::min(first, t);
+    }
+  return first;
+}
+
 // Rewrites every F32 tensor of a scratch model as BF16 (round to nearest even).
 void convert_to_bf16(ScratchModel& s) {
   s.edit_tensors([](TensorToWrite& t, std::vector<uint8_t>& bytes) {
@@ -165,13 +178,7 @@ TEST(ModelLoad, Bf16WeightsTrackF32) {
   // a bf16 engine "cannot be expected to match every routing"). Compare the rows before the first
   // position whose expert set changed in any layer.
   const int64_t T = int64_t(ids.size()), V = f32.config().vocab_size, k = f32.config().num_experts_per_tok;
-  int64_t first_flip = T;
-  for (size_t l = 0; l < ta.topk_ids.size(); ++l)
-    for (int64_t t = 0; t < T && !ta.topk_ids[l].empty(); ++t) {
-      std::set<int32_t> a(ta.topk_ids[l].begin() + t * k, ta.topk_ids[l].begin() + (t + 1) * k);
-      std::set<int32_t> b(tb.topk_ids[l].begin() + t * k, tb.topk_ids[l].begin() + (t + 1) * k);
-      if (a != b) first_flip = std::min(first_flip, t);
-    }
+  const int64_t first_flip = first_routing_change(ta, tb, T, k);
   ASSERT_GE(first_flip, 4) << "routing changed too early to compare";
   float d = 0;
   for (int64_t i = 0; i < first_flip * V; ++i) d = std::max(d, std::fabs(la[size_t(i)] - lb[size_t(i)]));
@@ -192,13 +199,7 @@ TEST(ModelLoad, Bf16KvCacheTracksF32Cache) {
     ForwardTrace ta, tb;
     const auto la = prefill_logits(m, ids, &ta), lb = prefill_logits(m, ids, &tb, KVDtype::kBF16);
     const int64_t T = int64_t(ids.size()), V = m.config().vocab_size, k = m.config().num_experts_per_tok;
-    int64_t first_flip = T;
-    for (size_t l = 0; l < ta.topk_ids.size(); ++l)
-      for (int64_t t = 0; t < T && !ta.topk_ids[l].empty(); ++t) {
-        std::set<int32_t> a(ta.topk_ids[l].begin() + t * k, ta.topk_ids[l].begin() + (t + 1) * k);
-        std::set<int32_t> b(tb.topk_ids[l].begin() + t * k, tb.topk_ids[l].begin() + (t + 1) * k);
-        if (a != b) first_flip = std::min(first_flip, t);
-      }
+    const int64_t first_flip = first_routing_change(ta, tb, T, k);
     ASSERT_GE(first_flip, 4) << name << ": routing changed too early to compare";
     float d = 0;
     for (int64_t i = 0; i < first_flip * V; ++i) d = std::max(d, std::fabs(la[size_t(i)] - lb[size_t(i)]));
