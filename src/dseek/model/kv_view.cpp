@@ -9,7 +9,7 @@ namespace dseek {
 
 void LayerRows::read(int64_t pos, int64_t n, float* dst) const {
   if (!bf16()) {
-    std::memcpy(dst, row(pos), size_t(n * dim) * sizeof(float));
+    std::memcpy(dst, row_data(pos), size_t(n * dim) * sizeof(float));
     return;
   }
   const uint16_t* src = static_cast<const uint16_t*>(row_data(pos));

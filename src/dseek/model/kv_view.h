@@ -12,6 +12,8 @@
 
 #include <cstdint>
 
+#include "dseek/core/error.h"
+
 namespace dseek {
 
 // Element type of the latent rows. float32 by default; bf16 halves the cache (DeepSeek's reference
@@ -33,11 +35,14 @@ struct LayerRows {
   }
   bool bf16() const { return dtype == KVDtype::kBF16; }
   // float32 rows only (the latent rows of an f32 cache, the V3.2 indexer keys).
-  float* row(int64_t pos) const { return static_cast<float*>(base) + slot(pos) * dim; }
+  float* row(int64_t pos) const {
+    DSEEK_CHECK(!bf16(), "KV cache: float32 access to bf16 rows");
+    return static_cast<float*>(base) + slot(pos) * dim;
+  }
   // The row in its stored type (what decode attention reads).
   const void* row_data(int64_t pos) const {
     return bf16() ? static_cast<const void*>(static_cast<const uint16_t*>(base) + slot(pos) * dim)
-                  : static_cast<const void*>(row(pos));
+                  : static_cast<const void*>(static_cast<const float*>(base) + slot(pos) * dim);
   }
   // Rows [pos, pos + n) as float32 into dst (n * dim values); the rows must not cross a block.
   void read(int64_t pos, int64_t n, float* dst) const;
