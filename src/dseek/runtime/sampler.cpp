@@ -14,10 +14,10 @@ namespace {
 
 constexpr float kPosInf = std::numeric_limits<float>::infinity();
 constexpr float kNegInf = -kPosInf;
-// top-p sorts the best candidates in chunks, growing by kChunkGrowth, instead of sorting all V:
-// for a peaked distribution the first kFirstChunk tokens almost always carry the mass.
-constexpr int64_t kFirstChunk = 1024;
-constexpr int64_t kChunkGrowth = 8;
+// Top-p without a sorted list: candidates fall into buckets of their logit (monotone: a lower bucket
+// never holds a smaller logit), the masses of the buckets find the one the cut falls in, and only
+// that bucket is sorted.
+constexpr int64_t kTopPBuckets = 4096;
 
 uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
@@ -77,6 +77,8 @@ Sampler::Sampler(const SamplingParams& p, int64_t vocab_size)
   in_seen_.assign(size_t(vocab_size), 0);
   ring_.assign(size_t(p.penalty_last_n), 0);
   scratch_.resize(size_t(vocab_size));
+  edge_.resize(size_t(vocab_size));
+  bucket_mass_.resize(size_t(kTopPBuckets));
 }
 
 void Sampler::check_token(int32_t token, const char* what) const {
@@ -162,6 +164,45 @@ int32_t Sampler::check_logits(std::span<const float> logits) const {
   return int32_t(best);
 }
 
+int64_t Sampler::top_p_cut(Candidate* c, int64_t n, double target) const {
+  const auto before = [](const Candidate& a, const Candidate& b) {
+    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+  };
+  float hi = c[0].logit, lo = c[0].logit;
+  for (int64_t j = 1; j < n; ++j) {
+    hi = std::max(hi, c[j].logit);
+    lo = std::min(lo, c[j].logit);
+  }
+  // bucket(l) = floor((hi - l) * scale): never smaller for a smaller logit, equal for equal ones.
+  const double scale = hi > lo ? double(kTopPBuckets) / (double(hi) - double(lo)) : 0.0;
+  const auto bucket = [&](float l) { return std::min(kTopPBuckets - 1, int64_t((double(hi) - double(l)) * scale)); };
+  double* mass = bucket_mass_.data();
+  std::fill(mass, mass + kTopPBuckets, 0.0);
+  for (int64_t j = 0; j < n; ++j) mass[bucket(c[j].logit)] += c[j].w;
+  double cum = 0.0;
+  int64_t cut_bucket = 0;
+  while (cut_bucket < kTopPBuckets && cum + mass[cut_bucket] < target) cum += mass[cut_bucket++];
+  if (cut_bucket == kTopPBuckets) return n;
+  Candidate* e = edge_.data();
+  int64_t m = 0;
+  for (int64_t j = 0; j < n; ++j)
+    if (bucket(c[j].logit) == cut_bucket) e[m++] = c[j];
+  std::sort(e, e + m, before);  // a strict total order: the result does not depend on the library
+  int64_t cut = m - 1;
+  for (int64_t i = 0; i < m; ++i) {
+    cum += e[i].w;
+    if (cum >= target) {
+      cut = i;
+      break;
+    }
+  }
+  const Candidate last = e[cut];
+  int64_t kept = 0;
+  for (int64_t j = 0; j < n; ++j)
+    if (!before(last, c[j])) c[kept++] = c[j];  // ranked at or before the cut
+  return kept;
+}
+
 Sampler::Kept Sampler::select(std::span<const float> logits, int32_t best) const {
   const auto before = [](const Candidate& a, const Candidate& b) {
     return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
@@ -210,29 +251,19 @@ Sampler::Kept Sampler::select(std::span<const float> logits, int32_t best) const
   }
 
   if (params_.top_p < 1.0f) {
-    // Smallest prefix of the sorted order whose mass reaches top_p of the top-k mass. Sort
-    // lazily: the best kFirstChunk first, then growing chunks, so a peaked distribution never
-    // sorts all V.
+    // Smallest prefix of the ranking whose mass reaches top_p of the top-k mass.
     const double target = double(params_.top_p) * z;
-    double cum = 0.0;
-    int64_t done = 0, chunk = kFirstChunk;
-    bool reached = false;
-    while (done < n && !reached) {
-      const int64_t end = sorted ? n : std::min(n, done + chunk);
-      if (!sorted) {
-        if (end < n) std::nth_element(c + done, c + end - 1, c + n, before);
-        std::sort(c + done, c + end, before);
-      }
-      for (int64_t j = done; j < end; ++j) {
+    if (sorted) {
+      double cum = 0.0;
+      for (int64_t j = 0; j < n; ++j) {
         cum += c[j].w;
         if (cum >= target) {
           n = j + 1;
-          reached = true;
           break;
         }
       }
-      done = end;
-      chunk *= kChunkGrowth;
+    } else {
+      n = top_p_cut(c, n, target);
     }
     // If rounding left the mass just short of the target, every candidate stays.
   }

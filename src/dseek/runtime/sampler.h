@@ -83,8 +83,8 @@ class Sampler {
     float w;  // exp((logit - max_logit) / temperature), so the argmax has weight 1
   };
   // The kept tokens are scratch_[0, n) with unnormalised weights summing to z. Their order is
-  // fixed by the params and logits alone (id order, or logit descending then id ascending),
-  // never by how a std algorithm arranged them, so draws do not depend on the standard library.
+  // fixed by the params and logits alone (id order, or logit descending then id ascending after
+  // top-k), never by how a std algorithm arranged them, so draws do not depend on the standard library.
   struct Kept {
     int64_t n;
     double z;
@@ -95,6 +95,10 @@ class Sampler {
   // Validates logits (V) and returns the argmax (lowest id among ties).
   int32_t check_logits(std::span<const float> logits) const;
   Kept select(std::span<const float> logits, int32_t best) const;
+  // Top-p on candidates c[0, n) in id order (not sorted): keeps, in id order at the front of c,
+  // those ranked (logit descending, then id) up to the one where the cumulative weight first
+  // reaches target; returns how many (all of them if rounding leaves the mass short).
+  int64_t top_p_cut(Candidate* c, int64_t n, double target) const;
 
   SamplingParams params_;
   int64_t vocab_size_;
@@ -108,6 +112,8 @@ class Sampler {
   int64_t ring_len_ = 0;          // tokens in the window
 
   mutable std::vector<Candidate> scratch_;  // (V) candidates of select()
+  mutable std::vector<Candidate> edge_;     // (V) top-p: the candidates of the bucket the cut falls in
+  mutable std::vector<double> bucket_mass_;  // top-p: mass per logit bucket
 };
 
 // Log-probabilities of generated tokens, as the OpenAI API reports them (`logprobs`,
