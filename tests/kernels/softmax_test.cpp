@@ -208,3 +208,45 @@ TEST(Swiglu, RandomAgainstDouble) {
 
 }  // namespace
 }  // namespace dseek
+
+namespace dseek {
+namespace {
+
+// exp_shifted (the sampler's softmax weights) against exp in double of the float32 argument
+// (x - shift) * scale, as the reference forms it; exact 1 at the shift, exact 0 at -inf and below
+// the -87 exponent floor; an infinite scale (denormal temperature) keeps the argmax at 1.
+TEST(ExpShifted, AgainstDoubleAndEdgeValues) {
+  std::mt19937 rng(20261207);
+  std::normal_distribution<float> nd(0.f, 4.f);
+  for (int64_t n : {1, 15, 16, 17, 1000, 129280}) {
+    std::vector<float> x(static_cast<size_t>(n));
+    for (float& v : x) v = nd(rng);
+    const float shift = *std::max_element(x.begin(), x.end());
+    x[0] = -kInf;
+    if (n > 3) x[2] = shift - 200.f;  // exponent -250: 0
+    for (float scale : {1.25f, 0.5f}) {
+      std::vector<float> got(x.size(), NAN), ref(x.size(), NAN);
+      exp_shifted(got.data(), x.data(), n, shift, scale);
+      exp_shifted_ref(ref.data(), x.data(), n, shift, scale);
+      for (int64_t i = 0; i < n; ++i) {
+        const float d = x[size_t(i)] - shift, e = d == 0.f ? 0.f : d * scale;
+        const double want = e < -87.f ? 0.0 : std::exp(double(e));
+        ASSERT_NEAR(got[size_t(i)], want, kActRelTol * want) << "n " << n << " i " << i << " x " << x[size_t(i)];
+        ASSERT_NEAR(ref[size_t(i)], want, kActRelTol * want) << "ref, n " << n << " i " << i;
+        if (x[size_t(i)] == shift) {
+          ASSERT_EQ(got[size_t(i)], 1.f);
+        }
+        if (e < -87.f) {
+          ASSERT_EQ(got[size_t(i)], 0.f);
+        }
+      }
+    }
+  }
+  const std::vector<float> x = {1.f, 3.f, -kInf, 2.9f};
+  std::vector<float> got(4);
+  exp_shifted(got.data(), x.data(), 4, 3.f, kInf);  // temperature 1/inf: greedy weights
+  EXPECT_EQ(got, (std::vector<float>{0.f, 1.f, 0.f, 0.f}));
+}
+
+}  // namespace
+}  // namespace dseek

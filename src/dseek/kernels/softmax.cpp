@@ -34,6 +34,19 @@ void attention_softmax(float* s, int64_t n, float scale, const uint8_t* allowed)
   attention_softmax_ref(s, n, scale, allowed);
 }
 
+void exp_shifted_ref(float* out, const float* x, int64_t n, float shift, float scale) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float d = x[i] - shift;
+    const float e = d == 0.f ? 0.f : d * scale;
+    out[i] = e < -87.f ? 0.f : std::exp(e);  // NaN only from a NaN x
+  }
+}
+
+void exp_shifted(float* out, const float* x, int64_t n, float shift, float scale) {
+  if (cpu_features().avx512_fma()) return exp_shifted_avx512(out, x, n, shift, scale);
+  exp_shifted_ref(out, x, n, shift, scale);
+}
+
 void sigmoid_inplace(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = 1.f / (1.f + std::exp(-x[i]));
 }

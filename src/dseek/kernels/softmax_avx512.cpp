@@ -55,6 +55,18 @@ void attention_softmax_avx512(float* s, int64_t n, float scale, const uint8_t* a
   }
 }
 
+void exp_shifted_avx512(float* out, const float* x, int64_t n, float shift, float scale) {
+  const __m512 sh = _mm512_set1_ps(shift), sc = _mm512_set1_ps(scale), lo = _mm512_set1_ps(-87.f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = mask16(n - i);
+    const __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), sh);
+    // d == 0 -> exponent 0 even for an infinite scale; below -87 (and -inf) exactly 0, as exp512
+    // would clamp there to e^-87
+    const __m512 e = _mm512_maskz_mul_ps(_mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_NEQ_UQ), d, sc);
+    _mm512_mask_storeu_ps(out + i, m, _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(e, lo, _CMP_NLT_UQ), exp512(e)));
+  }
+}
+
 void swiglu_avx512(float* out, const float* gate, const float* up, int64_t n) {
   const __m512 one = _mm512_set1_ps(1.f), inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
   for (int64_t i = 0; i < n; i += 16) {
@@ -78,6 +90,9 @@ void attention_softmax_avx512(float*, int64_t, float, const uint8_t*) {
   throw Error("softmax: AVX-512 kernel not compiled in");
 }
 void swiglu_avx512(float*, const float*, const float*, int64_t) { throw Error("swiglu: AVX-512 kernel not compiled in"); }
+void exp_shifted_avx512(float*, const float*, int64_t, float, float) {
+  throw Error("exp_shifted: AVX-512 kernel not compiled in");
+}
 }  // namespace dseek
 
 #endif

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "dseek/core/error.h"
+#include "dseek/kernels/softmax.h"
 
 namespace dseek {
 
@@ -78,6 +79,7 @@ Sampler::Sampler(const SamplingParams& p, int64_t vocab_size)
   ring_.assign(size_t(p.penalty_last_n), 0);
   scratch_.resize(size_t(vocab_size));
   edge_.resize(size_t(vocab_size));
+  weights_.resize(size_t(vocab_size));
   bucket_mass_.resize(size_t(kTopPBuckets));
 }
 
@@ -209,31 +211,38 @@ Sampler::Kept Sampler::select(std::span<const float> logits, int32_t best) const
   };
   const int64_t V = vocab_size_;
   const float max_logit = logits[size_t(best)];
+  // w = exp((l - max) / T), 1 for the argmax (also when a denormal T makes 1 / T infinite).
   const float inv_t = 1.0f / params_.temperature;
-  const auto weight = [&](float l) {
-    // A denormal temperature makes inv_t infinite; 0 * inf would turn the argmax into NaN.
-    const float d = l - max_logit;
-    return d == 0.0f ? 1.0f : std::exp(d * inv_t);
-  };
   const float min_w = params_.min_p;  // p >= min_p * p_max  <=>  w >= min_p, as w_max = 1
   Candidate* c = scratch_.data();
+  float* w = weights_.data();
   int64_t n = 0;
   double z = 0.0;  // softmax mass of the top-k set, the reference for top-p
   bool sorted = false;
 
-  for (int64_t i = 0; i < V; ++i)
-    if (logits[size_t(i)] != kNegInf) c[n++] = {logits[size_t(i)], int32_t(i), 0.0f};
-
-  if (params_.top_k > 0 && params_.top_k < n) {
-    // The k-th candidate under a strict total order is unique, so the kept set does not depend
-    // on how nth_element arranges the rest; sorting the k then fixes their order too.
-    const int64_t k = params_.top_k;
-    std::nth_element(c, c + k - 1, c + n, before);
-    std::sort(c, c + k, before);
-    n = k;
-    sorted = true;
+  if (params_.top_k > 0 && params_.top_k < V) {
+    for (int64_t i = 0; i < V; ++i)
+      if (logits[size_t(i)] != kNegInf) c[n++] = {logits[size_t(i)], int32_t(i), 0.0f};
+    if (params_.top_k < n) {
+      // The k-th candidate under a strict total order is unique, so the kept set does not depend
+      // on how nth_element arranges the rest; sorting the k then fixes their order too.
+      const int64_t k = params_.top_k;
+      std::nth_element(c, c + k - 1, c + n, before);
+      std::sort(c, c + k, before);
+      n = k;
+      sorted = true;
+    }
+    for (int64_t j = 0; j < n; ++j) w[j] = c[j].logit;
+    exp_shifted(w, w, n, max_logit, inv_t);
+    for (int64_t j = 0; j < n; ++j) z += c[j].w = w[j];
+  } else {
+    exp_shifted(w, logits.data(), V, max_logit, inv_t);  // -inf logits get 0 and are left out
+    for (int64_t i = 0; i < V; ++i)
+      if (logits[size_t(i)] != kNegInf) {
+        c[n++] = {logits[size_t(i)], int32_t(i), w[i]};
+        z += w[i];
+      }
   }
-  for (int64_t j = 0; j < n; ++j) z += c[j].w = weight(c[j].logit);
 
   // min-p keeps a prefix of the sorted order and is scale-free, so filtering before top-p keeps
   // the same set as the documented order (top-p, then min-p on the renormalised top-p

@@ -113,6 +113,7 @@ class Sampler {
 
   mutable std::vector<Candidate> scratch_;  // (V) candidates of select()
   mutable std::vector<Candidate> edge_;     // (V) top-p: the candidates of the bucket the cut falls in
+  mutable std::vector<float> weights_;      // (V) exp((logit - max) / temperature)
   mutable std::vector<double> bucket_mass_;  // top-p: mass per logit bucket
 };
 
