@@ -477,14 +477,16 @@ TEST(Sampler, FullVocabularyMatchesReference) {
   constexpr int64_t V = 129280;
   const std::vector<float> peaked = random_logits(V, 51, 3.0f);
   const std::vector<float> flat = random_logits(V, 52, 0.05f);  // top-p needs ~100k tokens
-  std::vector<SamplingParams> ps(4);
+  std::vector<SamplingParams> ps(5);
   for (auto& p : ps) p.temperature = 0.8f;
   ps[0].top_p = 0.9f;
-  ps[1].top_k = 5000;
+  ps[1].top_k = 5000;  // partitions the candidates (nth_element)
   ps[1].top_p = 0.7f;
   ps[2].min_p = 0.01f;
   ps[3].top_p = 0.95f;
   ps[3].min_p = 0.001f;
+  ps[4].top_k = 40;  // the one-pass heap
+  ps[4].top_p = 0.95f;
   std::vector<float> probs(V);
   for (size_t c = 0; c < ps.size(); ++c) {
     for (const std::vector<float>* l : {&peaked, &flat}) {
@@ -519,6 +521,22 @@ TEST(Sampler, TopPOnEqualLogitsKeepsLowestIds) {
   const std::vector<float> probs = dist(s, l);
   for (int64_t i = 0; i < V; ++i)
     ASSERT_EQ(probs[size_t(i)] > 0.0f, i < V / 2) << "token " << i;  // mass of V/2 ones = 0.5 * V
+}
+
+// Both top-k paths (a heap up to k = 1024, a partition above) break ties toward the lower id.
+TEST(Sampler, TopKOnEqualLogitsKeepsLowestIds) {
+  constexpr int64_t V = 5000;
+  std::vector<float> l(V, 0.25f);
+  l[4321] = 0.5f;  // the argmax, then the 0.25 ties by id
+  for (int k : {10, 2000}) {
+    SamplingParams p;
+    p.temperature = 1.0f;
+    p.top_k = k;
+    Sampler s(p, V);
+    const std::vector<float> probs = dist(s, l);
+    for (int64_t i = 0; i < V; ++i)
+      ASSERT_EQ(probs[size_t(i)] > 0.0f, i == 4321 || i < k - 1) << "k " << k << " token " << i;
+  }
 }
 
 TEST(Sampler, ParamValidationNamesTheField) {

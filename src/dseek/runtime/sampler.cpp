@@ -19,6 +19,9 @@ constexpr float kNegInf = -kPosInf;
 // never holds a smaller logit), the masses of the buckets find the one the cut falls in, and only
 // that bucket is sorted.
 constexpr int64_t kTopPBuckets = 4096;
+// Top-k up to this k keeps a heap of the best k in one pass over the logits (clients' usual 20-100);
+// larger k partition the whole candidate list (nth_element).
+constexpr int64_t kHeapTopK = 1024;
 
 uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
@@ -220,7 +223,29 @@ Sampler::Kept Sampler::select(std::span<const float> logits, int32_t best) const
   double z = 0.0;  // softmax mass of the top-k set, the reference for top-p
   bool sorted = false;
 
-  if (params_.top_k > 0 && params_.top_k < V) {
+  if (params_.top_k > 0 && params_.top_k <= kHeapTopK) {
+    // A heap of the k best so far (its top the worst of them), one pass in id order: a later
+    // candidate beats it only with a strictly larger logit (on a tie its larger id ranks after).
+    const int64_t k = params_.top_k;
+    const auto worse_first = [&](const Candidate& a, const Candidate& b) { return before(a, b); };
+    for (int64_t i = 0; i < V; ++i) {
+      const float l = logits[size_t(i)];
+      if (l == kNegInf) continue;
+      if (n < k) {
+        c[n++] = {l, int32_t(i), 0.0f};
+        std::push_heap(c, c + n, worse_first);
+      } else if (l > c[0].logit) {
+        std::pop_heap(c, c + n, worse_first);
+        c[n - 1] = {l, int32_t(i), 0.0f};
+        std::push_heap(c, c + n, worse_first);
+      }
+    }
+    std::sort(c, c + n, before);
+    sorted = true;
+    for (int64_t j = 0; j < n; ++j) w[j] = c[j].logit;
+    exp_shifted(w, w, n, max_logit, inv_t);
+    for (int64_t j = 0; j < n; ++j) z += c[j].w = w[j];
+  } else if (params_.top_k > 0 && params_.top_k < V) {
     for (int64_t i = 0; i < V; ++i)
       if (logits[size_t(i)] != kNegInf) c[n++] = {logits[size_t(i)], int32_t(i), 0.0f};
     if (params_.top_k < n) {
