@@ -34,7 +34,8 @@ uint64_t read_bandwidth_checksum(int64_t bytes);
 
 // Bytes one decode step reads at context length `ctx`: every dense weight, the router gates, the
 // num_experts_per_tok routed experts and the shared experts of each MoE layer, the lm_head, one
-// embedding row, and the latent cache rows (ctx x (kv_lora_rank + qk_rope_head_dim) floats per layer).
+// embedding row, and the latent cache rows (ctx x (kv_lora_rank + qk_rope_head_dim) values per layer,
+// 4 bytes each, 2 with a bf16 cache).
 int64_t decode_bytes_per_token(const Model& model, int64_t ctx, KVDtype kv = KVDtype::kF32);
 
 // Bytes of this process's file mappings (the checkpoint's weights) that are mapped with 2 MiB pages
