@@ -52,8 +52,9 @@ int cmd_bench(int argc, char** argv) {
   const ModelConfig& c = model.config();
   ThreadPool pool(int(a.get_int("threads", 0)));
 
-  const ReadBandwidth bw = measure_read_bandwidth(
-      pool, int64_t(a.get_double("bandwidth-gb", double(kReadBandwidthBytes) / (1 << 30)) * (1 << 30)), 9);
+  const int64_t probe_bytes =
+      int64_t(a.get_double("bandwidth-gb", double(kReadBandwidthBytes) / (1 << 30)) * (1 << 30));
+  const ReadBandwidth bw = measure_read_bandwidth(pool, probe_bytes, 9);
 
   std::mt19937 rng(1234);
   std::vector<int32_t> ids(static_cast<size_t>(D + P + N));
@@ -70,11 +71,16 @@ int cmd_bench(int argc, char** argv) {
     model.forward(ids.data() + p0, n, p0, cache.view(), AttnImpl::kAbsorb, ws, logits.data(), n - 1);
   }
 
-  std::vector<double> pp, tg;
+  // The roofline of the decode runs: the same probe (up to 512 MiB) just before each of them and
+  // after the last, so that the bandwidth is the one of the same minute (it moves by 30 % within
+  // minutes on shared machines).
+  const ReadProbe beside(pool, std::max<int64_t>(64, std::min<int64_t>(probe_bytes, int64_t(512) << 20)));
+  std::vector<double> pp, tg, near;
   for (int r = 0; r < reps + 1; ++r) {  // the first round warms the page cache and is discarded
     auto t0 = Clock::now();
     model.forward(ids.data() + D, P, D, cache.view(), AttnImpl::kAbsorb, ws, logits.data(), P - 1);
     const double t_pp = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (r > 0) near.push_back(beside.measure(3).median_gbs);
     // Decode N tokens after the D-token context (from an empty one by default, as llama-bench's tg).
     t0 = Clock::now();
     for (int64_t i = 0; i < N; ++i)
@@ -85,7 +91,8 @@ int cmd_bench(int argc, char** argv) {
       tg.push_back(double(N) / t_tg);
     }
   }
-  const Stat spp = stat(pp), stg = stat(tg);
+  near.push_back(beside.measure(3).median_gbs);
+  const Stat spp = stat(pp), stg = stat(tg), snear = stat(near);
   // Bytes per decoded token at the mean context of the tg run.
   const double bytes = double(decode_bytes_per_token(model, D + N / 2, kv));
   const double gbs = bytes * stg.median / 1e9;
@@ -97,10 +104,10 @@ int cmd_bench(int argc, char** argv) {
   const double huge_gb = std::min(weights_gb, double(file_huge_page_bytes()) / 1e9);
   const MatmulKernel family = kernel == MatmulKernel::kAuto ? matmul_best_kernel() : kernel;
   std::printf("dseek bench | %s | %s | %d threads | kernels %s | read bandwidth %.1f GB/s median (best %.1f; %s over %.1f GiB, "
-              "%.0f %% huge pages) | weights %.2f of %.2f GB on 2 MiB pages\n",
+              "%.0f %% huge pages); beside the decode runs %.1f [%.1f-%.1f] | weights %.2f of %.2f GB on 2 MiB pages\n",
               dir.c_str(), cpu_name().c_str(), pool.size(), std::string(matmul_kernel_family_name(family)).c_str(), bw.median_gbs, bw.best_gbs, bw.kernel,
-              double(bw.bytes) / (1 << 30), 100.0 * double(bw.huge_page_bytes) / double(bw.bytes),
-              huge_gb, weights_gb);
+              double(bw.bytes) / (1 << 30), 100.0 * double(bw.huge_page_bytes) / double(bw.bytes), snear.median,
+              snear.min, snear.max, huge_gb, weights_gb);
   if (bw.huge_page_bytes > 0 && huge_gb < 0.8 * weights_gb)
     std::fprintf(stderr,
                  "dseek bench: note: only %.2f of %.2f GB of weights are mapped on 2 MiB pages; the files sat in the page "
@@ -117,7 +124,7 @@ int cmd_bench(int argc, char** argv) {
   std::printf("| %s %lldL | %s | tg%lld%s | %.2f [%.2f-%.2f] | %.3f | %.1f | %.0f %% |\n",
               std::string(model_type_name(c.model_type)).c_str(), (long long)c.num_hidden_layers,
               std::string(dtype_name(wt)).c_str(), (long long)N, at.c_str(), stg.median, stg.min, stg.max, bytes / 1e9,
-              gbs, 100.0 * gbs / bw.median_gbs);
+              gbs, 100.0 * gbs / snear.median);
   // The interleaved forms of the block formats hold the same values and run faster where their
   // kernels exist (docs/performance.md): say so once, on stderr, below the table.
   if ((wt == DType::kQ8_0 || wt == DType::kQ4_0) && matmul_kernel_supported(MatmulKernel::kAvx512)) {

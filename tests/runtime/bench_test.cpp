@@ -42,6 +42,16 @@ TEST(ReadBandwidth, TinyBufferOneThread) {
   expect_sane(measure_read_bandwidth(pool, 4096 + 64, 2), 4096 + 64);
 }
 
+// ReadProbe keeps its buffer: every measurement reads the same words (checksum) and gives a rate.
+TEST(ReadBandwidth, ProbeMeasuresAgainAndAgain) {
+  ThreadPool pool(2);
+  const int64_t bytes = (int64_t(4) << 20) + 64;
+  const ReadProbe probe(pool, bytes);
+  for (int i = 0; i < 3; ++i) expect_sane(probe.measure(2), bytes);
+  EXPECT_THROW(probe.measure(0), Error);
+  EXPECT_THROW(ReadProbe(pool, 63), Error);
+}
+
 TEST(ReadBandwidth, RejectsEmptyBufferOrNoRepetition) {
   ThreadPool pool(1);
   EXPECT_THROW(measure_read_bandwidth(pool, 63, 1), Error);

@@ -5,6 +5,7 @@
 #endif
 
 #include <algorithm>
+#include <memory>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -103,19 +104,34 @@ uint64_t read_bandwidth_checksum(int64_t bytes) {
   return tri * kFillStep;
 }
 
-ReadBandwidth measure_read_bandwidth(ThreadPool& pool, int64_t bytes, int reps) {
-  if (bytes < 64 || reps < 1) throw Error("read bandwidth probe: needs at least 64 bytes and 1 repetition");
-  const int64_t lines = bytes / 64;
-  ProbeBuffer buf(lines * 64);
-  uint8_t* const data = buf.data();
-  // Threads get whole huge pages (the last part may be shorter), split the same way for the first
-  // touch and every pass, so each thread reads the memory it placed (first-touch NUMA placement).
-  constexpr int64_t kGrain = kHugePage / 64;
-  pool.parallel_for(lines, [&](int64_t b, int64_t e) {
+struct ReadProbe::Impl {
+  ThreadPool& pool;
+  int64_t lines;
+  ProbeBuffer buf;
+  Impl(ThreadPool& p, int64_t l) : pool(p), lines(l), buf(l * 64) {}
+};
+
+// Threads get whole huge pages (the last part may be shorter), split the same way for the first
+// touch and every pass, so each thread reads the memory it placed (first-touch NUMA placement).
+constexpr int64_t kGrain = kHugePage / 64;
+
+ReadProbe::ReadProbe(ThreadPool& pool, int64_t bytes) {
+  if (bytes < 64) throw Error("read bandwidth probe: needs at least 64 bytes");
+  impl_ = std::make_unique<Impl>(pool, bytes / 64);
+  uint8_t* const data = impl_->buf.data();
+  pool.parallel_for(impl_->lines, [&](int64_t b, int64_t e) {
     uint64_t* w = reinterpret_cast<uint64_t*>(data);
     for (int64_t i = b * 8; i < e * 8; ++i) w[i] = uint64_t(i) * kFillStep;
   }, kGrain);
+}
 
+ReadProbe::~ReadProbe() = default;
+
+ReadBandwidth ReadProbe::measure(int reps) const {
+  if (reps < 1) throw Error("read bandwidth probe: needs at least 1 repetition");
+  ThreadPool& pool = impl_->pool;
+  const int64_t lines = impl_->lines;
+  uint8_t* const data = impl_->buf.data();
   ReadBandwidth r;
   r.bytes = lines * 64;
   r.huge_page_bytes = huge_page_bytes(data, r.bytes);
@@ -138,6 +154,11 @@ ReadBandwidth measure_read_bandwidth(ThreadPool& pool, int64_t bytes, int reps) 
   r.best_gbs = gbs.back();
   r.min_gbs = gbs.front();
   return r;
+}
+
+ReadBandwidth measure_read_bandwidth(ThreadPool& pool, int64_t bytes, int reps) {
+  if (bytes < 64 || reps < 1) throw Error("read bandwidth probe: needs at least 64 bytes and 1 repetition");
+  return ReadProbe(pool, bytes).measure(reps);
 }
 
 namespace {

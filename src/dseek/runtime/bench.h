@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "dseek/core/thread_pool.h"
 #include "dseek/model/model.h"
@@ -27,6 +28,21 @@ constexpr int64_t kReadBandwidthBytes = int64_t(2) << 30;
 // own contiguous part with stream_read(). One untimed pass, then `reps` (>= 1) timed passes of
 // the whole buffer; GB/s = bytes / wall time of a pass.
 ReadBandwidth measure_read_bandwidth(ThreadPool& pool, int64_t bytes = kReadBandwidthBytes, int reps = 9);
+
+// The same probe with its buffer kept, to measure again and again (e.g. beside each decode run of
+// `dseek bench`, so that the roofline is the bandwidth of the same minute on a shared machine).
+class ReadProbe {
+ public:
+  ReadProbe(ThreadPool& pool, int64_t bytes);  // allocates and first-touches the buffer
+  ~ReadProbe();
+  ReadProbe(const ReadProbe&) = delete;
+  ReadProbe& operator=(const ReadProbe&) = delete;
+  ReadBandwidth measure(int reps) const;  // one untimed pass, then `reps` timed ones
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 // The checksum a correct measure_read_bandwidth(…, bytes, …) returns: the buffer holds 64-bit
 // word i = i * 0x9E3779B97F4A7C15.
