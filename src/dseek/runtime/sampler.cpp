@@ -169,10 +169,12 @@ int32_t Sampler::check_logits(std::span<const float> logits) const {
   return int32_t(best);
 }
 
+bool Sampler::ranks_before(const Candidate& a, const Candidate& b) {
+  return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+}
+
 int64_t Sampler::top_p_cut(Candidate* c, int64_t n, double target) const {
-  const auto before = [](const Candidate& a, const Candidate& b) {
-    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
-  };
+  const auto before = [](const Candidate& a, const Candidate& b) { return ranks_before(a, b); };
   float hi = c[0].logit, lo = c[0].logit;
   for (int64_t j = 1; j < n; ++j) {
     hi = std::max(hi, c[j].logit);
@@ -209,9 +211,7 @@ int64_t Sampler::top_p_cut(Candidate* c, int64_t n, double target) const {
 }
 
 Sampler::Kept Sampler::select(std::span<const float> logits, int32_t best) const {
-  const auto before = [](const Candidate& a, const Candidate& b) {
-    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
-  };
+  const auto before = [](const Candidate& a, const Candidate& b) { return ranks_before(a, b); };
   const int64_t V = vocab_size_;
   const float max_logit = logits[size_t(best)];
   // w = exp((l - max) / T), 1 for the argmax (also when a denormal T makes 1 / T infinite).
@@ -227,17 +227,16 @@ Sampler::Kept Sampler::select(std::span<const float> logits, int32_t best) const
     // A heap of the k best so far (its top the worst of them), one pass in id order: a later
     // candidate beats it only with a strictly larger logit (on a tie its larger id ranks after).
     const int64_t k = params_.top_k;
-    const auto worse_first = [&](const Candidate& a, const Candidate& b) { return before(a, b); };
     for (int64_t i = 0; i < V; ++i) {
       const float l = logits[size_t(i)];
       if (l == kNegInf) continue;
       if (n < k) {
         c[n++] = {l, int32_t(i), 0.0f};
-        std::push_heap(c, c + n, worse_first);
+        std::push_heap(c, c + n, before);
       } else if (l > c[0].logit) {
-        std::pop_heap(c, c + n, worse_first);
+        std::pop_heap(c, c + n, before);
         c[n - 1] = {l, int32_t(i), 0.0f};
-        std::push_heap(c, c + n, worse_first);
+        std::push_heap(c, c + n, before);
       }
     }
     std::sort(c, c + n, before);

@@ -99,6 +99,8 @@ class Sampler {
   // those ranked (logit descending, then id) up to the one where the cumulative weight first
   // reaches target; returns how many (all of them if rounding leaves the mass short).
   int64_t top_p_cut(Candidate* c, int64_t n, double target) const;
+  // The ranking of top-k and top-p: logit descending, then id ascending (a strict total order).
+  static bool ranks_before(const Candidate& a, const Candidate& b);
 
   SamplingParams params_;
   int64_t vocab_size_;
