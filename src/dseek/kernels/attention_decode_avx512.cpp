@@ -158,8 +158,9 @@ inline void score_rows(float (*S)[16], const float* qbuf, int64_t L, float scale
 
 // Brings the next chunk's rows into L2 a few lines per step of the weighted sum, which reads only
 // L2: the score pass then finds them there instead of waiting on memory row by row.
+template <class E>
 struct NextChunk {
-  const void* const* rows = nullptr;
+  const E* const* rows = nullptr;
   int64_t n = 0, lines = 0;  // rows, 64-byte lines per row
   int64_t r = 0, line = 0;   // the next line to fetch
   int per_step = 0;
@@ -177,7 +178,7 @@ struct NextChunk {
 // o_h = alpha_h o_h + sum_jj p_hj c_kv_j for heads [g0, g0 + G) and NC column blocks of 16 from k.
 template <int G, int NC, class E>
 inline void weigh_block(float* o, int64_t R, int64_t k, int64_t g0, int64_t hn, const float* a, bool rescale,
-                        const float (*S)[16], const E* const* rp, int64_t jn, NextChunk& next) {
+                        const float (*S)[16], const E* const* rp, int64_t jn, NextChunk<E>& next) {
   __mmask16 km[NC];
 #pragma GCC unroll 16
   for (int b = 0; b < NC; ++b) km[b] = mask16(R - (k + 16 * b));
@@ -248,9 +249,9 @@ void attend_chunk(float* o, float* m, float* l, int64_t hn, const float* qbuf, i
   // o_h = alpha_h o_h + sum over the chunk's rows of p_hj c_kv_j, B column blocks of 16 at a time
   // while the chunk's rows (in L2) stream past.
   const int64_t nb = (R + 15) / 16, n_groups = (hn + G - 1) / G;
-  NextChunk next;
+  NextChunk<E> next;
   if (fetch_next && got > jn) {
-    next.rows = reinterpret_cast<const void* const*>(rp + jn);
+    next.rows = rp + jn;
     next.n = got - jn;
     next.lines = (L * int64_t(sizeof(E)) + 63) / 64;
     const int64_t steps = n_groups * (nb / B + (nb % B ? 1 : 0)) * jn;

@@ -225,9 +225,11 @@ thread_local Scratch t_scratch;
 // alternated 3x: 38.2 / 40.9 / 41.9 -> 40.0 / 43.3 / 43.2). The _R16 decode (a GEMM path, 64 rows per
 // step) keeps 64 rows: larger tasks measured no faster there.
 int64_t rows_per_task(int64_t N, int threads, bool gemm, int64_t stream_bytes = 0) {
-  int64_t r = N / (int64_t(threads) * 8);
-  const int64_t cap = !gemm && stream_bytes > 0 ? std::max<int64_t>(64, (int64_t(512) << 10) / stream_bytes) : 64;
-  if (!gemm && stream_bytes > 0) r = std::max(r, std::min(N / threads, (int64_t(256) << 10) / stream_bytes));
+  int64_t r = N / (int64_t(threads) * 8), cap = 64;
+  if (!gemm && stream_bytes > 0) {
+    cap = std::max<int64_t>(64, (int64_t(512) << 10) / stream_bytes);
+    r = std::max(r, std::min(N / threads, (int64_t(256) << 10) / stream_bytes));
+  }
   r = std::clamp<int64_t>(r, 16, cap);
   const int64_t granule = gemm ? 32 : 16;  // F32 kernels: whole 16-row tiles
   return (r + granule - 1) / granule * granule;

@@ -20,6 +20,7 @@ namespace dseek {
 // keeps its KV cache in the model's bf16): rows are rounded once when written, and every reader sees
 // the rounded values (docs/model.md, "KV cache").
 enum class KVDtype : uint8_t { kF32, kBF16 };
+inline int64_t kv_value_bytes(KVDtype t) { return t == KVDtype::kBF16 ? 2 : 4; }
 
 // One layer's rows of one sequence: row pos lives at slot(pos) of the layer's pool rows.
 struct LayerRows {

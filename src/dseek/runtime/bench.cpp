@@ -5,13 +5,13 @@
 #endif
 
 #include <algorithm>
-#include <memory>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <new>
 #include <string>
 #include <vector>
@@ -176,7 +176,7 @@ int64_t decode_bytes_per_token(const Model& model, int64_t ctx, KVDtype kv) {
     if (a.indexer.present())
       b += mat_bytes(a.indexer.wq_b) + mat_bytes(a.indexer.wk) + mat_bytes(a.indexer.weights_proj) +
            ctx * (c.index_head_dim + 1) * 4;
-    b += ctx * c.kv_latent_dim() * (kv == KVDtype::kBF16 ? 2 : 4);
+    b += ctx * c.kv_latent_dim() * kv_value_bytes(kv);
     if (L.is_moe) {
       b += mat_bytes(L.moe.gate) + c.num_experts_per_tok * mlp_bytes(L.moe.experts[0]);
       if (L.moe.has_shared()) b += mlp_bytes(L.moe.shared_experts);

@@ -4,12 +4,8 @@
 
 namespace dseek {
 
-namespace {
-int64_t latent_value_bytes(KVDtype dtype) { return dtype == KVDtype::kBF16 ? 2 : 4; }
-}  // namespace
-
 int64_t PagedKVCache::bytes_per_block(const ModelConfig& c, int64_t n_layers, int64_t block_size, KVDtype dtype) {
-  const int64_t row = c.kv_latent_dim() * latent_value_bytes(dtype) +
+  const int64_t row = c.kv_latent_dim() * kv_value_bytes(dtype) +
                       (c.has_indexer() ? (c.index_head_dim + 1) * int64_t(sizeof(float)) : 0);
   return n_layers * block_size * row;
 }
@@ -22,7 +18,7 @@ PagedKVCache::PagedKVCache(const ModelConfig& c, int64_t n_layers, int64_t n_blo
   base_.latent_dtype = dtype;
   base_.block_size = block_size;
   base_.layer_rows = n_blocks * block_size;
-  latent_bytes_ = n_layers * base_.layer_rows * base_.latent_dim * latent_value_bytes(dtype);
+  latent_bytes_ = n_layers * base_.layer_rows * base_.latent_dim * kv_value_bytes(dtype);
   latent_.reset(new uint8_t[size_t(latent_bytes_)]);  // bytes: storage for float or bf16 rows
   base_.latent = latent_.get();
   if (c.has_indexer()) {
