@@ -95,10 +95,11 @@ std::vector<GemmKernel> kernels() {
 
 TEST(Gemm, AwkwardSizesAllLayoutsKernelsAndThreads) {
   // Edges in every dimension: 1, tile ± 1 (12, 32), k block ± 1 (256), a few of each at once, and
-  // the config-S shapes that have partial tiles (80 = kv_lora + rope columns, 16 routed experts).
+  // the config-S shapes that have partial tiles (80 = kv_lora + rope columns, 16 routed experts),
+  // and more than one 256-column block of B.
   const std::vector<Case> cases = {{1, 1, 1},    {1, 5, 40},    {13, 7, 33},    {11, 255, 31},  {12, 256, 32},
                                    {25, 257, 17}, {37, 300, 65}, {100, 513, 80}, {130, 70, 200}, {257, 64, 16},
-                                   {3, 600, 97},  {64, 33, 129}};
+                                   {3, 600, 97},  {64, 33, 129}, {50, 270, 300}};
   ThreadPool pool2(2);
   std::mt19937 rng(kSeed);
   for (GemmKernel kernel : kernels())

@@ -145,9 +145,11 @@ void run(const Operands& o, bool accumulate, ThreadPool* pool, GemmKernel kernel
   const int64_t np = (o.N + kNR - 1) / kNR, mp = (o.M + kMR - 1) / kMR;
   // Below ~256k multiply-adds a fork/join costs more than the second thread saves.
   const int64_t T = (pool && o.M * o.N * o.K >= (int64_t(1) << 18)) ? pool->size() : 1;
-  // Split the columns when that balances as well as splitting the rows: each thread then packs
-  // only its own B panels. Otherwise every thread packs all of B (cheap: B is narrow then).
-  const bool split_n = ((np + T - 1) / T) * mp <= ((mp + T - 1) / T) * np;
+  // Split whichever of columns and rows balances the tiles better; on a tie, the one that packs
+  // less: a column split packs a 1/T share of B but every thread reads (transposes) all of A, a
+  // row split the reverse (config S's 4096 x 256 activations against 256 x 256 weights: rows).
+  const int64_t tiles_n = ((np + T - 1) / T) * mp, tiles_m = ((mp + T - 1) / T) * np;
+  const bool split_n = tiles_n < tiles_m || (tiles_n == tiles_m && o.M + o.N / T <= o.M / T + o.N);
   const int64_t panels = split_n ? (np + T - 1) / T : np;
   const int64_t pack_floats = kKC * std::min(panels * kNR, kNC);
   std::unique_ptr<float[]> pack(new float[size_t(pack_floats * T)]);

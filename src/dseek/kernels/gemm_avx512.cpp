@@ -53,14 +53,20 @@ void transpose_rows(float* dst, int64_t ldd, const float* src, int64_t lds, int6
   }
 }
 
+// Lines one row tile prefetches for the next: A (at most kKC k steps x 2 lines, or kMR rows of kKC
+// floats) and C (kMR rows of up to kNC = 256 floats).
+constexpr int64_t kMaxPrefetch = 2 * kKC + kMR * (256 / 16 + 1);
+
 // C tile (MR × nr, nr <= kNR) (+)= ap · bp: ap is the packed A tile, ap[k * kMR + i].
 template <int MR>
-[[gnu::always_inline]] inline void tile(const Block& b, const float* ap, const float* bp, float* C, int64_t nr) {
+[[gnu::always_inline]] inline void tile(const Block& b, const float* ap, const float* bp, float* C, int64_t nr,
+                                        const char* const* pf, int64_t npf) {
   __m512 c0[MR], c1[MR];
   for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
   const int64_t kc = b.kc;
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kc; ++k) {
+    if (k < npf) _mm_prefetch(pf[k], _MM_HINT_T1);
     const __m512 b0 = _mm512_loadu_ps(bp + k * kNR);
     const __m512 b1 = _mm512_loadu_ps(bp + k * kNR + 16);
     for (int i = 0; i < MR; ++i) {
@@ -69,6 +75,7 @@ template <int MR>
       c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
     }
   }
+  for (int64_t k = kc; k < npf; ++k) _mm_prefetch(pf[k], _MM_HINT_T1);
   const __mmask16 m0 = nr >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nr) - 1);
   const __mmask16 m1 = nr >= 32 ? __mmask16(0xFFFF) : nr <= 16 ? __mmask16(0) : __mmask16((1u << (nr - 16)) - 1);
   for (int i = 0; i < MR; ++i) {
@@ -99,8 +106,30 @@ void tile_row(const Block& b, int64_t m0, float* ap) {
       for (int i = 0; i < MR; ++i) ap[k * kMR + i] = src[k * b.acs + i];
   }
   float* C = b.C + m0 * b.ldc;
-  for (int64_t n0 = 0; n0 < b.cols; n0 += kNR)
-    tile<MR>(b, ap, b.Bp + (n0 / kNR) * kc * kNR, C + n0, std::min(kNR, b.cols - n0));
+  // The next row tile's A and C lines are fetched into L2 while this one computes, one line per
+  // k step of the tiles: a row tile is ~6 us of multiply-adds, and with its operands cold
+  // (training's experts, a fresh activation per call) the transpose above otherwise waits on
+  // memory with nothing to overlap. (Issued in one batch per tile, the prefetches stalled.)
+  const char* lines[kMaxPrefetch];
+  int64_t n = 0;
+  const int64_t next = m0 + MR, next_rows = std::min<int64_t>(kMR, b.rows - next);
+  auto add = [&](const float* p, int64_t floats) {
+    const uintptr_t a0 = reinterpret_cast<uintptr_t>(p) & ~uintptr_t(63);
+    const uintptr_t a1 = reinterpret_cast<uintptr_t>(p + floats);
+    for (uintptr_t a = a0; a < a1 && n < kMaxPrefetch; a += 64) lines[n++] = reinterpret_cast<const char*>(a);
+  };
+  if (next_rows > 0) {
+    if (b.acs == 1 && b.ars != 1)
+      for (int64_t i = 0; i < next_rows; ++i) add(b.A + (next + i) * b.ars, kc);
+    else
+      for (int64_t k = 0; k < kc; ++k) add(b.A + next + k * b.acs, next_rows);
+    for (int64_t i = 0; i < next_rows; ++i) add(C + (MR + i) * b.ldc, b.cols);
+  }
+  const int64_t ntiles = (b.cols + kNR - 1) / kNR;
+  for (int64_t n0 = 0, t = 0; n0 < b.cols; n0 += kNR, ++t) {
+    const int64_t p0 = n * t / ntiles, p1 = n * (t + 1) / ntiles;
+    tile<MR>(b, ap, b.Bp + (n0 / kNR) * kc * kNR, C + n0, std::min(kNR, b.cols - n0), lines + p0, p1 - p0);
+  }
 }
 
 void block(const Block& b) {
@@ -137,15 +166,24 @@ void pack_b_cols_avx512(float* dst, const float* B, int64_t ldb, int64_t kc, int
 }
 
 void pack_b_rows_avx512(float* dst, const float* B, int64_t ldb, int64_t kc, int64_t cols) {
-  for (int64_t p0 = 0; p0 < cols; p0 += kNR) {
-    const int64_t nr = std::min(kNR, cols - p0);
-    const __mmask16 m0 = nr >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nr) - 1);
-    const __mmask16 m1 = nr >= 32 ? __mmask16(0xFFFF) : nr <= 16 ? __mmask16(0) : __mmask16((1u << (nr - 16)) - 1);
-    float* d = dst + (p0 / kNR) * kc * kNR;
-    const float* src = B + p0;
-    for (int64_t k = 0; k < kc; ++k) {
-      _mm512_storeu_ps(d + k * kNR, _mm512_maskz_loadu_ps(m0, src + k * ldb));
-      _mm512_storeu_ps(d + k * kNR + 16, _mm512_maskz_loadu_ps(m1, src + k * ldb + 16));
+  // Row by row (each source row read in order, 4 rows ahead prefetched), spread over the panels:
+  // panel by panel, a cold B (training's dW = dyᵀ·x reads a fresh activation) was a strided walk
+  // the hardware prefetcher did not keep ahead of.
+  const int64_t full = cols / kNR, nr = cols - full * kNR;
+  const __mmask16 m0 = nr >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nr) - 1);
+  const __mmask16 m1 = nr <= 16 ? __mmask16(0) : __mmask16((1u << (nr - 16)) - 1);
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* src = B + k * ldb;
+    if (k + 4 < kc)
+      for (int64_t j = 0; j < cols; j += 16) _mm_prefetch(reinterpret_cast<const char*>(src + 4 * ldb + j), _MM_HINT_T0);
+    float* d = dst + k * kNR;
+    for (int64_t p = 0; p < full; ++p) {
+      _mm512_storeu_ps(d + p * kc * kNR, _mm512_loadu_ps(src + p * kNR));
+      _mm512_storeu_ps(d + p * kc * kNR + 16, _mm512_loadu_ps(src + p * kNR + 16));
+    }
+    if (nr > 0) {
+      _mm512_storeu_ps(d + full * kc * kNR, _mm512_maskz_loadu_ps(m0, src + full * kNR));
+      _mm512_storeu_ps(d + full * kc * kNR + 16, _mm512_maskz_loadu_ps(m1, src + full * kNR + 16));
     }
   }
 }
