@@ -13,12 +13,16 @@
 namespace dseek::cli {
 
 int cmd_train(int argc, char** argv) {
-  Args a(argc, argv, {"config", "steps", "out", "threads", "lr", "seed", "matmul"}, {"resume"});
+  Args a(argc, argv, {"config", "steps", "batch", "out", "threads", "lr", "seed", "matmul"}, {"resume"});
   const std::string config_path = a.require("config");
   TrainConfig cfg = load_train_config(config_path);
   if (a.has("steps")) {
     cfg.train.steps = a.get_int("steps", 0);
     if (cfg.train.steps < 1) throw Error("--steps: must be at least 1");
+  }
+  if (a.has("batch")) {
+    cfg.train.batch = a.get_int("batch", 0);
+    if (cfg.train.batch < 1) throw Error("--batch: must be at least 1");
   }
   if (a.has("out")) cfg.train.out_dir = resolve_path(a.require("out"), "");
   if (a.has("threads")) cfg.train.threads = int(a.get_int("threads", 0));
