@@ -1,22 +1,17 @@
 #include "dseek/runtime/bench.h"
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <sys/mman.h>
-#endif
-
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <memory>
-#include <new>
 #include <string>
 #include <vector>
 
 #include "dseek/core/error.h"
+#include "dseek/core/huge_buffer.h"
 #include "dseek/kernels/matmul.h"
 #include "dseek/kernels/matmul_quant.h"
 #include "dseek/kernels/stream_read.h"
@@ -25,50 +20,7 @@ namespace dseek {
 
 namespace {
 
-constexpr int64_t kHugePage = int64_t(2) << 20;
 constexpr uint64_t kFillStep = 0x9E3779B97F4A7C15ull;
-
-// An anonymous mapping that starts on a 2 MiB boundary, so each 2 MiB of it can be one
-// transparent huge page (one TLB entry instead of 512; in A/B runs here the same loop read up to
-// ~7 % more than on 4 KiB pages, within the machine's noise in some runs). Elsewhere than Linux,
-// plain aligned memory.
-class ProbeBuffer {
- public:
-  explicit ProbeBuffer(int64_t bytes) : size_(size_t((bytes + kHugePage - 1) / kHugePage * kHugePage)) {
-#if defined(__unix__) || defined(__APPLE__)
-    // Over-allocate by one huge page and unmap the unaligned head and the rest of the tail.
-    void* raw = ::mmap(nullptr, size_ + size_t(kHugePage), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED)
-      throw Error("read bandwidth probe: mmap of " + std::to_string(size_) + " bytes failed: " + std::strerror(errno));
-    const uintptr_t r = reinterpret_cast<uintptr_t>(raw);
-    const uintptr_t a = (r + uintptr_t(kHugePage) - 1) & ~uintptr_t(kHugePage - 1);
-    if (a > r) ::munmap(raw, a - r);
-    if (const uintptr_t tail = r + size_ + uintptr_t(kHugePage) - (a + size_); tail > 0)
-      ::munmap(reinterpret_cast<void*>(a + size_), tail);
-    data_ = reinterpret_cast<uint8_t*>(a);
-#ifdef MADV_HUGEPAGE
-    ::madvise(data_, size_, MADV_HUGEPAGE);  // a hint: THP "never" or fragmentation leave 4 KiB pages
-#endif
-#else
-    data_ = static_cast<uint8_t*>(::operator new(size_, std::align_val_t(kHugePage)));
-#endif
-  }
-  ~ProbeBuffer() {
-#if defined(__unix__) || defined(__APPLE__)
-    ::munmap(data_, size_);
-#else
-    ::operator delete(data_, std::align_val_t(kHugePage));
-#endif
-  }
-  ProbeBuffer(const ProbeBuffer&) = delete;
-  ProbeBuffer& operator=(const ProbeBuffer&) = delete;
-
-  uint8_t* data() const { return data_; }
-
- private:
-  size_t size_;
-  uint8_t* data_ = nullptr;
-};
 
 // Bytes of [p, p + size) backed by transparent huge pages: AnonHugePages of the mappings that
 // overlap it in /proc/self/smaps, at most `size` (0 where the file does not exist).
@@ -107,13 +59,13 @@ uint64_t read_bandwidth_checksum(int64_t bytes) {
 struct ReadProbe::Impl {
   ThreadPool& pool;
   int64_t lines;
-  ProbeBuffer buf;
-  Impl(ThreadPool& p, int64_t l) : pool(p), lines(l), buf(l * 64) {}
+  HugeBuffer buf;  // huge pages: in A/B runs here the same loop read up to ~7 % more than on 4 KiB pages
+  Impl(ThreadPool& p, int64_t l) : pool(p), lines(l), buf(size_t(l) * 64, "read bandwidth probe") {}
 };
 
 // Threads get whole huge pages (the last part may be shorter), split the same way for the first
 // touch and every pass, so each thread reads the memory it placed (first-touch NUMA placement).
-constexpr int64_t kGrain = kHugePage / 64;
+constexpr int64_t kGrain = int64_t(HugeBuffer::kHugePage) / 64;
 
 ReadProbe::ReadProbe(ThreadPool& pool, int64_t bytes) {
   if (bytes < 64) throw Error("read bandwidth probe: needs at least 64 bytes");

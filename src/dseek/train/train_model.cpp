@@ -72,8 +72,8 @@ TrainModel::TrainModel(const ModelConfig& cfg, const TrainOptions& opts) : impl_
     m.offset[s.name] = total;
     total += shape_numel(s.shape);
   }
-  m.params.assign(size_t(total), 0.f);
-  m.grads.assign(size_t(total), 0.f);
+  m.params = HugeArray<float>(size_t(total), "training parameters");
+  m.grads = HugeArray<float>(size_t(total), "training gradients");
   for (const TensorSpec& s : specs) {
     if (kind_of(cfg, s.name) != Kind::kParam) continue;
     const int64_t off = m.offset[s.name];
@@ -212,7 +212,7 @@ TrainModel::TrainModel(const ModelConfig& cfg, const TrainOptions& opts) : impl_
   FloatArena fc;
   IntArena ic;
   plan(fc, ic);
-  m.act_buf.assign(size_t(fc.used), 0.f);
+  m.act_buf = HugeArray<float>(size_t(fc.used), "training activations");
   m.act_ints.assign(size_t(ic.used), 0);
   FloatArena fa{m.act_buf.data(), fc.used};
   IntArena ia{m.act_ints.data(), ic.used};
@@ -228,7 +228,7 @@ TrainModel::TrainModel(const ModelConfig& cfg, const TrainOptions& opts) : impl_
   const int64_t moe_fwd = N * k * D + 2 * N * D + route_scratch_size(m.dims[0].moe.router) * m.pool->size() + 64;
   const int64_t mtp_bwd = 4 * N * D;
   const int64_t bound = N * D + mla_bwd + std::max({moe_bwd, dense_bwd, moe_fwd}) + mtp_bwd + 256;
-  m.scratch_buf.assign(size_t(bound), 0.f);
+  m.scratch_buf = HugeArray<float>(size_t(bound), "training scratch");
   m.scratch = FloatArena{m.scratch_buf.data(), bound};
 }
 
