@@ -3,8 +3,7 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
-
+#include "dseek/core/huge_buffer.h"
 #include "dseek/io/config.h"
 #include "dseek/model/kv_view.h"
 
@@ -20,14 +19,13 @@ class KVCache {
   int64_t capacity() const { return view_.capacity; }
   // Bytes held (latent rows + indexer keys).
   int64_t bytes() const {
-    return int64_t(latent_f32_.size() * sizeof(float) + latent_bf16_.size() * sizeof(uint16_t) +
-                   index_keys_.size() * sizeof(float));
+    return latent_bytes_ + int64_t(index_keys_.size() * sizeof(float));
   }
 
  private:
-  std::vector<float> latent_f32_;
-  std::vector<uint16_t> latent_bf16_;
-  std::vector<float> index_keys_;
+  HugeBuffer latent_;  // float or bf16 rows
+  int64_t latent_bytes_ = 0;
+  HugeArray<float> index_keys_;
   KVCacheView view_;
 };
 

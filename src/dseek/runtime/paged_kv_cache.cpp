@@ -19,13 +19,15 @@ PagedKVCache::PagedKVCache(const ModelConfig& c, int64_t n_layers, int64_t n_blo
   base_.block_size = block_size;
   base_.layer_rows = n_blocks * block_size;
   latent_bytes_ = n_layers * base_.layer_rows * base_.latent_dim * kv_value_bytes(dtype);
-  latent_.reset(new uint8_t[size_t(latent_bytes_)]);  // bytes: storage for float or bf16 rows
-  base_.latent = latent_.get();
+  // Huge pages (core/huge_buffer.h): the cache is the server's largest allocation, and the
+  // attention's gathers of block rows would miss the TLB on 4 KiB pages.
+  latent_ = HugeBuffer(size_t(latent_bytes_), "paged KV cache");  // bytes: storage for float or bf16 rows
+  base_.latent = latent_.data();
   if (c.has_indexer()) {
     base_.index_dim = c.index_head_dim + 1;
     index_floats_ = n_layers * base_.layer_rows * base_.index_dim;
-    index_keys_.reset(new float[size_t(index_floats_)]);
-    base_.index_keys = index_keys_.get();
+    index_keys_ = HugeArray<float>(size_t(index_floats_), "paged indexer keys");
+    base_.index_keys = index_keys_.data();
   }
 }
 

@@ -4,9 +4,9 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <vector>
 
+#include "dseek/core/huge_buffer.h"
 #include "dseek/io/config.h"
 #include "dseek/model/kv_view.h"
 #include "dseek/runtime/block_pool.h"
@@ -36,8 +36,8 @@ class PagedKVCache {
   BlockPool pool_;
   // Uninitialised on purpose: large allocations come from fresh zero pages that the OS maps on first
   // write, so a multi-GB budget costs nothing until blocks are used (and start-up stays instant).
-  std::unique_ptr<uint8_t[]> latent_;    // (n_layers, n_blocks * block_size, latent_dim) of the dtype
-  std::unique_ptr<float[]> index_keys_;  // (n_layers, n_blocks * block_size, index_head_dim + 1) or null
+  HugeBuffer latent_;               // (n_layers, n_blocks * block_size, latent_dim) of the dtype
+  HugeArray<float> index_keys_;     // (n_layers, n_blocks * block_size, index_head_dim + 1) or empty
   int64_t latent_bytes_ = 0, index_floats_ = 0;
   KVCacheView base_;
 };
