@@ -2,11 +2,12 @@
 // prefill batch (B = 16) by default, against the machine's read bandwidth measured in the same run.
 //
 //   matmul_bench [threads=2] [--kernel auto|scalar|avx2|avx512|avx512bf16|amx] [--reps N] [--only DTYPE]
-//                [--batches 1,16,512] [--hot]
+//                [--batches 1,16,512] [--hot] [--shape NxK]
 //
 // Weights are random and cycled through enough copies (>= 512 MiB) that every call reads them from
 // memory, as decode does with a model much larger than the caches (--hot: one copy, so the shapes
-// that fit the caches time the arithmetic alone). Times are medians over the repetitions, with min
+// that fit the caches time the arithmetic alone; --shape 256x2048 with --hot: a matrix that stays in
+// L2). Times are medians over the repetitions, with min
 // and max.
 #include <algorithm>
 #include <chrono>
@@ -16,13 +17,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <new>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include <sys/mman.h>
 
+#include "dseek/core/huge_buffer.h"
 #include "dseek/core/thread_pool.h"
 #include "dseek/kernels/cpu_features.h"
 #include "dseek/kernels/matmul.h"
@@ -89,39 +89,6 @@ struct Rng {
   }
 };
 
-// Zeroed memory on 2 MiB pages where the kernel allows, as `dseek` maps checkpoint weights
-// (core/mapped_file.cpp): with 4 KiB pages, kernels that read many rows at once (the prefill GEMM's
-// packing) measure TLB misses the model never sees.
-class HugeBuffer {
- public:
-  HugeBuffer() = default;
-  explicit HugeBuffer(size_t n) : n_(n), mapped_(((n + kHuge - 1) / kHuge + 1) * kHuge) {
-    void* p = mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::bad_alloc();
-    base_ = static_cast<uint8_t*>(p);
-    data_ = base_ + (kHuge - reinterpret_cast<uintptr_t>(base_) % kHuge) % kHuge;
-    madvise(data_, mapped_ - size_t(data_ - base_), MADV_HUGEPAGE);
-  }
-  HugeBuffer(HugeBuffer&& o) noexcept { *this = std::move(o); }
-  HugeBuffer& operator=(HugeBuffer&& o) noexcept {
-    std::swap(base_, o.base_);
-    std::swap(data_, o.data_);
-    std::swap(n_, o.n_);
-    std::swap(mapped_, o.mapped_);
-    return *this;
-  }
-  ~HugeBuffer() {
-    if (base_) munmap(base_, mapped_);
-  }
-  uint8_t* data() const { return data_; }
-
- private:
-  static constexpr size_t kHuge = size_t(2) << 20;
-  uint8_t* base_ = nullptr;
-  uint8_t* data_ = nullptr;
-  size_t n_ = 0, mapped_ = 0;
-};
-
 // One stored weight matrix: bytes (+ FP8 scales).
 struct Weights {
   HugeBuffer bytes;
@@ -133,7 +100,7 @@ Weights make_weights(DType t, int64_t N, int64_t K, uint64_t seed) {
   Weights w;
   Rng rng{seed * 0x9E3779B97F4A7C15ull + 1};
   const int64_t rb = quant_row_bytes(t, K);
-  w.bytes = HugeBuffer(size_t(N * rb));
+  w.bytes = HugeBuffer(size_t(N * rb), "matmul_bench weights");  // 2 MiB pages, as dseek maps weights
   uint8_t* p = w.bytes.data();
   std::vector<float> row(static_cast<size_t>(K));
   for (int64_t n = 0; n < N; ++n) {
@@ -196,6 +163,7 @@ int main(int argc, char** argv) {
   MatmulKernel kernel = MatmulKernel::kAuto;
   std::string only;
   bool hot = false;
+  LayerShape shape{nullptr, 0, 0};
   std::vector<int64_t> batches = {1, 16};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -215,6 +183,13 @@ int main(int argc, char** argv) {
       reps = std::max(3, std::atoi(argv[++i]));
     } else if (a == "--hot") {  // one copy of each matrix: the small ones stay in cache (compute alone)
       hot = true;
+    } else if (a == "--shape" && i + 1 < argc) {  // one N x K shape instead of the V2-Lite list
+      long long n = 0, k = 0;
+      if (std::sscanf(argv[++i], "%lldx%lld", &n, &k) != 2 || n <= 0 || k <= 0) {
+        std::fprintf(stderr, "--shape: expected NxK, e.g. 256x2048\n");
+        return 2;
+      }
+      shape = {"shape", n, k};
     } else if (a == "--only" && i + 1 < argc) {
       only = argv[++i];
     } else if (a == "--batches" && i + 1 < argc) {
@@ -232,7 +207,7 @@ int main(int argc, char** argv) {
     } else if (!a.empty() && a[0] != '-') {
       threads = std::max(1, std::atoi(a.c_str()));
     } else {
-      std::fprintf(stderr, "usage: %s [threads] [--kernel K] [--reps N] [--only DTYPE] [--batches 1,16,512] [--hot]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [threads] [--kernel K] [--reps N] [--only DTYPE] [--batches 1,16,512] [--hot] [--shape NxK]\n", argv[0]);
       return 2;
     }
   }
@@ -262,7 +237,9 @@ int main(int argc, char** argv) {
   };
   const DType dtypes[] = {DType::kF32,  DType::kBF16,    DType::kF8E4M3,
                           DType::kQ8_0, DType::kQ8_0R16, DType::kQ4_0, DType::kQ4_0R16};
-  for (const LayerShape& s : shapes)
+  std::vector<LayerShape> list(std::begin(shapes), std::end(shapes));
+  if (shape.name) list = {shape};
+  for (const LayerShape& s : list)
     for (DType t : dtypes) {
       if (!only.empty() && only != dtype_name(t)) continue;
       // Enough copies that the set does not fit in any cache.
