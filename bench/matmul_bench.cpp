@@ -7,8 +7,7 @@
 // Weights are random and cycled through enough copies (>= 512 MiB) that every call reads them from
 // memory, as decode does with a model much larger than the caches (--hot: one copy, so the shapes
 // that fit the caches time the arithmetic alone; --shape 256x2048 with --hot: a matrix that stays in
-// L2). Times are medians over the repetitions, with min
-// and max.
+// L2). Times are medians over the repetitions, with min and max.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -20,7 +19,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
 
 #include "dseek/core/huge_buffer.h"
 #include "dseek/core/thread_pool.h"

@@ -35,6 +35,17 @@ constexpr int64_t kCols = 256;      // columns per packed panel: 8 blocks, 8 KB 
 // 272 KiB of Q8_0_R16, 288 KiB of packed panels; in L2 for the tiles after the first).
 constexpr int64_t kStreamBlocks = 256;
 
+// The piece after rows [r0, r0 + kRows) x blocks [j0, j0 + jn) in the sweep both GEMMs make (the
+// rest of K for these rows, else the next rows from block 0): whose lines to fetch ahead.
+struct NextPiece {
+  int64_t r0, j0, blocks;
+};
+NextPiece next_piece(int64_t r0, int64_t j0, int64_t jn, int64_t nb) {
+  const bool last = j0 + jn >= nb;
+  const int64_t j = last ? 0 : j0 + jn;
+  return {last ? r0 + kRows : r0, j, min64(kStreamBlocks, nb - j)};
+}
+
 struct Panel {
   alignas(64) uint32_t codes[kCols / 4 * kRows];  // [group][row]: 4 unsigned codes (value + 128)
   alignas(64) float dw[kCols / 32 * kRows];       // [block][row]: the weight scale d
@@ -237,14 +248,13 @@ void qgemm(const Job& j, int64_t n0, int64_t n1) {
         pack_panel<C>(panels[q], j, r0, rows, (j0 + 8 * q) * 32, min64(8, jn - 8 * q) * 32);
       // The next piece's code bytes, fetched into L2 while the tiles compute (spread over them):
       // packing loads waited on memory otherwise.
-      const bool last = j0 + jn >= nb;
-      const int64_t next_r0 = last ? r0 + kRows : r0, next_j0 = last ? 0 : j0 + jn;
-      const int64_t next_rows = max64(0, min64(kRows, n1 - next_r0));
-      const int64_t row_lines = ((min64(kStreamBlocks, nb - next_j0) * 32 >> C::kShift) + 63) / 64;
+      const NextPiece next = next_piece(r0, j0, jn, nb);
+      const int64_t next_rows = max64(0, min64(kRows, n1 - next.r0));
+      const int64_t row_lines = ((next.blocks * 32 >> C::kShift) + 63) / 64;
       const int64_t lines = next_rows * row_lines;
       for (int64_t t = 0; t < tiles; ++t) {
         for (int64_t i = t * lines / tiles; i < (t + 1) * lines / tiles; ++i)
-          _mm_prefetch(reinterpret_cast<const char*>(row_of(j, next_r0 + i / row_lines) + ((next_j0 * 32) >> C::kShift) +
+          _mm_prefetch(reinterpret_cast<const char*>(row_of(j, next.r0 + i / row_lines) + ((next.j0 * 32) >> C::kShift) +
                                                      64 * (i % row_lines)),
                        _MM_HINT_T1);
         tile_rows(min64(kTok, j.B - t * kTok), j.act + t * j.act_stride, K, j0, jn, PanelSrc{panels},
@@ -292,15 +302,13 @@ void qgemm_r16(const Job& j, int64_t n0, int64_t n1) {
     for (int64_t j0 = 0; j0 < nb; j0 += kStreamBlocks) {
       const int64_t jn = min64(kStreamBlocks, nb - j0);
       auto s = src(two, r0, rows, j0);
-      const bool last = j0 + jn >= nb;
-      const int64_t next_r0 = last ? r0 + kRows : r0, next_j0 = last ? 0 : j0 + jn;
-      if (next_r0 < n1) {
-        const auto n = src(two, next_r0, min64(kRows, n1 - next_r0), next_j0);
+      if (const NextPiece next = next_piece(r0, j0, jn, nb); next.r0 < n1) {
+        const auto n = src(two, next.r0, min64(kRows, n1 - next.r0), next.j0);
         for (int h = 0; h < 2; ++h) {
           s.next_codes_at[h] = n.codes_at[h];
           s.next_scales_at[h] = n.scales_at[h];
         }
-        s.next_blocks = min64(kStreamBlocks, nb - next_j0);
+        s.next_blocks = next.blocks;
       }
       tile_rows<R16Src<2, Q4>, true>(min64(kTok, j.B), j.act, K, j0, jn, s, j.y + r0, j.N, rows, j0 > 0);
       for (int64_t t = 1; t < tiles; ++t)
