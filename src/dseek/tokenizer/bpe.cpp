@@ -30,7 +30,8 @@ std::string field_error(const std::string& file, const std::string& field, const
 bool WordCache::find(std::string_view key, uint64_t hash, std::vector<int32_t>& out) const {
   if (slots_.empty()) return false;
   hash |= 1;
-  for (size_t i = hash & (kSlots - 1);; i = (i + 1) & (kSlots - 1)) {
+  const size_t mask = slots_.size() - 1;
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
     const Slot& s = slots_[i];
     if (s.hash == 0) return false;
     if (s.hash == hash && s.key_len == key.size() && std::memcmp(keys_.data() + s.key_off, key.data(), key.size()) == 0) {
@@ -42,16 +43,17 @@ bool WordCache::find(std::string_view key, uint64_t hash, std::vector<int32_t>& 
 
 void WordCache::insert(std::string_view key, uint64_t hash, const int32_t* ids, size_t n) {
   if (key.size() > kMaxKeyBytes || n > 0xFFFF) return;
-  if (slots_.empty()) slots_.resize(kSlots);
   if (count_ >= kMaxEntries) {  // bounded: start over rather than grow
     std::fill(slots_.begin(), slots_.end(), Slot{});
     keys_.clear();
     ids_.clear();
     count_ = 0;
   }
+  if (2 * (count_ + 1) > slots_.size()) grow();
   hash |= 1;
-  size_t i = hash & (kSlots - 1);
-  while (slots_[i].hash != 0) i = (i + 1) & (kSlots - 1);
+  const size_t mask = slots_.size() - 1;
+  size_t i = hash & mask;
+  while (slots_[i].hash != 0) i = (i + 1) & mask;
   Slot& s = slots_[i];
   s.hash = hash;
   s.key_off = uint32_t(keys_.size());
@@ -61,6 +63,18 @@ void WordCache::insert(std::string_view key, uint64_t hash, const int32_t* ids, 
   keys_.append(key);
   ids_.insert(ids_.end(), ids, ids + n);
   ++count_;
+}
+
+void WordCache::grow() {
+  std::vector<Slot> old = std::move(slots_);
+  slots_.assign(old.empty() ? kMinSlots : 2 * old.size(), Slot{});
+  const size_t mask = slots_.size() - 1;
+  for (const Slot& s : old) {
+    if (s.hash == 0) continue;
+    size_t i = s.hash & mask;
+    while (slots_[i].hash != 0) i = (i + 1) & mask;
+    slots_[i] = s;
+  }
 }
 
 // ---- BpeModel: loading ----

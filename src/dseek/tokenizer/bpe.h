@@ -18,9 +18,11 @@
 
 namespace dseek {
 
-// Bounded cache of piece -> ids, owned by one encoding thread at a time (BpeScratch).
+// Bounded cache of piece -> ids, owned by one encoding thread at a time (BpeScratch). The table
+// starts small and doubles at half load up to kSlots: a short prompt should not zero 6 MiB first.
 class WordCache {
  public:
+  static constexpr size_t kMinSlots = size_t(1) << 10;
   static constexpr size_t kSlots = size_t(1) << 18;
   static constexpr size_t kMaxEntries = kSlots / 2;
   static constexpr size_t kMaxKeyBytes = 64;  // longer pieces are rare and not worth caching
@@ -37,7 +39,9 @@ class WordCache {
     uint16_t key_len = 0;
     uint16_t ids_len = 0;
   };
-  std::vector<Slot> slots_;
+  void grow();
+
+  std::vector<Slot> slots_;  // open addressing, size a power of two
   std::string keys_;
   std::vector<int32_t> ids_;
   size_t count_ = 0;
