@@ -1,10 +1,15 @@
 // Scratch memory for one forward call, sized once for at most `max_tokens` tokens per call and
 // `max_context` cached positions, so forward allocates nothing (STYLE.md: plan, allocate, run).
+// The numeric arrays are spans of one zeroed mapping on huge pages (core/huge_buffer.h): a
+// V2-Lite-shaped workspace for 512-token chunks is ~150 MB, most of it never touched at decode, and
+// zeroing it as vectors took ~0.5 s of every start (4 KiB page faults).
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
+#include "dseek/core/huge_buffer.h"
 #include "dseek/core/thread_pool.h"
 #include "dseek/io/config.h"
 #include "dseek/kernels/matmul.h"
@@ -17,6 +22,8 @@ struct Workspace {
   // context: max_context x H x (qk_nope_head_dim + v_head_dim) floats).
   Workspace(const ModelConfig& c, int64_t max_tokens, int64_t max_context, ThreadPool* pool = nullptr,
             bool naive_attention = true);
+
+  Workspace(Workspace&&) = default;
 
   int64_t max_tokens = 0;
   int64_t max_context = 0;
@@ -36,30 +43,30 @@ struct Workspace {
   std::vector<const uint8_t*> tok_allowed;  // (T) V3.2: each token's key mask row
 
   // Residual stream and norms.
-  std::vector<float> x;          // (T, hidden) residual stream
-  std::vector<float> h;          // (T, hidden) normed input of a sub-block
-  std::vector<float> block_out;  // (T, hidden) attention or FFN output
+  std::span<float> x;            // (T, hidden) residual stream
+  std::span<float> h;            // (T, hidden) normed input of a sub-block
+  std::span<float> block_out;    // (T, hidden) attention or FFN output
   // MLA.
-  std::vector<float> q_a;        // (T, q_lora_rank)
-  std::vector<float> q;          // (T, H * qk_head_dim): [q_nope | q_pe] per head
-  std::vector<float> kv_a;       // (T, kv_lora_rank + qk_rope_head_dim)
-  std::vector<float> q_lat;      // (T, H, kv_lora_rank) absorbed queries q_nope · W_UK
-  std::vector<float> o_lat;      // (T, H, kv_lora_rank) attention output in latent space
+  std::span<float> q_a;          // (T, q_lora_rank)
+  std::span<float> q;            // (T, H * qk_head_dim): [q_nope | q_pe] per head
+  std::span<float> kv_a;         // (T, kv_lora_rank + qk_rope_head_dim)
+  std::span<float> q_lat;        // (T, H, kv_lora_rank) absorbed queries q_nope · W_UK
+  std::span<float> o_lat;        // (T, H, kv_lora_rank) attention output in latent space
   // Per-thread scratch of attention, thread_stride floats each (ThreadPool::parallel_for_tid):
   // a head's gathered inputs (T, max(nope, R)) and its outputs (T, max(R, v_head_dim)).
-  std::vector<float> attn_scratch;
+  std::span<float> attn_scratch;
   int64_t thread_stride = 0;
   int n_threads = 1;
   float* thread_scratch(int tid) { return attn_scratch.data() + tid * thread_stride; }
-  std::vector<float> attn;       // (T, H * v_head_dim)
+  std::span<float> attn;         // (T, H * v_head_dim)
   // Prefill attention as GEMMs (mla_attend): one sequence's cache rows gathered contiguous
   // (max_context, latent_dim) and the scores of a tile of query rows (prefill_tile, max_context).
   // Every tile packs the gathered rows into GEMM panels again, so tiles are as tall as a 32 MB score
   // buffer allows, 64 to 256 query rows (16 tokens x 16 heads at V2-Lite shape): with 64 at 4096
   // positions, prefill spent most of its time repacking.
   int64_t prefill_tile = 64;
-  std::vector<float> prefill_kv;
-  std::vector<float> prefill_scores;
+  std::span<float> prefill_kv;
+  std::span<float> prefill_scores;
   // Prefill chunks of many tokens attend per head (mla.cpp, attend_prefill_heads): the chunk's
   // context latents c_kv (rows, kv_lora_rank) and their expansion through kv_b_proj (rows, H *
   // (qk_nope_head_dim + v_head_dim)). Grown on first use, never past kPrefillHeadsBytes in all.
@@ -67,34 +74,37 @@ struct Workspace {
   std::vector<float> prefill_kvb;
   // Decode attention (kernels/attention_decode.h): decode_capacity online-softmax states of
   // H * kv_lora_rank + 2 H floats (a token, or a token's part of the context per thread).
-  std::vector<float> decode_state;
+  std::span<float> decode_state;
   int64_t decode_capacity = 0;
   std::vector<int64_t> decode_groups;  // (2 max_tokens) (first token, count) of the call's decode groups
-  std::vector<float> scores;     // (max_context) indexer scores of one query
-  std::vector<float> rope_cs;    // (qk_rope_head_dim): cos | sin
-  std::vector<float> ctx_ckv;    // naive path: (max_context, kv_lora_rank) gathered c_kv
-  std::vector<float> ctx_kv;     // naive path: (max_context, H * (qk_nope_head_dim + v_head_dim))
+  std::span<float> scores;       // (max_context) indexer scores of one query
+  std::span<float> rope_cs;      // (qk_rope_head_dim): cos | sin
+  std::span<float> ctx_ckv;      // naive path: (max_context, kv_lora_rank) gathered c_kv
+  std::span<float> ctx_kv;       // naive path: (max_context, H * (qk_nope_head_dim + v_head_dim))
   // FFN / MoE.
-  std::vector<float> ffn_gate;   // (T, max intermediate); MoE: every routed row's and the shared experts'
-  std::vector<float> ffn_up;     // (T, max intermediate)
-  std::vector<float> router_logits;  // (T, n_routed_experts)
-  std::vector<float> router_scratch;
-  std::vector<int32_t> topk_ids;     // (T, num_experts_per_tok)
-  std::vector<float> topk_weights;   // (T, num_experts_per_tok)
-  std::vector<int32_t> expert_rows;  // (T * num_experts_per_tok) token-slot lists grouped by expert
-  std::vector<int32_t> expert_count; // (n_routed_experts + 1) prefix sums
-  std::vector<int32_t> expert_cursor;  // (n_routed_experts)
-  std::vector<float> expert_x;       // (T * num_experts_per_tok, hidden) routed rows grouped by expert
-  std::vector<float> expert_y;       // (T * (num_experts_per_tok + 1), hidden): their outputs, then the shared experts'
+  std::span<float> ffn_gate;     // (T, max intermediate); MoE: every routed row's and the shared experts'
+  std::span<float> ffn_up;       // (T, max intermediate)
+  std::span<float> router_logits;    // (T, n_routed_experts)
+  std::span<float> router_scratch;
+  std::span<int32_t> topk_ids;       // (T, num_experts_per_tok)
+  std::span<float> topk_weights;     // (T, num_experts_per_tok)
+  std::span<int32_t> expert_rows;    // (T * num_experts_per_tok) token-slot lists grouped by expert
+  std::span<int32_t> expert_count;   // (n_routed_experts + 1) prefix sums
+  std::span<int32_t> expert_cursor;    // (n_routed_experts)
+  std::span<float> expert_x;         // (T * num_experts_per_tok, hidden) routed rows grouped by expert
+  std::span<float> expert_y;         // (T * (num_experts_per_tok + 1), hidden): their outputs, then the shared experts'
   std::vector<MatmulTask> moe_tasks; // the expert products of one MoE layer (one pool dispatch)
   // V3.2 lightning indexer.
-  std::vector<float> idx_q;        // (T, index_n_heads * index_head_dim)
-  std::vector<float> idx_w;        // (T, index_n_heads)
-  std::vector<float> idx_k;        // (T, index_head_dim)
-  std::vector<int32_t> idx_top;    // (index_topk)
-  std::vector<uint8_t> idx_allowed;  // (T, max_context) keys each query attends
+  std::span<float> idx_q;          // (T, index_n_heads * index_head_dim)
+  std::span<float> idx_w;          // (T, index_n_heads)
+  std::span<float> idx_k;          // (T, index_head_dim)
+  std::span<int32_t> idx_top;      // (index_topk)
+  std::span<uint8_t> idx_allowed;    // (T, max_context) keys each query attends
   // MTP.
-  std::vector<float> mtp_cat;        // (T, 2 * hidden)
+  std::span<float> mtp_cat;          // (T, 2 * hidden)
+
+ private:
+  HugeBuffer arena_;  // what the spans above point into
 };
 
 }  // namespace dseek
