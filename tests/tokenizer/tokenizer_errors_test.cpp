@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "dseek/core/error.h"
@@ -107,6 +108,63 @@ TEST_F(TokenizerErrors, MalformedMerge) {
   json j = test::tiny_tokenizer_json();
   j["model"]["merges"].push_back("abc");
   expect_error(j, {"model.merges[", "exactly one space"});
+}
+
+// model.vocab and model.merges are taken out of the tree while parsing (tokenizer_load.cpp): the
+// same errors as from the tree, and the same meaning.
+TEST_F(TokenizerErrors, VocabIdNotAnInteger) {
+  json j = test::tiny_tokenizer_json();
+  j["model"]["vocab"]["zz"] = "7";
+  expect_error(j, {"model.vocab[\"zz\"]", "expected an integer id"});
+  j["model"]["vocab"]["zz"] = {{"id", 7}};
+  expect_error(j, {"model.vocab[\"zz\"]", "expected an integer id"});
+  j["model"]["vocab"]["zz"] = json::array({7});
+  expect_error(j, {"model.vocab[\"zz\"]", "expected an integer id"});
+  j["model"]["vocab"]["zz"] = -1;
+  expect_error(j, {"model.vocab[\"zz\"]", "out of range"});
+}
+
+TEST_F(TokenizerErrors, VocabAndMergesOfTheWrongType) {
+  json j = test::tiny_tokenizer_json();
+  j["model"]["vocab"] = json::array({1, 2});
+  expect_error(j, {"model.vocab", "expected an object"});
+  j = test::tiny_tokenizer_json();
+  j["model"]["merges"] = json::object({{"a", "b"}});
+  expect_error(j, {"model.merges", "expected an array"});
+  j = test::tiny_tokenizer_json();
+  j["model"]["merges"].push_back(json::object({{"a", "b"}}));
+  expect_error(j, {"model.merges[" + std::to_string(j["model"]["merges"].size() - 1) + "]", "expected a string"});
+}
+
+TEST_F(TokenizerErrors, RepeatedVocabKeyLastOneWins) {
+  // JSON objects with a repeated key mean the last value (nlohmann, Python's json, serde_json).
+  write("tokenizer.json", test::tiny_tokenizer_json().dump());
+  const size_t plain_size = Tokenizer::load(dir_.string()).vocab_size();
+  std::string text = test::tiny_tokenizer_json().dump();
+  const std::string vocab = "\"vocab\":{";
+  const size_t at = text.find(vocab);
+  ASSERT_NE(at, std::string::npos);
+  text.insert(at + vocab.size(), "\"xx\":0,");
+  write("tokenizer.json", text);
+  const Tokenizer tok = Tokenizer::load(dir_.string());
+  const json j = test::tiny_tokenizer_json();
+  EXPECT_EQ(tok.token_to_id("xx"), std::optional<int32_t>(j["model"]["vocab"]["xx"].get<int32_t>()));
+  EXPECT_EQ(tok.vocab_size(), plain_size);
+}
+
+TEST_F(TokenizerErrors, OnlyTheModelsListsAreTakenOut) {
+  // Keys named vocab / merges outside model (here under unread keys) are left alone: model's own
+  // lists are the ones read.
+  json j = test::tiny_tokenizer_json();
+  j["model"]["merges"] = json::array();
+  write("tokenizer.json", j.dump());
+  const Tokenizer plain = Tokenizer::load(dir_.string());
+  j["extra"] = {{"vocab", {{"q", 1}}}, {"merges", json::array({"q r"})}};
+  j["model"]["extra"] = {{"vocab", json::array()}};
+  write("tokenizer.json", j.dump());
+  const Tokenizer tok = Tokenizer::load(dir_.string());
+  EXPECT_EQ(tok.vocab_size(), plain.vocab_size());
+  EXPECT_EQ(tok.encode("abc xx", false), plain.encode("abc xx", false));
 }
 
 TEST_F(TokenizerErrors, InvalidRegexReportsPcre2MessageAndOffset) {

@@ -71,10 +71,22 @@ void MappedFile::reset() {
 std::string read_text_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open: " + std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
+  // One read of the file's size (a 7.8 MB tokenizer.json took ~60 ms through a stringstream),
+  // then whatever else is there (a file that grew, or one that reports no size).
+  std::string text;
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  in.seekg(0, std::ios::beg);
+  if (size > 0) {
+    text.resize(size_t(size));
+    in.read(text.data(), size);
+    text.resize(size_t(in.gcount()));
+  }
   if (in.bad()) throw Error(path + ": read error");
-  return ss.str();
+  std::ostringstream rest;
+  if (in && in.peek() != std::char_traits<char>::eof()) rest << in.rdbuf();
+  if (in.bad()) throw Error(path + ": read error");
+  return text + rest.str();
 }
 
 }  // namespace dseek

@@ -97,7 +97,8 @@ const BpeModel::PairSlot* BpeModel::find_pair(int32_t a, int32_t b) const {
   }
 }
 
-BpeModel BpeModel::from_json(const nlohmann::json& model, const std::string& file, bool byte_level) {
+BpeModel BpeModel::from_json(const nlohmann::json& model, const std::string& file, bool byte_level,
+                             const BpeLists* lists) {
   using nlohmann::json;
   BpeModel m;
   m.byte_level_ = byte_level;
@@ -128,22 +129,26 @@ BpeModel BpeModel::from_json(const nlohmann::json& model, const std::string& fil
     m.fuse_unk_ = it->get<bool>();
   }
 
-  auto vit = model.find("vocab");
-  if (vit == model.end()) throw Error(field_error(file, "model.vocab", "missing"));
-  if (!vit->is_object()) throw Error(field_error(file, "model.vocab", "expected an object"));
-  m.vocab_.reserve(vit->size());
   int64_t max_id = -1;
-  for (auto it = vit->begin(); it != vit->end(); ++it) {
-    if (!it.value().is_number_integer()) {
-      throw Error(field_error(file, "model.vocab[\"" + it.key() + "\"]", "expected an integer id"));
-    }
-    const int64_t id = it.value().get<int64_t>();
+  auto add_token = [&](const std::string& tok, const json& value) {
+    if (!value.is_number_integer()) throw Error(field_error(file, "model.vocab[\"" + tok + "\"]", "expected an integer id"));
+    const int64_t id = value.get<int64_t>();
     if (id < 0 || id >= (int64_t(1) << 30)) {
-      throw Error(field_error(file, "model.vocab[\"" + it.key() + "\"]", "id " + std::to_string(id) + " out of range"));
+      throw Error(field_error(file, "model.vocab[\"" + tok + "\"]", "id " + std::to_string(id) + " out of range"));
     }
-    m.vocab_[it.key()] = int32_t(id);
-    max_id = std::max(max_id, id);
+    m.vocab_.insert_or_assign(tok, int32_t(id));  // a repeated key: the last one wins, as in the JSON object
+  };
+  if (lists && lists->has_vocab) {
+    m.vocab_.reserve(lists->vocab.size());
+    for (const auto& [tok, value] : lists->vocab) add_token(tok, value);
+  } else {
+    auto vit = model.find("vocab");
+    if (vit == model.end()) throw Error(field_error(file, "model.vocab", "missing"));
+    if (!vit->is_object()) throw Error(field_error(file, "model.vocab", "expected an object"));
+    m.vocab_.reserve(vit->size());
+    for (auto it = vit->begin(); it != vit->end(); ++it) add_token(it.key(), it.value());
   }
+  for (const auto& [tok, id] : m.vocab_) max_id = std::max<int64_t>(max_id, id);
   m.tokens_.resize(size_t(max_id + 1));
   m.has_token_.assign(size_t(max_id + 1), 0);
   for (const auto& [tok, id] : m.vocab_) {
@@ -158,42 +163,52 @@ BpeModel BpeModel::from_json(const nlohmann::json& model, const std::string& fil
     m.unk_id_ = *id;
   }
 
-  auto mit = model.find("merges");
-  if (mit == model.end()) throw Error(field_error(file, "model.merges", "missing"));
-  if (!mit->is_array()) throw Error(field_error(file, "model.merges", "expected an array"));
+  const json* merges_json = nullptr;
+  if (!(lists && lists->has_merges)) {
+    auto mit = model.find("merges");
+    if (mit == model.end()) throw Error(field_error(file, "model.merges", "missing"));
+    if (!mit->is_array()) throw Error(field_error(file, "model.merges", "expected an array"));
+    merges_json = &*mit;
+  }
+  const size_t n_merges = merges_json ? merges_json->size() : lists->merges.size();
   size_t cap = 16;
-  while (cap < mit->size() * 2) cap <<= 1;
+  while (cap < n_merges * 2) cap <<= 1;
   m.pairs_.assign(cap, PairSlot{});
   m.pair_mask_ = cap - 1;
   m.pair_shift_ = 64 - std::countr_zero(cap);
   std::string merged;
-  for (size_t r = 0; r < mit->size(); ++r) {
-    const json& e = (*mit)[r];
-    const std::string field = "model.merges[" + std::to_string(r) + "]";
-    std::string a, b;
+  for (size_t r = 0; r < n_merges; ++r) {
+    const json& e = merges_json ? (*merges_json)[r] : lists->merges[r];
+    std::string_view a, b;
     if (e.is_string()) {
       const std::string& s = e.get_ref<const std::string&>();
       const size_t sp = s.find(' ');
       if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos) {
-        throw Error(field_error(file, field, "expected \"left right\" with exactly one space, got '" + s + "'"));
+        throw Error(field_error(file, "model.merges[" + std::to_string(r) + "]",
+                                "expected \"left right\" with exactly one space, got '" + s + "'"));
       }
-      a = s.substr(0, sp);
-      b = s.substr(sp + 1);
+      a = std::string_view(s).substr(0, sp);
+      b = std::string_view(s).substr(sp + 1);
     } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
-      a = e[0].get<std::string>();
-      b = e[1].get<std::string>();
+      a = e[0].get_ref<const std::string&>();
+      b = e[1].get_ref<const std::string&>();
     } else {
-      throw Error(field_error(file, field, "expected a string \"a b\" or an array [\"a\", \"b\"]"));
+      throw Error(field_error(file, "model.merges[" + std::to_string(r) + "]",
+                              "expected a string \"a b\" or an array [\"a\", \"b\"]"));
     }
     auto ia = m.token_to_id(a), ib = m.token_to_id(b);
-    if (!ia) throw Error(field_error(file, field, "unknown token '" + a + "' (not in model.vocab)"));
-    if (!ib) throw Error(field_error(file, field, "unknown token '" + b + "' (not in model.vocab)"));
-    merged = a + b;
+    merged.assign(a);
+    merged.append(b);
     auto im = m.token_to_id(merged);
-    if (!im) throw Error(field_error(file, field, "merged token '" + merged + "' is not in model.vocab"));
+    if (!ia || !ib || !im) {
+      const std::string field = "model.merges[" + std::to_string(r) + "]";
+      if (!ia) throw Error(field_error(file, field, "unknown token '" + std::string(a) + "' (not in model.vocab)"));
+      if (!ib) throw Error(field_error(file, field, "unknown token '" + std::string(b) + "' (not in model.vocab)"));
+      throw Error(field_error(file, field, "merged token '" + merged + "' is not in model.vocab"));
+    }
     m.insert_pair(*ia, *ib, uint32_t(r), *im);
   }
-  m.merges_count_ = mit->size();
+  m.merges_count_ = n_merges;
 
   std::string ch;
   for (int b = 0; b < 256; ++b) {
@@ -221,7 +236,7 @@ BpeModel BpeModel::from_json(const nlohmann::json& model, const std::string& fil
 }
 
 std::optional<int32_t> BpeModel::token_to_id(std::string_view token) const {
-  auto it = vocab_.find(std::string(token));
+  auto it = vocab_.find(token);
   if (it == vocab_.end()) return std::nullopt;
   return it->second;
 }
@@ -251,7 +266,7 @@ void BpeModel::initial_symbols(std::string_view piece, std::vector<int32_t>& ids
   const auto* p = reinterpret_cast<const uint8_t*>(piece.data());
   for (size_t i = 0; i < piece.size();) {
     const uint32_t len = std::min<uint32_t>(utf8::char_length(p[i]), uint32_t(piece.size() - i));
-    auto it = vocab_.find(std::string(piece.substr(i, len)));
+    auto it = vocab_.find(piece.substr(i, len));
     if (it != vocab_.end()) {
       ids.push_back(it->second);
     } else if (unk_id_ && !(fuse_unk_ && !ids.empty() && ids.back() == *unk_id_)) {

@@ -60,11 +60,29 @@ struct BpeScratch {
   std::vector<HeapEntry> heap;
 };
 
+// tokenizer.json's model.vocab and model.merges as the parser met them, taken out of the parsed
+// tree (tokenizer_load.cpp): built as nlohmann objects, the ~128K vocabulary entries were a map node
+// each, most of a tokenizer's load time. A list not taken stays in the tree.
+struct BpeLists {
+  bool has_vocab = false, has_merges = false;
+  std::vector<std::pair<std::string, nlohmann::json>> vocab;  // (token, id) in file order
+  std::vector<nlohmann::json> merges;
+};
+
+// std::string keys looked up by string_view without a copy.
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+using StringIdMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
+
 class BpeModel {
  public:
   // `model` is tokenizer.json's "model" object; `file` names tokenizer.json in errors.
   // `byte_level`: pieces are raw bytes and symbols start as byte-level characters.
-  static BpeModel from_json(const nlohmann::json& model, const std::string& file, bool byte_level);
+  // `lists`: model.vocab / model.merges taken out of `model` while parsing, where they were.
+  static BpeModel from_json(const nlohmann::json& model, const std::string& file, bool byte_level,
+                            const BpeLists* lists = nullptr);
 
   // Appends the ids of one pre-tokenized piece.
   void encode_piece(std::string_view piece, BpeScratch& scratch, std::vector<int32_t>& out) const;
@@ -89,8 +107,8 @@ class BpeModel {
   void merge_small(BpeScratch& s) const;
   void merge_large(BpeScratch& s) const;
 
-  std::unordered_map<std::string, int32_t> vocab_;  // vocabulary string -> id
-  std::unordered_map<std::string, int32_t> raw_vocab_;  // byte-level mode and ignore_merges: raw bytes -> id
+  StringIdMap vocab_;      // vocabulary string -> id
+  StringIdMap raw_vocab_;  // byte-level mode and ignore_merges: raw bytes -> id
   std::vector<std::string> tokens_;                 // id -> vocabulary string
   std::vector<uint8_t> has_token_;                  // id -> in the vocabulary
   std::vector<PairSlot> pairs_;

@@ -16,14 +16,63 @@ namespace {
 
 using nlohmann::json;
 
-json parse_json_file(const std::string& path) {
+json parse_json_file(const std::string& path, const json::parser_callback_t& cb = nullptr) {
   const std::string text = read_text_file(path);
   try {
-    return json::parse(text);
+    return json::parse(text, cb);
   } catch (const json::parse_error& e) {
     // e.byte is the 1-based offset where parsing stopped.
     throw Error(path + ": invalid JSON at byte " + std::to_string(e.byte) + ": " + e.what());
   }
+}
+
+// tokenizer.json with model.vocab's entries and model.merges' elements moved into `lists` as the
+// parser meets them instead of into the tree (BpeLists). The callback's depth is the nesting of
+// the value: 1 for the top object's members, 2 for model's, 3 for the vocabulary's entries.
+json parse_tokenizer_json(const std::string& path, BpeLists& lists) {
+  std::string key[3];           // the last key seen at depths 1 and 2
+  bool in_vocab = false, in_merges = false;
+  std::string token;            // the vocabulary entry whose value comes next
+  bool token_pending = false;
+  auto at = [&](const char* list) { return key[1] == "model" && key[2] == list; };
+  auto cb = [&](int depth, json::parse_event_t event, json& parsed) -> bool {
+    using E = json::parse_event_t;
+    if (depth == 2 && (event == E::object_start || event == E::array_start)) {
+      in_vocab = event == E::object_start && at("vocab");
+      in_merges = event == E::array_start && at("merges");
+      lists.has_vocab |= in_vocab;
+      lists.has_merges |= in_merges;
+      return true;
+    }
+    if (depth == 2 && (event == E::object_end || event == E::array_end)) {
+      in_vocab = in_merges = false;
+      return true;
+    }
+    if (event == E::key && depth <= 2) key[depth] = parsed.get_ref<const std::string&>();
+    if (in_vocab && depth == 3) {
+      if (event == E::key) {  // not kept: the entry is not added to the tree
+        token = parsed.get_ref<const std::string&>();
+        token_pending = true;
+        return false;
+      }
+      if (event == E::value && token_pending) {
+        lists.vocab.emplace_back(std::move(token), std::move(parsed));
+        token_pending = false;
+        return true;  // (its key was not kept, so it is dropped; returning true keeps the parser's key stack even)
+      }
+      if ((event == E::object_start || event == E::array_start) && token_pending) {
+        lists.vocab.emplace_back(std::move(token), json(event == E::object_start ? json::value_t::object : json::value_t::array));
+        token_pending = false;  // not an id: from_json reports it
+      }
+      return true;
+    }
+    if (in_merges && depth == 3 && (event == E::value || event == E::array_end || event == E::object_end)) {
+      lists.merges.push_back(std::move(parsed));
+      return false;
+    }
+    return true;
+  };
+  return parse_json_file(path, cb);
 }
 
 bool file_exists(const std::string& path) {
@@ -195,7 +244,8 @@ Tokenizer Tokenizer::load(const std::string& dir) {
 Tokenizer Tokenizer::load_files(const std::string& path, const std::string& config_path) {
   auto m = std::make_unique<Impl>();
   m->path = path;
-  const json root = parse_json_file(path);
+  BpeLists lists;
+  const json root = parse_tokenizer_json(path, lists);
   if (!root.is_object()) throw Error(path + ": expected a JSON object at the top level");
   for (const char* key : {"truncation", "padding"}) {
     if (auto it = root.find(key); it != root.end() && !it->is_null()) {
@@ -215,7 +265,7 @@ Tokenizer Tokenizer::load_files(const std::string& path, const std::string& conf
   } else if (!model.contains("merges")) {
     throw Error(path + ": model.type: missing (and no merges: not a BPE model)");
   }
-  m->model = BpeModel::from_json(model, path, m->pre_tokenizer.byte_level());
+  m->model = BpeModel::from_json(model, path, m->pre_tokenizer.byte_level(), &lists);
   check_decoder(root.contains("decoder") ? root["decoder"] : json(), path);
 
   m->added = read_added_tokens(root, path);
