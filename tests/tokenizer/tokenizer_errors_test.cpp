@@ -152,6 +152,27 @@ TEST_F(TokenizerErrors, RepeatedVocabKeyLastOneWins) {
   EXPECT_EQ(tok.vocab_size(), plain_size);
 }
 
+TEST_F(TokenizerErrors, RepeatedVocabOrMergesKeyReplacesTheList) {
+  std::string text = test::tiny_tokenizer_json().dump();
+  const std::string model = "\"model\":{";
+  const size_t at = text.find(model);
+  ASSERT_NE(at, std::string::npos);
+  // An earlier vocab and merges, replaced by the real ones that follow.
+  text.insert(at + model.size(), "\"vocab\":{\"zz\":\"not an id\"},\"merges\":[\"no such\"],");
+  write("tokenizer.json", text);
+  EXPECT_EQ(load_error(), "");
+  // A later vocab that is not an object replaces the real one: an error, as from the tree.
+  json j = test::tiny_tokenizer_json();
+  const std::string vocab = j["model"]["vocab"].dump();
+  j["model"]["vocab"] = "@vocab@";
+  text = j.dump();
+  const std::string mark = "\"@vocab@\"";
+  text.replace(text.find(mark), mark.size(), vocab + ",\"vocab\":7");
+  write("tokenizer.json", text);
+  const std::string msg = load_error();
+  EXPECT_NE(msg.find("model.vocab: expected an object"), std::string::npos) << msg;
+}
+
 TEST_F(TokenizerErrors, OnlyTheModelsListsAreTakenOut) {
   // Keys named vocab / merges outside model (here under unread keys) are left alone: model's own
   // lists are the ones read.

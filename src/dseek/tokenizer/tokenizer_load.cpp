@@ -48,7 +48,17 @@ json parse_tokenizer_json(const std::string& path, BpeLists& lists) {
       in_vocab = in_merges = false;
       return true;
     }
-    if (event == E::key && depth <= 2) key[depth] = parsed.get_ref<const std::string&>();
+    if (event == E::key && depth <= 2) {
+      key[depth] = parsed.get_ref<const std::string&>();
+      // A repeated key's value replaces the earlier one, as in the tree.
+      if (at("vocab")) {
+        lists.has_vocab = false;
+        lists.vocab.clear();
+      } else if (at("merges")) {
+        lists.has_merges = false;
+        lists.merges.clear();
+      }
+    }
     if (in_vocab && depth == 3) {
       if (event == E::key) {  // not kept: the entry is not added to the tree
         token = parsed.get_ref<const std::string&>();
