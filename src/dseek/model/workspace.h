@@ -23,8 +23,6 @@ struct Workspace {
   Workspace(const ModelConfig& c, int64_t max_tokens, int64_t max_context, ThreadPool* pool = nullptr,
             bool naive_attention = true);
 
-  Workspace(Workspace&&) = default;
-
   int64_t max_tokens = 0;
   int64_t max_context = 0;
   ThreadPool* pool = nullptr;  // not owned; null runs single-threaded
