@@ -2,12 +2,13 @@
 // prefill batch (B = 16) by default, against the machine's read bandwidth measured in the same run.
 //
 //   matmul_bench [threads=2] [--kernel auto|scalar|avx2|avx512|avx512bf16|amx] [--reps N] [--only DTYPE]
-//                [--batches 1,16,512] [--hot] [--shape NxK]
+//                [--batches 1,16,512] [--hot] [--shape NxK] [--no-probe]
 //
 // Weights are random and cycled through enough copies (>= 512 MiB) that every call reads them from
 // memory, as decode does with a model much larger than the caches (--hot: one copy, so the shapes
 // that fit the caches time the arithmetic alone; --shape 256x2048 with --hot: a matrix that stays in
-// L2). Times are medians over the repetitions, with min and max.
+// L2). Times are medians over the repetitions, with min and max. --no-probe skips the bandwidth
+// probe (~40 s of allocating and reading 2 GiB), for quick alternated A/B runs of two builds.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -161,6 +162,7 @@ int main(int argc, char** argv) {
   MatmulKernel kernel = MatmulKernel::kAuto;
   std::string only;
   bool hot = false;
+  bool probe = true;
   LayerShape shape{nullptr, 0, 0};
   std::vector<int64_t> batches = {1, 16};
   for (int i = 1; i < argc; ++i) {
@@ -179,6 +181,8 @@ int main(int argc, char** argv) {
       }
     } else if (a == "--reps" && i + 1 < argc) {
       reps = std::max(3, std::atoi(argv[++i]));
+    } else if (a == "--no-probe") {
+      probe = false;
     } else if (a == "--hot") {  // one copy of each matrix: the small ones stay in cache (compute alone)
       hot = true;
     } else if (a == "--shape" && i + 1 < argc) {  // one N x K shape instead of the V2-Lite list
@@ -205,7 +209,7 @@ int main(int argc, char** argv) {
     } else if (!a.empty() && a[0] != '-') {
       threads = std::max(1, std::atoi(a.c_str()));
     } else {
-      std::fprintf(stderr, "usage: %s [threads] [--kernel K] [--reps N] [--only DTYPE] [--batches 1,16,512] [--hot] [--shape NxK]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [threads] [--kernel K] [--reps N] [--only DTYPE] [--batches 1,16,512] [--hot] [--shape NxK] [--no-probe]\n", argv[0]);
       return 2;
     }
   }
@@ -214,16 +218,19 @@ int main(int argc, char** argv) {
     return 2;
   }
   ThreadPool pool(threads);
-  const ReadBandwidth rb = measure_read_bandwidth(pool);  // the same probe as `dseek bench`
+  const ReadBandwidth rb = probe ? measure_read_bandwidth(pool) : ReadBandwidth{};  // as `dseek bench`
   const Stats bw{rb.median_gbs, rb.min_gbs, rb.best_gbs};
   const MatmulKernel resolved = kernel == MatmulKernel::kAuto ? matmul_best_kernel() : kernel;
 
   std::printf("# matmul_bench  commit %s  cpu \"%s\"  threads %d\n", commit().c_str(), cpu_model().c_str(), threads);
   std::printf("# cpu features: %s\n", cpu_features_str(cpu_features()).c_str());
   std::printf("# compiler: %s, kernel family: %s\n", __VERSION__, std::string(matmul_kernel_family_name(resolved)).c_str());
-  std::printf("# read bandwidth (%s over %.1f GiB, %.0f %% huge pages, %d threads): median %.1f GB/s [%.1f-%.1f]\n",
-              rb.kernel, double(rb.bytes) / (1 << 30), 100.0 * double(rb.huge_page_bytes) / double(rb.bytes), threads,
-              bw.median, bw.min, bw.max);
+  if (probe)
+    std::printf("# read bandwidth (%s over %.1f GiB, %.0f %% huge pages, %d threads): median %.1f GB/s [%.1f-%.1f]\n",
+                rb.kernel, double(rb.bytes) / (1 << 30), 100.0 * double(rb.huge_page_bytes) / double(rb.bytes),
+                threads, bw.median, bw.min, bw.max);
+  else
+    std::printf("# read bandwidth: not measured (--no-probe); %% bw left empty\n");
   std::printf("# times: median [min-max] over %d calls; GB/s = weight bytes / median; %% bw = of the median read bandwidth\n",
               reps);
   std::printf("\n| shape (N x K) | dtype | B | kernel | ms | GB/s | GFLOP/s | %% bw |\n");
@@ -263,10 +270,12 @@ int main(int argc, char** argv) {
         const Stats st = stats(ts);
         const double gbs = double(wbytes) / st.median / 1e9;
         const double gflops = 2.0 * double(s.N) * double(s.K) * double(B) / st.median / 1e9;
-        std::printf("| %s %lldx%lld | %s | %lld | %s | %.3f [%.3f-%.3f] | %.1f | %.1f | %.0f%% |\n", s.name,
+        char pct[16] = "";
+        if (probe) std::snprintf(pct, sizeof pct, "%.0f%%", 100.0 * gbs / bw.median);
+        std::printf("| %s %lldx%lld | %s | %lld | %s | %.3f [%.3f-%.3f] | %.1f | %.1f | %s |\n", s.name,
                     (long long)s.N, (long long)s.K, std::string(dtype_name(t)).c_str(), (long long)B,
                     std::string(matmul_kernel_name(t, kernel)).c_str(), st.median * 1e3, st.min * 1e3, st.max * 1e3,
-                    gbs, gflops, 100.0 * gbs / bw.median);
+                    gbs, gflops, pct);
         std::fflush(stdout);
       }
     }

@@ -151,6 +151,10 @@ template <int T, class Src, bool Stream = false>
     for (int h = 0; h < V; ++h) cf[t][h] = _mm512_setzero_ps();
   constexpr bool kQ4 = Src::kNibbles;
   constexpr int64_t kAhead = kQ4 ? 8 : 4;  // blocks: 2 KiB of codes
+  // At 1-2 tokens the codes are left to the hardware prefetchers: a software prefetch of every
+  // line 2 KiB ahead made these streams slower (docs/kernels.md, 2026-12-07), as it did the
+  // bandwidth probe. The scales (a short stream beside each group's codes) are still fetched ahead.
+  constexpr bool kPrefetchCodes = Stream && T > 2;
   for (int64_t b = 0; b < nb; ++b) {
     __m512i ci[T][V];
     for (int t = 0; t < T; ++t)
@@ -159,7 +163,7 @@ template <int T, class Src, bool Stream = false>
       const __m512i low4 = _mm512_set1_epi8(0x0f);
 #pragma GCC unroll 4
       for (int g = 0; g < 4; ++g) {
-        if constexpr (Stream)
+        if constexpr (kPrefetchCodes)
           for (int h = 0; h < V; ++h)
             _mm_prefetch(reinterpret_cast<const char*>(src.codes(b + kAhead, g, h)), _MM_HINT_T0);
         const uint32_t* alo = codes + (b * 8 + g) * kTok;
@@ -179,7 +183,7 @@ template <int T, class Src, bool Stream = false>
       for (int g = 0; g < 8; ++g) {
         __m512i w[V];
         for (int h = 0; h < V; ++h) w[h] = _mm512_loadu_si512(src.codes(b, g, h));
-        if constexpr (Stream)
+        if constexpr (kPrefetchCodes)
           for (int h = 0; h < V; ++h)
             _mm_prefetch(reinterpret_cast<const char*>(src.codes(b + kAhead, g, h)), _MM_HINT_T0);
         const uint32_t* ag = codes + (b * 8 + g) * kTok;
