@@ -36,7 +36,7 @@ std::string cpu_name() {
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
-  Args a(argc, argv, {"model", "n-prompt", "n-gen", "threads", "reps", "bandwidth-gb", "depth", "kernel", "kv-type"}, {},
+  Args a(argc, argv, {"model", "n-prompt", "n-gen", "threads", "reps", "bandwidth-gb", "depth", "kernel", "kv-type", "attn-precision"}, {},
          {{"m", "model"}, {"p", "n-prompt"}, {"n", "n-gen"}, {"t", "threads"}, {"r", "reps"}, {"d", "depth"}});
   const std::string dir = a.require("model");
   const int64_t P = a.get_int("n-prompt", 512), N = a.get_int("n-gen", 128);
@@ -63,6 +63,7 @@ int cmd_bench(int argc, char** argv) {
   constexpr int64_t kDepthChunk = 512;  // the depth is prefilled in chunks, as `generate` does
   Workspace ws(c, std::max(P, std::min(D, kDepthChunk)), ctx, &pool, /*naive_attention=*/false);
   ws.kernel = kernel;
+  ws.attn_precision = attn_precision_from_args(a);
   const KVDtype kv = kv_dtype_from_args(a);
   KVCache cache(c, model.n_cache_layers(), ctx, kv);
   std::vector<float> logits(static_cast<size_t>(c.vocab_size));
@@ -117,7 +118,10 @@ int cmd_bench(int argc, char** argv) {
                  huge_gb, weights_gb);
   std::printf("| model | weights | test | tokens/s median [min-max] | GB/token | GB/s | %% of roofline |\n");
   std::printf("|---|---|---|---|---|---|---|\n");
-  const std::string at = (D > 0 ? " @ d" + std::to_string(D) : std::string()) + (kv == KVDtype::kBF16 ? " kv bf16" : "");
+  const std::string at = (D > 0 ? " @ d" + std::to_string(D) : std::string()) + (kv == KVDtype::kBF16 ? " kv bf16" : "") +
+                         (ws.attn_precision == AttnPrecision::kF32    ? " attn f32"
+                          : ws.attn_precision == AttnPrecision::kBf16 ? " attn bf16"
+                                                                      : "");
   std::printf("| %s %lldL | %s | pp%lld%s | %.1f [%.1f-%.1f] | | | |\n", std::string(model_type_name(c.model_type)).c_str(),
               (long long)c.num_hidden_layers, std::string(dtype_name(wt)).c_str(), (long long)P, at.c_str(), spp.median,
               spp.min, spp.max);

@@ -24,7 +24,7 @@ int cmd_chat(int argc, char** argv) {
   SamplingParams sp = sampling_from_args(a);
   if (!a.has("temperature")) sp.temperature = 0.6f;  // DeepSeek's recommended chat temperature
   Sampler sampler(sp, m.model.config().vocab_size);
-  Generator gen(m.model, m.tokenizer, m.ctx, m.pool.get(), 512, m.kv_dtype);
+  Generator gen(m.model, m.tokenizer, m.ctx, m.pool.get(), 512, m.kv_dtype, m.attn_precision);
   GenerateOptions o;
   o.max_new_tokens = a.get_int("n-predict", 1024);
   const bool tty = ::isatty(STDOUT_FILENO);

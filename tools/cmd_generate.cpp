@@ -26,6 +26,7 @@ GenerateResult generate_speculative(const LoadedModel& m, std::vector<int32_t> i
   eo.prefix_cache = false;
   const int64_t blocks = (m.ctx + eo.block_size - 1) / eo.block_size;
   eo.kv_dtype = m.kv_dtype;
+  eo.attn_precision = m.attn_precision;
   eo.kv_cache_bytes =
       blocks * PagedKVCache::bytes_per_block(m.model.config(), m.model.n_cache_layers(), eo.block_size, eo.kv_dtype);
   Engine engine(m.model, m.tokenizer, m.pool.get(), eo);
@@ -100,7 +101,7 @@ int cmd_generate(int argc, char** argv) {
     return r.finish_reason.rfind("error", 0) == 0 ? 1 : 0;
   }
   Sampler sampler(sampling_from_args(a), m.model.config().vocab_size);
-  Generator gen(m.model, m.tokenizer, m.ctx, m.pool.get(), 512, m.kv_dtype);
+  Generator gen(m.model, m.tokenizer, m.ctx, m.pool.get(), 512, m.kv_dtype, m.attn_precision);
   GenerateResult r = gen.generate(ids, sampler, o, [](std::string_view piece) {
     std::fwrite(piece.data(), 1, piece.size(), stdout);
     std::fflush(stdout);

@@ -50,6 +50,7 @@ int cmd_serve(int argc, char** argv) {
   eo.block_size = a.get_int("block-size", 16);
   eo.kv_cache_bytes = int64_t(a.get_double("kv-cache-gb", 1.0) * double(1 << 30));
   eo.kv_dtype = m.kv_dtype;
+  eo.attn_precision = m.attn_precision;
   eo.max_queue = a.get_int("max-queue", 64);
   eo.prefix_cache = !a.has("no-prefix-cache");
   eo.speculative_mtp = spec == "mtp";

@@ -6,13 +6,14 @@
 
 #include "dseek/core/error.h"
 #include "dseek/kernels/cpu_features.h"
+#include "dseek/kernels/gemm.h"
 #include "dseek/kernels/matmul.h"
 
 namespace dseek::cli {
 
 const std::set<std::string> kSamplingFlags = {"temperature",  "top-k", "top-p", "min-p", "repeat-penalty",
                                               "repeat-last-n", "frequency-penalty", "presence-penalty", "seed"};
-const std::set<std::string> kModelFlags = {"model", "ctx", "threads", "kv-type"};
+const std::set<std::string> kModelFlags = {"model", "ctx", "threads", "kv-type", "attn-precision"};
 const std::map<std::string, std::string> kShortFlags = {
     {"n", "n-predict"}, {"t", "threads"}, {"c", "ctx"}, {"s", "seed"}, {"m", "model"}};
 
@@ -67,11 +68,23 @@ KVDtype kv_dtype_from_args(const Args& a) {
   throw Error("--kv-type: must be f32 or bf16, not '" + t + "'");
 }
 
+AttnPrecision attn_precision_from_args(const Args& a) {
+  const std::string t = a.get("attn-precision").value_or("auto");
+  if (t == "auto") return AttnPrecision::kAuto;
+  if (t == "f32") return AttnPrecision::kF32;
+  if (t == "bf16") {
+    if (!gemm_bf16_supported()) throw Error("--attn-precision bf16: this CPU lacks AVX-512 BF16");
+    return AttnPrecision::kBf16;
+  }
+  throw Error("--attn-precision: must be auto, f32 or bf16, not '" + t + "'");
+}
+
 LoadedModel load_model_for_text(const Args& a, const LoadOptions& lo) {
   const std::string dir = a.require("model");
   const auto t0 = std::chrono::steady_clock::now();
-  const KVDtype kv = kv_dtype_from_args(a);  // before the load: a bad flag costs nothing
-  LoadedModel m{Model::load(dir, lo), Tokenizer::load(dir), nullptr, 0, kv};
+  const KVDtype kv = kv_dtype_from_args(a);  // before the load: bad flags cost nothing
+  const AttnPrecision attn = attn_precision_from_args(a);
+  LoadedModel m{Model::load(dir, lo), Tokenizer::load(dir), nullptr, 0, kv, attn};
   const ModelConfig& c = m.model.config();
   m.pool = std::make_unique<ThreadPool>(int(a.get_int("threads", 0)));
   if (!a.has("no-warm")) warm_pages(m.model.checkpoint());

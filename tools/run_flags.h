@@ -18,7 +18,7 @@ namespace dseek::cli {
 // --temperature --top-k --top-p --min-p --repeat-penalty --repeat-last-n --frequency-penalty
 // --presence-penalty --seed
 extern const std::set<std::string> kSamplingFlags;
-// --model --ctx --threads --kv-type
+// --model --ctx --threads --kv-type --attn-precision
 extern const std::set<std::string> kModelFlags;
 // -n -> --n-predict, -t -> --threads, -c -> --ctx, -s -> --seed, -m -> --model
 extern const std::map<std::string, std::string> kShortFlags;
@@ -33,10 +33,13 @@ struct LoadedModel {
   std::unique_ptr<ThreadPool> pool;
   int64_t ctx = 0;
   KVDtype kv_dtype = KVDtype::kF32;  // --kv-type f32|bf16
+  AttnPrecision attn_precision = AttnPrecision::kAuto;  // --attn-precision auto|f32|bf16
 };
 
 // --kv-type: "f32" (default) or "bf16"; anything else is an error naming the flag.
 KVDtype kv_dtype_from_args(const Args& a);
+// --attn-precision: "auto" (default), "f32" or "bf16" (an error where the CPU lacks AVX-512 BF16).
+AttnPrecision attn_precision_from_args(const Args& a);
 LoadedModel load_model_for_text(const Args& a, const LoadOptions& lo = {});
 
 // Prompt and generation speed of one generate() call, on stderr.

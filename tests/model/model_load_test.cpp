@@ -65,11 +65,15 @@ class ScratchModel {
   fs::path dir_;
 };
 
+// The tests below each isolate one rounding (bf16 weights, a bf16 cache), so prefill attention
+// multiplies in float32 here; on AMX CPUs it would otherwise round its operands to bf16 for
+// non-F32 weights (Workspace::attn_precision), bounded on its own in prefill_attention_test.cpp.
 std::vector<float> prefill_logits(const Model& m, const std::vector<int32_t>& ids, ForwardTrace* trace = nullptr,
                                   KVDtype kv = KVDtype::kF32) {
   const ModelConfig& c = m.config();
   const int64_t T = int64_t(ids.size());
   Workspace ws(c, T, T);
+  ws.attn_precision = AttnPrecision::kF32;
   KVCache cache(c, m.n_cache_layers(), T, kv);
   std::vector<float> logits(static_cast<size_t>(T * c.vocab_size));
   m.forward(ids.data(), T, 0, cache.view(), AttnImpl::kAbsorb, ws, logits.data(), 0, nullptr, trace);
@@ -127,6 +131,7 @@ std::vector<int32_t> greedy(const Model& m, std::vector<int32_t> ids, int n, std
   const int64_t T = int64_t(ids.size()), V = c.vocab_size;
   ThreadPool pool(2);
   Workspace ws(c, T, T + n, &pool, false);
+  ws.attn_precision = AttnPrecision::kF32;  // as prefill_logits
   KVCache cache(c, m.n_cache_layers(), T + n, kv);
   std::vector<float> logits(static_cast<size_t>(V));
   m.forward(ids.data(), T, 0, cache.view(), AttnImpl::kAbsorb, ws, logits.data(), T - 1);

@@ -179,12 +179,37 @@ void causal_softmax(float* S, int64_t mt, int64_t n_keys, const TokenBatch& b, c
   }
 }
 
+// How prefill attention multiplies: Workspace::attn_precision resolved for these weights, on the
+// GEMM kernel of the workspace's family (AMX tiles only where `kernel` allows them). kAuto: bf16
+// only on AMX, where the chunk's weight products already round to bf16 (matmul.h: every format
+// but F32 / F16) and the tiles multiply bf16 several times faster than float32 FMA (v2lite-5l
+// Q8_0_R16 / BF16 pp512 at 4096 positions 1.1-1.2x, docs/performance.md). Elsewhere float32: on that Xeon
+// vdpbf16ps gave 61 GMAC/s per thread against 109 for float32 FMA; on Zen 5 it is unmeasured.
+struct AttnGemm {
+  GemmKernel kernel;
+  GemmPrecision precision;
+};
+AttnGemm prefill_attn_gemm(const MlaWeights& w, const Workspace& ws) {
+  const MatmulKernel k = ws.kernel == MatmulKernel::kAuto ? matmul_best_kernel() : ws.kernel;
+  const GemmKernel gk = k == MatmulKernel::kAmx                                      ? GemmKernel::kAmx
+                        : k == MatmulKernel::kScalar || k == MatmulKernel::kAvx2 ? GemmKernel::kAuto
+                                                                                  : GemmKernel::kAvx512;
+  switch (ws.attn_precision) {
+    case AttnPrecision::kF32: return {gk, GemmPrecision::kF32};
+    case AttnPrecision::kBf16: return {gk, GemmPrecision::kBf16};
+    case AttnPrecision::kAuto: break;
+  }
+  const DType t = w.kv_b_proj.dtype;
+  const bool bf16 = k == MatmulKernel::kAmx && t != DType::kF32 && t != DType::kF16;
+  return {gk, bf16 ? GemmPrecision::kBf16 : GemmPrecision::kF32};
+}
+
 // Prefill attention of sequence sq as GEMMs (absorbed MLA): its cache rows [0, end) are gathered
 // contiguous, then per tile of query rows (t, h): scores = q_lat · c_kvᵀ + q_pe · k_peᵀ, causal
 // (and V3.2-sparse) softmax, o_lat = P · c_kv. Scores above a row's position are computed and
 // discarded: cheaper than splitting the tile.
 void attend_prefill_gemm(int64_t sq, const TokenBatch& b, const MlaParams& p, const LayerRows& rows, Workspace& ws,
-                         const uint8_t* const* allowed) {
+                         const uint8_t* const* allowed, const AttnGemm& g) {
   const int64_t H = p.n_heads, nope = p.qk_nope_head_dim, rope = p.qk_rope_head_dim;
   const int64_t R = p.kv_lora_rank, L = p.latent_dim(), qkd = p.qk_head_dim();
   const int64_t t0 = b.seq_first[sq], t1 = b.seq_first[sq + 1];
@@ -195,10 +220,13 @@ void attend_prefill_gemm(int64_t sq, const TokenBatch& b, const MlaParams& p, co
     const int64_t mt = std::min(ws.prefill_tile, t1 * H - r0);
     const int64_t n_keys = b.pos[(r0 + mt - 1) / H] + 1;
     float* S = ws.prefill_scores.data();  // (mt, n_keys)
-    gemm_f32(GemmLayout::kNT, S, n_keys, ws.q_lat.data() + r0 * R, R, kv, L, mt, R, n_keys, false, ws.pool);
-    gemm_f32(GemmLayout::kNT, S, n_keys, q + r0 * qkd + nope, qkd, kv + R, L, mt, rope, n_keys, true, ws.pool);
+    gemm_f32(GemmLayout::kNT, S, n_keys, ws.q_lat.data() + r0 * R, R, kv, L, mt, R, n_keys, false, ws.pool, g.kernel,
+             g.precision);
+    gemm_f32(GemmLayout::kNT, S, n_keys, q + r0 * qkd + nope, qkd, kv + R, L, mt, rope, n_keys, true, ws.pool, g.kernel,
+             g.precision);
     causal_softmax(S, mt, n_keys, b, p, allowed, [&](int64_t i) { return (r0 + i) / H; });
-    gemm_f32(GemmLayout::kNN, ws.o_lat.data() + r0 * R, R, S, n_keys, kv, L, mt, n_keys, R, false, ws.pool);
+    gemm_f32(GemmLayout::kNN, ws.o_lat.data() + r0 * R, R, S, n_keys, kv, L, mt, n_keys, R, false, ws.pool, g.kernel,
+             g.precision);
   }
 }
 
@@ -212,7 +240,7 @@ bool prefill_heads_fits(int64_t end, const MlaParams& p) {
 // then per head and tile of queries: scores = q_nope · k_noperᵀ + q_pe · k_peᵀ (k_pe from the
 // latent rows), causal (and V3.2-sparse) softmax, attn = P · v, written straight into ws.attn.
 void attend_prefill_heads(int64_t sq, const TokenBatch& b, const MlaWeights& w, const MlaParams& p,
-                          const LayerRows& rows, Workspace& ws, const uint8_t* const* allowed) {
+                          const LayerRows& rows, Workspace& ws, const uint8_t* const* allowed, const AttnGemm& g) {
   const int64_t H = p.n_heads, nope = p.qk_nope_head_dim, rope = p.qk_rope_head_dim, vd = p.v_head_dim;
   const int64_t R = p.kv_lora_rank, L = p.latent_dim(), qkd = p.qk_head_dim(), kvd = nope + vd;
   const int64_t t0 = b.seq_first[sq], t1 = b.seq_first[sq + 1];
@@ -232,11 +260,13 @@ void attend_prefill_heads(int64_t sq, const TokenBatch& b, const MlaWeights& w, 
       const int64_t n_keys = b.pos[r0 + mt - 1] + 1;
       float* S = ws.prefill_scores.data();  // (mt, n_keys)
       const float* qh = q + (r0 * H + h) * qkd;
-      gemm_f32(GemmLayout::kNT, S, n_keys, qh, H * qkd, kvb + h * kvd, H * kvd, mt, nope, n_keys, false, ws.pool);
-      gemm_f32(GemmLayout::kNT, S, n_keys, qh + nope, H * qkd, kv + R, L, mt, rope, n_keys, true, ws.pool);
+      gemm_f32(GemmLayout::kNT, S, n_keys, qh, H * qkd, kvb + h * kvd, H * kvd, mt, nope, n_keys, false, ws.pool, g.kernel,
+               g.precision);
+      gemm_f32(GemmLayout::kNT, S, n_keys, qh + nope, H * qkd, kv + R, L, mt, rope, n_keys, true, ws.pool, g.kernel,
+               g.precision);
       causal_softmax(S, mt, n_keys, b, p, allowed, [&](int64_t i) { return r0 + i; });
       gemm_f32(GemmLayout::kNN, ws.attn.data() + (r0 * H + h) * vd, H * vd, S, n_keys, kvb + h * kvd + nope, H * kvd,
-               mt, n_keys, vd, false, ws.pool);
+               mt, n_keys, vd, false, ws.pool, g.kernel, g.precision);
     }
 }
 
@@ -389,10 +419,11 @@ void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaP
         dec.insert(dec.end(), {t, 1});
     }
     if (!dec.empty()) attend_decode(dec, b, p, rows, ws, allowed);
+    const AttnGemm g = prefill_attn_gemm(w, ws);
     for (int64_t sq = 0; sq < b.n_seqs; ++sq)
       if (!use_decode(sq) && !per_head(sq)) {
         DSEEK_CHECK(!ws.prefill_kv.empty(), "attention: workspace without gather buffers for a multi-token call");
-        attend_prefill_gemm(sq, b, p, rows[sq], ws, allowed);
+        attend_prefill_gemm(sq, b, p, rows[sq], ws, allowed, g);
       }
     // 3. attn[t, h] = W_UV[h] · o_lat[t, h] (then the per-head sequences overwrite their rows).
     if (any_latent) run_heads(ws, H, [&](float* scratch, int64_t h) {
@@ -404,7 +435,7 @@ void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaP
       for (int64_t t = 0; t < T; ++t) std::memcpy(ws.attn.data() + (t * H + h) * vd, out_h + t * vd, size_t(vd) * sizeof(float));
     });
     for (int64_t sq = 0; sq < b.n_seqs; ++sq)
-      if (per_head(sq)) attend_prefill_heads(sq, b, w, p, rows[sq], ws, allowed);
+      if (per_head(sq)) attend_prefill_heads(sq, b, w, p, rows[sq], ws, allowed, g);
   } else {
     // The reference path, one sequence at a time on one thread: decompress every cached latent of
     // the sequence into per-head k_nope | v (end_pos, H, nope + vd), then attend.

@@ -91,6 +91,7 @@ Engine::Engine(const Model& model, const Tokenizer& tokenizer, ThreadPool* pool,
       logits_(size_t(2 * opts.max_batch * model.config().vocab_size)),
       raw_logits_(size_t(model.config().vocab_size)) {
   opts_.max_batch_tokens = std::max(opts.max_batch_tokens, opts.max_batch);
+  ws_.attn_precision = opts.attn_precision;
   if (opts_.speculative_mtp) {
     if (model.n_cache_layers() <= model.config().num_hidden_layers)
       throw Error("speculative decoding with MTP: the model has no MTP module (num_nextn_predict_layers is 0) or was "

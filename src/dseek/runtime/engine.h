@@ -53,6 +53,7 @@ struct EngineOptions {
   int64_t block_size = 16;          // positions per KV block
   int64_t kv_cache_bytes = int64_t(1) << 30;
   KVDtype kv_dtype = KVDtype::kF32;   // latent rows: bf16 holds twice the positions in the same budget
+  AttnPrecision attn_precision = AttnPrecision::kAuto;  // prefill attention's products (workspace.h)
   int64_t max_queue = 64;           // waiting requests beyond which submit() refuses
   bool prefix_cache = true;
   // MTP speculative decoding: the model's MTP module drafts the next token of every decoding

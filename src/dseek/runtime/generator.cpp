@@ -15,13 +15,15 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 }  // namespace
 
 Generator::Generator(const Model& model, const Tokenizer& tokenizer, int64_t context_length, ThreadPool* pool,
-                     int64_t prefill_chunk, KVDtype kv_dtype)
+                     int64_t prefill_chunk, KVDtype kv_dtype, AttnPrecision attn_precision)
     : model_(model),
       tokenizer_(tokenizer),
       cache_(model.config(), model.n_cache_layers(), context_length, kv_dtype),
       ws_(model.config(), prefill_chunk, context_length, pool, /*naive_attention=*/false),
       chunk_(prefill_chunk),
-      logits_(size_t(model.config().vocab_size)) {}
+      logits_(size_t(model.config().vocab_size)) {
+  ws_.attn_precision = attn_precision;
+}
 
 void Generator::prefill(int64_t from, int64_t to) {
   for (int64_t p = from; p < to; p += chunk_) {

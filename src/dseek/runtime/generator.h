@@ -41,7 +41,8 @@ class Generator {
   // packed GEMM needs tens of tokens per expert (601-token prompt, v2lite-4l BF16: 313 tokens/s at
   // 128, 356 at 512).
   Generator(const Model& model, const Tokenizer& tokenizer, int64_t context_length, ThreadPool* pool,
-            int64_t prefill_chunk = 512, KVDtype kv_dtype = KVDtype::kF32);
+            int64_t prefill_chunk = 512, KVDtype kv_dtype = KVDtype::kF32,
+            AttnPrecision attn_precision = AttnPrecision::kAuto);
 
   // Generates a continuation of prompt. The cache rows of the longest common prefix with the
   // previous call's sequence are reused (multi-turn chat does not recompute earlier turns).
