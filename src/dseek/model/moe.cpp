@@ -7,13 +7,32 @@
 
 namespace dseek {
 
+namespace {
+
+// fn(begin, end) over [0, n) items of `bytes_each` bytes: across the pool for prefill-sized work,
+// inline below ~256 KiB (a decode step's fork/join would cost more than it saves). Chunks start at
+// multiples of `grain`.
+template <class Fn>
+void split(ThreadPool* pool, int64_t n, int64_t bytes_each, const Fn& fn, int64_t grain = 1) {
+  if (!pool || pool->size() == 1 || n * bytes_each < (int64_t(1) << 18)) return fn(int64_t(0), n);
+  pool->parallel_for(n, [&](int64_t b, int64_t e) { fn(b, e); }, grain);
+}
+
+// SwiGLU of n values across the pool in 16-value steps (the AVX-512 kernel's vectors, so each value
+// is computed as it would be in one call).
+void swiglu_split(float* out, const float* gate, const float* up, int64_t n, ThreadPool* pool) {
+  split(pool, n, 3 * sizeof(float), [&](int64_t b, int64_t e) { swiglu(out + b, gate + b, up + b, e - b); }, 16);
+}
+
+}  // namespace
+
 void mlp_forward(float* out, const float* x, int64_t T, const MlpWeights& w, Workspace& ws) {
   const int64_t I = w.inter();
   float* gate = ws.ffn_gate.data();  // (T, I)
   float* up = ws.ffn_up.data();      // (T, I)
   matmul(gate, x, w.gate_proj, T, ws.pool, ws.kernel);
   matmul(up, x, w.up_proj, T, ws.pool, ws.kernel);
-  swiglu(gate, gate, up, T * I);
+  swiglu_split(gate, gate, up, T * I, ws.pool);
   matmul(out, gate, w.down_proj, T, ws.pool, ws.kernel);
 }
 
@@ -43,7 +62,9 @@ void moe_forward(float* out, const float* x, int64_t T, const MoeWeights& w, con
   float* g = ws.ffn_gate.data();    // (T * k, I), then the shared experts' (T, I_shared)
   float* u = ws.ffn_up.data();
   float* ys = ws.expert_y.data();   // (T * k, D), then the shared experts' (T, D)
-  for (int64_t i = 0; i < n_rows; ++i) std::memcpy(xs + i * D, x + (rows[i] / k) * D, size_t(D) * sizeof(float));
+  split(ws.pool, n_rows, D * int64_t(sizeof(float)), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) std::memcpy(xs + i * D, x + (rows[i] / k) * D, size_t(D) * sizeof(float));
+  });
   std::vector<MatmulTask>& tasks = ws.moe_tasks;
   const int64_t I_sh = w.has_shared() ? w.shared_experts.inter() : 0;
   float* g_sh = g + n_rows * I;
@@ -60,8 +81,8 @@ void moe_forward(float* out, const float* x, int64_t T, const MoeWeights& w, con
     tasks.push_back({u_sh, x, w.shared_experts.up_proj, T});
   }
   matmul_many(tasks, ws.pool, ws.kernel);
-  swiglu(g, g, u, n_rows * I);
-  if (w.has_shared()) swiglu(g_sh, g_sh, u_sh, T * I_sh);
+  swiglu_split(g, g, u, n_rows * I, ws.pool);
+  if (w.has_shared()) swiglu_split(g_sh, g_sh, u_sh, T * I_sh, ws.pool);
   tasks.clear();
   for (int64_t e = 0; e < E; ++e) {
     const int64_t n = start[e + 1] - start[e];
@@ -70,18 +91,32 @@ void moe_forward(float* out, const float* x, int64_t T, const MoeWeights& w, con
   if (w.has_shared()) tasks.push_back({ys + n_rows * D, g_sh, w.shared_experts.down_proj, T});
   matmul_many(tasks, ws.pool, ws.kernel);
 
-  // out = sum over each token's experts of weight * y (in expert order), then + shared.
-  std::memset(out, 0, size_t(T * D) * sizeof(float));
+  // out = sum over each token's experts of weight * y (in expert order), then + shared. Token by
+  // token (across the pool for prefill): the rows are grouped by expert, so listing each token's
+  // rows as they come gives the same additions in the same order as walking them all.
+  int32_t* tok_rows = ws.token_rows.data();  // (T, k)
+  int32_t* fill = ws.token_fill.data();      // (T)
+  std::memset(fill, 0, size_t(T) * sizeof(int32_t));
   for (int64_t i = 0; i < n_rows; ++i) {
-    const float gw = weights[rows[i]];
-    float* o = out + (rows[i] / k) * D;
-    const float* y = ys + i * D;
-    for (int64_t d = 0; d < D; ++d) o[d] += gw * y[d];
+    const int64_t t = rows[i] / k;
+    tok_rows[t * k + fill[t]++] = int32_t(i);
   }
-  if (w.has_shared()) {
-    const float* y = ys + n_rows * D;
-    for (int64_t i = 0; i < T * D; ++i) out[i] += y[i];
-  }
+  split(ws.pool, T, D * (k + 2) * int64_t(sizeof(float)), [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      float* o = out + t * D;
+      std::memset(o, 0, size_t(D) * sizeof(float));
+      for (int64_t s = 0; s < k; ++s) {
+        const int64_t i = tok_rows[t * k + s];
+        const float gw = weights[rows[i]];
+        const float* y = ys + i * D;
+        for (int64_t d = 0; d < D; ++d) o[d] += gw * y[d];
+      }
+      if (w.has_shared()) {
+        const float* y = ys + (n_rows + t) * D;
+        for (int64_t d = 0; d < D; ++d) o[d] += y[d];
+      }
+    }
+  });
 }
 
 }  // namespace dseek

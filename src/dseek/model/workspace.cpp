@@ -74,6 +74,8 @@ Workspace::Workspace(const ModelConfig& c, int64_t T, int64_t ctx, ThreadPool* p
     take(expert_rows, sz(T * k));
     take(expert_count, sz(E + 1));
     take(expert_cursor, sz(E));
+    take(token_rows, sz(T * k));
+    take(token_fill, sz(T));
     take(expert_x, sz(T * k * D));
     take(expert_y, sz(T * (k + 1) * D));
     if (c.has_indexer()) {

@@ -97,6 +97,8 @@ struct Workspace {
   std::span<int32_t> expert_rows;    // (T * num_experts_per_tok) token-slot lists grouped by expert
   std::span<int32_t> expert_count;   // (n_routed_experts + 1) prefix sums
   std::span<int32_t> expert_cursor;    // (n_routed_experts)
+  std::span<int32_t> token_rows;     // (T * num_experts_per_tok) each token's rows of expert_y, in expert order
+  std::span<int32_t> token_fill;     // (T)
   std::span<float> expert_x;         // (T * num_experts_per_tok, hidden) routed rows grouped by expert
   std::span<float> expert_y;         // (T * (num_experts_per_tok + 1), hidden): their outputs, then the shared experts'
   std::vector<MatmulTask> moe_tasks; // the expert products of one MoE layer (one pool dispatch)
