@@ -5,6 +5,7 @@
 #include "dseek/kernels/attention_decode.h"
 
 #include "dseek/core/dtype.h"
+#include "dseek/kernels/matmul.h"
 
 #include <gtest/gtest.h>
 
@@ -21,9 +22,13 @@ struct Case {
   int64_t H, R, rope, n;
 };
 
-// out (H, R) = softmax_j(scale q_h · c_j) · c_kv_j over the allowed rows, in double.
+// The value as bf16 would hold it (nearest even), or as it is.
+double as_scored(float v, bool bf16) { return bf16 ? double(bf16_to_f32(f32_to_bf16(v))) : double(v); }
+
+// out (H, R) = softmax_j(scale q_h · c_j) · c_kv_j over the allowed rows, in double; bf16_scores:
+// q and c rounded to bf16 in the scores (as the AMX scores are), not in the weighted sum.
 std::vector<double> reference(const DecodeQuery& q, const float* rows, int64_t n, int64_t stride,
-                              const uint8_t* allowed) {
+                              const uint8_t* allowed, bool bf16_scores) {
   std::vector<double> out(size_t(q.H * q.R), 0.0);
   for (int64_t h = 0; h < q.H; ++h) {
     std::vector<double> s(size_t(n), -std::numeric_limits<double>::infinity());
@@ -31,8 +36,10 @@ std::vector<double> reference(const DecodeQuery& q, const float* rows, int64_t n
     for (int64_t j = 0; j < n; ++j) {
       if (allowed && !allowed[j]) continue;
       double d = 0;
-      for (int64_t k = 0; k < q.R; ++k) d += double(q.q_lat[h * q.R + k]) * rows[j * stride + k];
-      for (int64_t k = 0; k < q.rope; ++k) d += double(q.q_pe[h * q.q_pe_stride + k]) * rows[j * stride + q.R + k];
+      const bool b = bf16_scores;
+      for (int64_t k = 0; k < q.R; ++k) d += as_scored(q.q_lat[h * q.R + k], b) * as_scored(rows[j * stride + k], b);
+      for (int64_t k = 0; k < q.rope; ++k)
+        d += as_scored(q.q_pe[h * q.q_pe_stride + k], b) * as_scored(rows[j * stride + q.R + k], b);
       s[size_t(j)] = d * q.scale;
       mx = std::max(mx, s[size_t(j)]);
     }
@@ -48,6 +55,12 @@ std::vector<double> reference(const DecodeQuery& q, const float* rows, int64_t n
 }
 
 using AttendFn = void (*)(float*, float*, float*, const DecodeQuery&, const LatentRun*, int64_t, int64_t, bool);
+void attend_simd(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* r, int64_t n, int64_t s, bool b) {
+  decode_attend_rows(o, m, l, q, r, n, s, b);
+}
+void attend_amx(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* r, int64_t n, int64_t s, bool b) {
+  decode_attend_rows(o, m, l, q, r, n, s, b, /*amx_scores=*/true);
+}
 
 // Rows [j0, j1) as runs of at most `len` rows (a paged cache's blocks when len is 16).
 template <class E>
@@ -61,7 +74,8 @@ std::vector<LatentRun> runs_of(const E* rows, const uint8_t* allowed, int64_t j0
 
 // bf16: the kernel reads the rows as bf16 (a bf16 KV cache); the reference then attends over the
 // rows rounded to bf16, which the kernel widens exactly, so the tolerance is the float32 one.
-void check(const Case& c, int mask_mode, AttendFn fn, bool split, bool bf16, std::mt19937& rng, const char* name) {
+void check(const Case& c, int mask_mode, AttendFn fn, bool split, bool bf16, std::mt19937& rng, const char* name,
+           bool bf16_scores = false) {
   const int64_t L = c.R + c.rope, stride = L + 3;  // rows padded, as a paged cache's never are: any stride works
   std::normal_distribution<float> nd(0.f, 1.f);
   std::vector<float> rows(size_t(c.n * stride)), q_lat(size_t(c.H * c.R)), q_pe(size_t(c.H * (c.rope + 2)));
@@ -107,7 +121,7 @@ void check(const Case& c, int mask_mode, AttendFn fn, bool split, bool bf16, std
     fn(o.data(), m.data(), l.data(), q, a.data(), int64_t(a.size()), stride, bf16);
   }
   decode_state_finish(o.data(), l.data(), c.H, c.R);
-  const std::vector<double> ref = reference(q, rows.data(), c.n, stride, al);
+  const std::vector<double> ref = reference(q, rows.data(), c.n, stride, al, bf16_scores);
   // The output is a convex combination of the rows (|c| <~ 4): float32 products and sums, and an exp
   // within a few ulp, leave ~1e-6 relative per term.
   for (size_t i = 0; i < ref.size(); ++i)
@@ -125,8 +139,26 @@ TEST(AttentionDecode, MatchesSoftmaxAttention) {
     for (int mask_mode : {0, 1, 2})
       for (bool split : {false, true})
         for (bool bf16 : {false, true}) {
-          check(c, mask_mode, &decode_attend_rows, split, bf16, rng, "decode_attend_rows");
+          check(c, mask_mode, &attend_simd, split, bf16, rng, "decode_attend_rows");
           if (c.n <= 200) check(c, mask_mode, &decode_attend_rows_ref, split, bf16, rng, "decode_attend_rows_ref");
+          if (::testing::Test::HasFatalFailure()) return;
+        }
+}
+
+// amx_scores: the scores from bf16-rounded q and rows on AMX tiles, everything else float32. The
+// reference rounds the same operands, so the float32 tolerance still holds (a wrong pair order, head
+// column or row tile edge misses it by far).
+TEST(AttentionDecode, AmxScoresMatchBf16RoundedScores) {
+  if (!matmul_kernel_supported(MatmulKernel::kAmx)) GTEST_SKIP() << "no AMX-BF16 on this CPU (or no tile state)";
+  std::mt19937 rng(20261207);
+  const Case cases[] = {{1, 16, 16, 1},     {4, 64, 16, 5},     {6, 40, 8, 64},  {16, 512, 64, 65},
+                        {16, 512, 64, 200}, {20, 64, 16, 130},  {3, 24, 8, 129}, {16, 512, 64, 1000},
+                        {16, 500, 60, 33}};
+  for (const Case& c : cases)
+    for (int mask_mode : {0, 1, 2})
+      for (bool split : {false, true})
+        for (bool bf16 : {false, true}) {
+          check(c, mask_mode, &attend_amx, split, bf16, rng, "decode_attend_rows amx", /*bf16_scores=*/true);
           if (::testing::Test::HasFatalFailure()) return;
         }
 }

@@ -35,6 +35,9 @@ void prefill_vs_decode(const Model& m, float* max_diff) {
   std::vector<int32_t> ids = {1, 5, 9, 2, 7, 3, 11, 4};
   const int64_t T = int64_t(ids.size()), V = c.vocab_size;
   Workspace ws(c, T, T);
+  // The naive full forward attends in float32; so does decode here (on AMX CPUs it would round its
+  // scores to bf16 for non-F32 weights: bounded in prefill_attention_test.cpp).
+  ws.attn_precision = AttnPrecision::kF32;
   std::vector<float> full(static_cast<size_t>(V)), step(static_cast<size_t>(V));
   {
     KVCache cache(c, m.n_cache_layers(), T);

@@ -35,22 +35,23 @@ std::string make_model(DType dtype) {
   return dir.string();
 }
 
-// A 140-token chunk (>= 128 tokens: attention per head) and a 20-token chunk after it (9-127
-// tokens: absorbed GEMMs over the gathered latent rows); the last row's logits of each, one after
-// the other.
-constexpr int64_t kFirst = 140, kSecond = 20;
+// A 140-token chunk (>= 128 tokens: attention per head), a 20-token chunk after it (9-127 tokens:
+// absorbed GEMMs over the gathered latent rows) and one decode token (the decode kernel, whose
+// scores follow the same precision on AMX); the last row's logits of each, one after the other.
+constexpr int64_t kFirst = 140, kSecond = 20, kParts = 3;
 std::vector<float> prefill_logits(const Model& m, AttnPrecision prec, MatmulKernel kernel, ThreadPool& pool) {
   const ModelConfig& c = m.config();
-  const int64_t V = c.vocab_size, T = kFirst + kSecond;
+  const int64_t V = c.vocab_size, T = kFirst + kSecond + 1;
   std::vector<int32_t> ids(static_cast<size_t>(T));
   for (int64_t i = 0; i < T; ++i) ids[size_t(i)] = int32_t((i * 97 + 13) % V);
   Workspace ws(c, kFirst, T, &pool, /*naive_attention=*/false);
   ws.kernel = kernel;
   ws.attn_precision = prec;
   KVCache cache(c, m.n_cache_layers(), T);
-  std::vector<float> out(size_t(2 * V));
+  std::vector<float> out(size_t(kParts * V));
   m.forward(ids.data(), kFirst, 0, cache.view(), AttnImpl::kAbsorb, ws, out.data(), kFirst - 1);
   m.forward(ids.data() + kFirst, kSecond, kFirst, cache.view(), AttnImpl::kAbsorb, ws, out.data() + V, kSecond - 1);
+  m.forward(ids.data() + T - 1, 1, T - 1, cache.view(), AttnImpl::kAbsorb, ws, out.data() + 2 * V);
   return out;
 }
 
@@ -96,8 +97,14 @@ TEST_F(PrefillAttention, Bf16ProductsStayNearFloat32) {
     const std::vector<float> bf16 = prefill_logits(m, AttnPrecision::kBf16, k, pool_);
     for (float v : bf16) ASSERT_TRUE(std::isfinite(v));
     const float d = max_abs_diff(f32, bf16), scale = max_abs(f32);
-    // The bf16 path is really taken: its roundings move the logits.
-    EXPECT_GT(d, 0.f) << "bf16 attention gave the float32 logits bit for bit";
+    // The bf16 path is really taken: its roundings move the logits of each chunk, and with AMX the
+    // decode token's (whose own scores are then bf16 too; elsewhere only its context differs).
+    const int64_t V = m.config().vocab_size;
+    for (int64_t part = 0; part < kParts; ++part) {
+      const std::vector<float> a(f32.begin() + part * V, f32.begin() + (part + 1) * V);
+      const std::vector<float> b(bf16.begin() + part * V, bf16.begin() + (part + 1) * V);
+      EXPECT_GT(max_abs_diff(a, b), 0.f) << "part " << part << ": bf16 attention gave the float32 logits bit for bit";
+    }
     // q, k, P and v each rounded to bf16 (relative 2^-9) before float32 sums. The scores of this
     // std-0.15 model are large, so their rounding moves the softmax most: measured 0.9 % of the
     // logits' scale (AMX Xeon, 2026-12-07; the AMX weight products' own bf16 rounding: 0.2 %).

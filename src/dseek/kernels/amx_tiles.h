@@ -32,6 +32,10 @@ inline void amx_load_config() {
     c.colsb[i] = 64;
     c.rows[i] = 16;
   }
+  // GCC 12 treats ldtilecfg's 64-byte operand as if it read less: in a small function it dropped the
+  // rows / colsb stores and loaded an all-zero shape (every tile instruction then faults). The
+  // barrier makes the whole struct live in memory first.
+  __asm__ volatile("" : : "m"(c) : "memory");
   _tile_loadconfig(&c);
 }
 

@@ -58,8 +58,8 @@ void decode_attend_rows_ref(float* o, float* m, float* l, const DecodeQuery& q, 
 }
 
 void decode_attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs, int64_t n_runs,
-                        int64_t stride, bool bf16) {
-  if (cpu_features().avx512_fma()) return decode_attend_rows_avx512(o, m, l, q, runs, n_runs, stride, bf16);
+                        int64_t stride, bool bf16, bool amx_scores) {
+  if (cpu_features().avx512_fma()) return decode_attend_rows_avx512(o, m, l, q, runs, n_runs, stride, bf16, amx_scores);
   decode_attend_rows_ref(o, m, l, q, runs, n_runs, stride, bf16);
 }
 

@@ -33,9 +33,11 @@ struct LatentRun {
 };
 
 // Adds the rows of runs[0 .. n_runs) (row stride `stride` elements) to the state, in order; chunks
-// of the kernel span run ends, so short runs cost no more than one long one.
+// of the kernel span run ends, so short runs cost no more than one long one. amx_scores: the scores
+// q_h · c_j with q and c rounded to bf16, on AMX tiles (attention_scores_amx.h); the caller asks only
+// where AMX is granted (matmul_kernel_supported(MatmulKernel::kAmx)); the rest stays float32.
 void decode_attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs, int64_t n_runs,
-                        int64_t stride, bool bf16 = false);
+                        int64_t stride, bool bf16 = false, bool amx_scores = false);
 
 // Merges state (o2, m2, l2) into (o, m, l).
 void decode_state_merge(float* o, float* m, float* l, const float* o2, const float* m2, const float* l2, int64_t H,
@@ -50,6 +52,6 @@ void decode_attend_rows_ref(float* o, float* m, float* l, const DecodeQuery& q, 
 
 // The AVX-512 kernel (attention_decode_avx512.cpp); decode_attend_rows picks it where the CPU has it.
 void decode_attend_rows_avx512(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs,
-                               int64_t n_runs, int64_t stride, bool bf16 = false);
+                               int64_t n_runs, int64_t stride, bool bf16 = false, bool amx_scores = false);
 
 }  // namespace dseek

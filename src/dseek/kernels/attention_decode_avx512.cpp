@@ -18,6 +18,7 @@
 #include <limits>
 #include <vector>
 
+#include "dseek/kernels/attention_scores_amx.h"
 #include "dseek/kernels/exp_avx512.h"
 #include "dseek/kernels/masks_avx512.h"
 #include "dseek/kernels/transpose_avx512.h"
@@ -212,17 +213,25 @@ inline void weigh_block(float* o, int64_t R, int64_t k, int64_t g0, int64_t hn, 
 // One chunk of rows, rp[0 .. jn) (rp[jn .. got) only to prefetch: the next chunk's), for heads
 // [0, hn) (hn <= HN) of the state; qbuf holds their queries as HN rows of L = R + rope floats
 // [q_lat | q_pe], zero past hn. fetch_next: this call brings the next chunk into L2 (the first group's).
+// qpack (or null): the same queries as AMX B tiles, for bf16 scores on tiles (attention_scores_amx.h).
 template <int HN, class E>
 void attend_chunk(float* o, float* m, float* l, int64_t hn, const float* qbuf, int64_t R, int64_t L, float scale,
-                  const E* const* rp, const bool* in, int64_t jn, int64_t got, bool fetch_next) {
+                  const E* const* rp, const bool* in, int64_t jn, int64_t got, bool fetch_next,
+                  const uint32_t* qpack) {
   constexpr int G = HN < 8 ? HN : 8, B = Block<G>::B;
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const __mmask16 hm = mask16(hn);
   alignas(64) float S[kChunk][16];
   // Scores: lane h of S[jj] = head h's score of row jj of the chunk.
-  int64_t jj = 0;
-  for (; jj + B <= jn; jj += B) score_rows<HN, B, E>(S, qbuf, L, scale, rp, in, jj, got);
-  for (; jj < jn; ++jj) score_rows<HN, 1, E>(S, qbuf, L, scale, rp, in, jj, got);
+  if (qpack) {
+    amx_scores(S, qpack, L, reinterpret_cast<const void* const*>(rp), sizeof(E) == 2, jn);
+    for (int64_t j = 0; j < jn; ++j)
+      _mm512_store_ps(S[j], in[j] ? _mm512_mul_ps(_mm512_load_ps(S[j]), _mm512_set1_ps(scale)) : _mm512_set1_ps(neg_inf));
+  } else {
+    int64_t jj = 0;
+    for (; jj + B <= jn; jj += B) score_rows<HN, B, E>(S, qbuf, L, scale, rp, in, jj, got);
+    for (; jj < jn; ++jj) score_rows<HN, 1, E>(S, qbuf, L, scale, rp, in, jj, got);
+  }
   // Online softmax with the heads as lanes.
   __m512 cm = _mm512_set1_ps(neg_inf);
   for (int64_t j = 0; j < jn; ++j) cm = _mm512_max_ps(cm, _mm512_load_ps(S[j]));
@@ -276,7 +285,7 @@ namespace {
 
 template <class E>
 void attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs, int64_t n_runs,
-                 int64_t stride) {
+                 int64_t stride, bool amx) {
   const int64_t R = q.R, L = q.R + q.rope, groups = (q.H + 15) / 16;
   // Every group's queries as rows [q_lat | q_pe] like the cache rows, zeros past the last head: the
   // chunk loop is outside the group loop, so a chunk's rows come from memory once for all groups
@@ -298,6 +307,15 @@ void attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const Laten
       std::fill(d, d + L, 0.f);
     }
   }
+  // bf16 scores on AMX tiles: every group's queries packed once per call.
+  // (Thread-local scratch, not a std::vector: no library template instantiated with this file's flags.)
+  thread_local mm::PanelScratch qpack_scratch;
+  uint32_t* qpack = nullptr;
+  if (amx) {
+    qpack = static_cast<uint32_t*>(qpack_scratch.get(size_t(groups * amx_scores_pack_words(L)) * 4));
+    for (int64_t g = 0; g < groups; ++g) amx_scores_pack(qpack + g * amx_scores_pack_words(L), qbuf + g * 16 * L, L);
+    amx_scores_begin();
+  }
   // This chunk's rows, then the next chunk's (prefetched while this one's weighted sum runs).
   const E* rp[2 * kChunk];
   bool in[2 * kChunk];
@@ -314,20 +332,23 @@ void attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const Laten
       const int64_t g0 = g * 16, hn = std::min<int64_t>(16, q.H - g0);
       const float* qg = qbuf + g0 * L;
       float* og = o + g0 * R;
-      if (hn <= 4) attend_chunk<4, E>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, from_memory && g == 0);
-      else if (hn <= 8) attend_chunk<8, E>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, from_memory && g == 0);
-      else attend_chunk<16, E>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, from_memory && g == 0);
+      const uint32_t* qp = amx ? qpack + g * amx_scores_pack_words(L) : nullptr;
+      const bool fetch = from_memory && g == 0;
+      if (hn <= 4) attend_chunk<4, E>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, fetch, qp);
+      else if (hn <= 8) attend_chunk<8, E>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, fetch, qp);
+      else attend_chunk<16, E>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, fetch, qp);
     }
     cur.advance(jn);
   }
+  if (amx) amx_scores_end();
 }
 
 }  // namespace
 
 void decode_attend_rows_avx512(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs,
-                               int64_t n_runs, int64_t stride, bool bf16) {
-  if (bf16) attend_rows<uint16_t>(o, m, l, q, runs, n_runs, stride);
-  else attend_rows<float>(o, m, l, q, runs, n_runs, stride);
+                               int64_t n_runs, int64_t stride, bool bf16, bool amx_scores) {
+  if (bf16) attend_rows<uint16_t>(o, m, l, q, runs, n_runs, stride, amx_scores);
+  else attend_rows<float>(o, m, l, q, runs, n_runs, stride, amx_scores);
 }
 
 }  // namespace dseek
@@ -337,7 +358,8 @@ void decode_attend_rows_avx512(float* o, float* m, float* l, const DecodeQuery& 
 #include "dseek/core/error.h"
 
 namespace dseek {
-void decode_attend_rows_avx512(float*, float*, float*, const DecodeQuery&, const LatentRun*, int64_t, int64_t, bool) {
+void decode_attend_rows_avx512(float*, float*, float*, const DecodeQuery&, const LatentRun*, int64_t, int64_t, bool,
+                               bool) {
   throw Error("attention_decode: AVX-512 kernel not compiled in");
 }
 }  // namespace dseek
