@@ -25,11 +25,16 @@ struct Case {
 // The value as bf16 would hold it (nearest even), or as it is.
 double as_scored(float v, bool bf16) { return bf16 ? double(bf16_to_f32(f32_to_bf16(v))) : double(v); }
 
-// out (H, R) = softmax_j(scale q_h · c_j) · c_kv_j over the allowed rows, in double; bf16_scores:
-// q and c rounded to bf16 in the scores (as the AMX scores are), not in the weighted sum.
+// out (H, R) = softmax_j(scale q_h · c_j) · c_kv_j over the allowed rows, in double. bf16 (the AMX
+// path): q and c rounded to bf16 (nearest even) in the scores and c in the weighted sum; the kernel
+// also rounds each probability (relative to its chunk's running max) to bf16, which no reference
+// can replay, so *p_bound gets sum_j p_j |c_jk| per output: that rounding alone moves o by at most
+// 2^-9 of it (the test allows 2^-8: one output was measured at 1.04 x 2^-9, the rest of the float
+// arithmetic adding to it).
 std::vector<double> reference(const DecodeQuery& q, const float* rows, int64_t n, int64_t stride,
-                              const uint8_t* allowed, bool bf16_scores) {
+                              const uint8_t* allowed, bool bf16_scores, std::vector<double>* p_bound = nullptr) {
   std::vector<double> out(size_t(q.H * q.R), 0.0);
+  if (p_bound) p_bound->assign(out.size(), 0.0);
   for (int64_t h = 0; h < q.H; ++h) {
     std::vector<double> s(size_t(n), -std::numeric_limits<double>::infinity());
     double mx = -std::numeric_limits<double>::infinity();
@@ -48,7 +53,11 @@ std::vector<double> reference(const DecodeQuery& q, const float* rows, int64_t n
     for (int64_t j = 0; j < n; ++j) sum += std::exp(s[size_t(j)] - mx);
     for (int64_t j = 0; j < n; ++j) {
       const double p = std::exp(s[size_t(j)] - mx) / sum;
-      for (int64_t k = 0; k < q.R; ++k) out[size_t(h * q.R + k)] += p * rows[j * stride + k];
+      for (int64_t k = 0; k < q.R; ++k) {
+        const double v = as_scored(rows[j * stride + k], bf16_scores);
+        out[size_t(h * q.R + k)] += p * v;
+        if (p_bound) (*p_bound)[size_t(h * q.R + k)] += p * std::fabs(v);
+      }
     }
   }
   return out;
@@ -121,11 +130,13 @@ void check(const Case& c, int mask_mode, AttendFn fn, bool split, bool bf16, std
     fn(o.data(), m.data(), l.data(), q, a.data(), int64_t(a.size()), stride, bf16);
   }
   decode_state_finish(o.data(), l.data(), c.H, c.R);
-  const std::vector<double> ref = reference(q, rows.data(), c.n, stride, al, bf16_scores);
+  std::vector<double> p_bound;
+  const std::vector<double> ref = reference(q, rows.data(), c.n, stride, al, bf16_scores, &p_bound);
   // The output is a convex combination of the rows (|c| <~ 4): float32 products and sums, and an exp
-  // within a few ulp, leave ~1e-6 relative per term.
+  // within a few ulp, leave ~1e-6 relative per term; bf16 probabilities (the AMX path) add up to
+  // 2^-8 of sum p |c| (reference above).
   for (size_t i = 0; i < ref.size(); ++i)
-    ASSERT_NEAR(o[i], ref[i], 2e-5 * (1.0 + std::fabs(ref[i])))
+    ASSERT_NEAR(o[i], ref[i], 2e-5 * (1.0 + std::fabs(ref[i])) + (bf16_scores ? 0x1p-8 * p_bound[i] : 0.0))
         << name << " H " << c.H << " R " << c.R << " rope " << c.rope << " n " << c.n << " mask " << mask_mode
         << " split " << split << " bf16 " << bf16 << " output " << i;
 }
@@ -145,10 +156,11 @@ TEST(AttentionDecode, MatchesSoftmaxAttention) {
         }
 }
 
-// amx_scores: the scores from bf16-rounded q and rows on AMX tiles, everything else float32. The
-// reference rounds the same operands, so the float32 tolerance still holds (a wrong pair order, head
-// column or row tile edge misses it by far).
-TEST(AttentionDecode, AmxScoresMatchBf16RoundedScores) {
+// amx_scores over bf16 rows: scores and weighted sum on AMX tiles (q and the probabilities rounded to
+// bf16), softmax float32. The reference rounds the same q and rows, so beside the float32 tolerance
+// only the probabilities' rounding is allowed for (a wrong pair order, head, column or row tile edge
+// misses it by far). Over float32 rows the flag changes nothing, bit for bit.
+TEST(AttentionDecode, AmxOverBf16RowsMatchesBf16RoundedReference) {
   if (!matmul_kernel_supported(MatmulKernel::kAmx)) GTEST_SKIP() << "no AMX-BF16 on this CPU (or no tile state)";
   std::mt19937 rng(20261207);
   const Case cases[] = {{1, 16, 16, 1},     {4, 64, 16, 5},     {6, 40, 8, 64},  {16, 512, 64, 65},
@@ -156,11 +168,26 @@ TEST(AttentionDecode, AmxScoresMatchBf16RoundedScores) {
                         {16, 500, 60, 33}};
   for (const Case& c : cases)
     for (int mask_mode : {0, 1, 2})
-      for (bool split : {false, true})
-        for (bool bf16 : {false, true}) {
-          check(c, mask_mode, &attend_amx, split, bf16, rng, "decode_attend_rows amx", /*bf16_scores=*/true);
-          if (::testing::Test::HasFatalFailure()) return;
-        }
+      for (bool split : {false, true}) {
+        check(c, mask_mode, &attend_amx, split, /*bf16=*/true, rng, "decode_attend_rows amx", /*bf16_scores=*/true);
+        if (::testing::Test::HasFatalFailure()) return;
+      }
+  // Float32 rows: identical with and without the flag.
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int64_t H = 16, R = 512, rope = 64, n = 300, L = R + rope;
+  std::vector<float> rows(size_t(n * L)), q_lat(size_t(H * R)), q_pe(size_t(H * rope));
+  for (auto* v : {&rows, &q_lat, &q_pe})
+    for (auto& x : *v) x = nd(rng);
+  const DecodeQuery q{q_lat.data(), q_pe.data(), rope, H, R, rope, 0.05f};
+  const LatentRun run{rows.data(), n, nullptr};
+  std::vector<float> o[2], m[2], l[2];
+  for (int amx = 0; amx < 2; ++amx) {
+    o[amx].resize(size_t(H * R)), m[amx].resize(size_t(H)), l[amx].resize(size_t(H));
+    decode_state_init(o[amx].data(), m[amx].data(), l[amx].data(), H, R);
+    decode_attend_rows(o[amx].data(), m[amx].data(), l[amx].data(), q, &run, 1, L, false, amx == 1);
+  }
+  EXPECT_EQ(o[0], o[1]);
+  EXPECT_EQ(l[0], l[1]);
 }
 
 }  // namespace

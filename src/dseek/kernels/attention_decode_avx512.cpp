@@ -213,18 +213,21 @@ inline void weigh_block(float* o, int64_t R, int64_t k, int64_t g0, int64_t hn, 
 // One chunk of rows, rp[0 .. jn) (rp[jn .. got) only to prefetch: the next chunk's), for heads
 // [0, hn) (hn <= HN) of the state; qbuf holds their queries as HN rows of L = R + rope floats
 // [q_lat | q_pe], zero past hn. fetch_next: this call brings the next chunk into L2 (the first group's).
-// qpack (or null): the same queries as AMX B tiles, for bf16 scores on tiles (attention_scores_amx.h).
+// qpack (or null; bf16 rows only): the same queries as AMX B tiles, for scores and weighted sum on
+// tiles (attention_scores_amx.h).
 template <int HN, class E>
 void attend_chunk(float* o, float* m, float* l, int64_t hn, const float* qbuf, int64_t R, int64_t L, float scale,
                   const E* const* rp, const bool* in, int64_t jn, int64_t got, bool fetch_next,
                   const uint32_t* qpack) {
+  static_assert(sizeof(E) == 2 || sizeof(E) == 4);
+  const auto* rows16 = reinterpret_cast<const uint16_t* const*>(rp);  // read only where E is uint16_t
   constexpr int G = HN < 8 ? HN : 8, B = Block<G>::B;
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const __mmask16 hm = mask16(hn);
   alignas(64) float S[kChunk][16];
   // Scores: lane h of S[jj] = head h's score of row jj of the chunk.
   if (qpack) {
-    amx_scores(S, qpack, L, reinterpret_cast<const void* const*>(rp), sizeof(E) == 2, jn);
+    amx_scores(S, qpack, L, rows16, jn);
     for (int64_t j = 0; j < jn; ++j)
       _mm512_store_ps(S[j], in[j] ? _mm512_mul_ps(_mm512_load_ps(S[j]), _mm512_set1_ps(scale)) : _mm512_set1_ps(neg_inf));
   } else {
@@ -255,6 +258,10 @@ void attend_chunk(float* o, float* m, float* l, int64_t hn, const float* qbuf, i
   alignas(64) float a[16];
   _mm512_store_ps(a, alpha);
   const bool rescale = _mm512_mask_cmp_ps_mask(hm, alpha, _mm512_set1_ps(1.f), _CMP_NEQ_UQ) != 0;
+  if (qpack) {  // the weighted sum on tiles too
+    amx_weigh(o, R, hn, a, rescale, S, rows16, jn);
+    return;
+  }
   // o_h = alpha_h o_h + sum over the chunk's rows of p_hj c_kv_j, B column blocks of 16 at a time
   // while the chunk's rows (in L2) stream past.
   const int64_t nb = (R + 15) / 16, n_groups = (hn + G - 1) / G;
@@ -347,8 +354,9 @@ void attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const Laten
 
 void decode_attend_rows_avx512(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs,
                                int64_t n_runs, int64_t stride, bool bf16, bool amx_scores) {
+  // AMX over bf16 rows only: float32 rows would need converting first, which cost what the tiles save.
   if (bf16) attend_rows<uint16_t>(o, m, l, q, runs, n_runs, stride, amx_scores);
-  else attend_rows<float>(o, m, l, q, runs, n_runs, stride, amx_scores);
+  else attend_rows<float>(o, m, l, q, runs, n_runs, stride, false);
 }
 
 }  // namespace dseek
