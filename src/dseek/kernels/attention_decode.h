@@ -35,7 +35,7 @@ struct LatentRun {
 // Adds the rows of runs[0 .. n_runs) (row stride `stride` elements) to the state, in order; chunks
 // of the kernel span run ends, so short runs cost no more than one long one. amx_scores, with bf16
 // rows: the scores (q rounded to bf16) and the weighted sum (probabilities rounded to bf16) on AMX
-// tiles (attention_scores_amx.h), the softmax float32; ignored for float32 rows. The caller asks
+// tiles (attention_decode_amx.h), the softmax float32; ignored for float32 rows. The caller asks
 // only where AMX is granted (matmul_kernel_supported(MatmulKernel::kAmx)).
 void decode_attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs, int64_t n_runs,
                         int64_t stride, bool bf16 = false, bool amx_scores = false);

@@ -18,7 +18,7 @@
 #include <limits>
 #include <vector>
 
-#include "dseek/kernels/attention_scores_amx.h"
+#include "dseek/kernels/attention_decode_amx.h"
 #include "dseek/kernels/exp_avx512.h"
 #include "dseek/kernels/masks_avx512.h"
 #include "dseek/kernels/transpose_avx512.h"
@@ -214,7 +214,7 @@ inline void weigh_block(float* o, int64_t R, int64_t k, int64_t g0, int64_t hn, 
 // [0, hn) (hn <= HN) of the state; qbuf holds their queries as HN rows of L = R + rope floats
 // [q_lat | q_pe], zero past hn. fetch_next: this call brings the next chunk into L2 (the first group's).
 // qpack (or null; bf16 rows only): the same queries as AMX B tiles, for scores and weighted sum on
-// tiles (attention_scores_amx.h).
+// tiles (attention_decode_amx.h).
 template <int HN, class E>
 void attend_chunk(float* o, float* m, float* l, int64_t hn, const float* qbuf, int64_t R, int64_t L, float scale,
                   const E* const* rp, const bool* in, int64_t jn, int64_t got, bool fetch_next,

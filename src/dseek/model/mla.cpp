@@ -294,7 +294,7 @@ void attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const Layer
 // group then adds its own last i rows. Each group's context splits across the threads when there
 // are fewer groups than threads, each part an online-softmax state (ws.decode_state), merged per
 // group into o_lat. amx_scores: the scores in bf16 on AMX tiles (as the prefill GEMMs with AttnGemm's
-// bf16 on AMX; attention_scores_amx.h).
+// bf16 on AMX; attention_decode_amx.h).
 void attend_decode(const std::vector<int64_t>& groups, const TokenBatch& b, const MlaParams& p, const LayerRows* rows,
                    Workspace& ws, const uint8_t* const* allowed, bool amx_scores) {
   const int64_t H = p.n_heads, R = p.kv_lora_rank, qkd = p.qk_head_dim();

@@ -1,4 +1,4 @@
-// Decode attention on AMX tiles over a bf16 KV cache (attention_scores_amx.cpp), for
+// Decode attention on AMX tiles over a bf16 KV cache (attention_decode_amx.cpp), for
 // attention_decode_avx512.cpp: plain declarations only (matmul_kernels.h says why). Called only where
 // the CPU has AMX-BF16 and the process holds the tile state (amx_permitted()).
 //

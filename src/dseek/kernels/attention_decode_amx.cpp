@@ -1,11 +1,11 @@
-// Decode attention on AMX tiles over a bf16 KV cache (attention_scores_amx.h). As FMA dot products
+// Decode attention on AMX tiles over a bf16 KV cache (attention_decode_amx.h). As FMA dot products
 // the scores were about half of the decode kernel's time and the weighted sum the other half; as
 // TDPBF16PS, 16 rows x 16 heads x 32 values per instruction, with the A tiles of the scores loaded
 // straight from the cache where 16 rows lie at one stride (a paged block). Over a float32 cache the
 // rows' conversion to bf16 cost what the tiles saved (attention_bench: level), so that cache keeps
 // the float32 kernel. Compiled with AMX-BF16 and AVX-512 BF16 flags (CMakeLists.txt); helpers in an
 // anonymous namespace, no library templates (matmul_kernels.h).
-#include "dseek/kernels/attention_scores_amx.h"
+#include "dseek/kernels/attention_decode_amx.h"
 
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__)
 
