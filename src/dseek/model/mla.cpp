@@ -293,8 +293,8 @@ void attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const Layer
 // is read once for all of them (an MTP verification, a server step's few tokens); token i of the
 // group then adds its own last i rows. Each group's context splits across the threads when there
 // are fewer groups than threads, each part an online-softmax state (ws.decode_state), merged per
-// group into o_lat. amx_scores: the scores in bf16 on AMX tiles (as the prefill GEMMs with AttnGemm's
-// bf16 on AMX; attention_decode_amx.h).
+// group into o_lat. amx_scores: where the prefill GEMMs take bf16 on AMX (AttnGemm), decode attention
+// over a bf16 cache runs on AMX tiles too (decode_attend_rows, attention_decode_amx.h).
 void attend_decode(const std::vector<int64_t>& groups, const TokenBatch& b, const MlaParams& p, const LayerRows* rows,
                    Workspace& ws, const uint8_t* const* allowed, bool amx_scores) {
   const int64_t H = p.n_heads, R = p.kv_lora_rank, qkd = p.qk_head_dim();
