@@ -84,22 +84,39 @@ struct Q4Rows {
   }
 };
 
-// FP8: exactly matmul_ref's weight decode(q) * scale (e4m3_scaled_row); NaN codes stay NaN.
-struct Fp8Rows {
-  static __m512i pairs(const Job& j, int64_t r, int64_t kc) {
-    if ((kc & 1) == 0) prefetch(row_of(j, r) + 32 * kc + kAhead);
-    __m512 lo, hi;
-    e4m3_scaled_row(j, r, 32 * kc, lo, hi);
-    return pairs_along(lo, hi);
-  }
-};
-
 // B tiles of rows [r0, r0 + nrows) (zeros past nrows) for every K step: tile kc at out + kc * step.
 template <class F>
 void row_panel(const Job& j, int64_t r0, int64_t nrows, int64_t KC, uint32_t* out, int64_t step) {
   for (int64_t kc = 0; kc < KC; ++kc) {
     __m512 v[16];
     for (int i = 0; i < 16; ++i) v[i] = i < nrows ? _mm512_castsi512_ps(F::pairs(j, r0 + i, kc)) : _mm512_setzero_ps();
+    transpose16(v);
+    uint32_t* o = out + kc * step;
+    for (int p = 0; p < 16; ++p) _mm512_store_ps(o + 16 * p, v[p]);
+  }
+}
+
+// FP8 rows: exactly matmul_ref's weight decode(q) * scale (e4m3_scaled); NaN codes stay NaN. Each
+// row's scale row and each step's scale column are found once per panel and step, not per row and
+// step: two 64-bit divisions per 32 weights had made this panel ~half of FP8 prefill on AMX.
+void fp8_panel(const Job& j, int64_t r0, int64_t nrows, int64_t KC, uint32_t* out, int64_t step) {
+  const float* srow[16];
+  for (int64_t i = 0; i < nrows; ++i) srow[i] = j.scale_inv + ((j.row_offset + r0 + i) / j.block) * j.scale_cols;
+  for (int64_t kc = 0; kc < KC; ++kc) {
+    const int64_t k = 32 * kc, sb = k / j.block;
+    const __mmask32 m = k < j.K ? mask32(j.K - k) : __mmask32(0);
+    __m512 v[16];
+    for (int64_t i = 0; i < 16; ++i) {
+      if (i >= nrows) {
+        v[i] = _mm512_setzero_ps();
+        continue;
+      }
+      const uint8_t* row = row_of(j, r0 + i);
+      if ((kc & 1) == 0) prefetch(row + k + kAhead);
+      __m512 lo, hi;
+      e4m3_scaled(row + k, m, srow[i][sb], lo, hi);
+      v[i] = _mm512_castsi512_ps(pairs_along(lo, hi));
+    }
     transpose16(v);
     uint32_t* o = out + kc * step;
     for (int p = 0; p < 16; ++p) _mm512_store_ps(o + 16 * p, v[p]);
@@ -262,7 +279,7 @@ void gemm(const Job& j, int64_t n0, int64_t n1) {
 AmxKernels amx_kernels() {
   AmxKernels k;
   k.bf16 = &gemm<&row_panel<Bf16Rows>>;
-  k.fp8 = &gemm<&row_panel<Fp8Rows>>;
+  k.fp8 = &gemm<&fp8_panel>;
   k.q8_0 = &gemm<&row_panel<Q8Rows>>;
   k.q4_0 = &gemm<&row_panel<Q4Rows>>;
   k.q8_0_r16 = &gemm<&q8_r16_panel>;
