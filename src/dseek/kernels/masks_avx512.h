@@ -36,8 +36,8 @@ inline __m512i e4m3_as_f16(__m256i q) {
   return _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(q), 7), _mm512_set1_epi16(int16_t(0xbfff)));
 }
 
-// 32 FP8 weights of row r of j from column k on (k a multiple of 32, so one scale block; zeros past
-// K) as float32: decode(q) * scale exactly, as matmul_ref forms them; NaN codes (0x7f / 0xff) NaN.
+// 32 FP8 codes (m: those to read, zeros elsewhere; within one scale block) as float32 weights:
+// decode(q) * scale exactly, as matmul_ref forms them; NaN codes (0x7f / 0xff) NaN.
 inline void e4m3_scaled(const uint8_t* codes, __mmask32 m, float scale, __m512& lo, __m512& hi) {
   const __m256i k7f = _mm256_set1_epi8(0x7f);
   const __m256i q = _mm256_maskz_loadu_epi8(m, codes);
@@ -47,10 +47,6 @@ inline void e4m3_scaled(const uint8_t* codes, __mmask32 m, float scale, __m512& 
   const __m512 qnan = _mm512_set1_ps(__builtin_nanf(""));
   lo = _mm512_mask_mov_ps(_mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(h)), sv), __mmask16(nan), qnan);
   hi = _mm512_mask_mov_ps(_mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)), sv), __mmask16(nan >> 16), qnan);
-}
-inline void e4m3_scaled_row(const Job& j, int64_t r, int64_t k, __m512& lo, __m512& hi) {
-  e4m3_scaled(row_of(j, r) + k, k < j.K ? mask32(j.K - k) : __mmask32(0),
-              j.scale_inv[((j.row_offset + r) / j.block) * j.scale_cols + k / j.block], lo, hi);
 }
 
 // A thread's grow-only, 64-byte aligned scratch for packed weight panels (the prefill GEMMs pack
