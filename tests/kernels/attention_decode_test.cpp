@@ -172,8 +172,27 @@ TEST(AttentionDecode, AmxOverBf16RowsMatchesBf16RoundedReference) {
         check(c, mask_mode, &attend_amx, split, /*bf16=*/true, rng, "decode_attend_rows amx", /*bf16_scores=*/true);
         if (::testing::Test::HasFatalFailure()) return;
       }
-  // Float32 rows: identical with and without the flag.
   std::normal_distribution<float> nd(0.f, 1.f);
+  {  // One-row runs, pairs swapped (1, 0, 3, 2, ...: no 16 rows at one stride, the first step falls).
+    const int64_t H = 16, R = 64, rope = 32, n = 40, L = R + rope;
+    std::vector<uint16_t> rows16(size_t(n * L));
+    std::vector<float> rows(rows16.size()), q_lat(size_t(H * R)), q_pe(size_t(H * rope));
+    for (size_t i = 0; i < rows16.size(); ++i) rows[i] = bf16_to_f32(rows16[i] = f32_to_bf16(nd(rng)));
+    for (auto* v : {&q_lat, &q_pe})
+      for (auto& x : *v) x = nd(rng);
+    const DecodeQuery q{q_lat.data(), q_pe.data(), rope, H, R, rope, 0.1f};
+    std::vector<LatentRun> runs;
+    for (int64_t i = 0; i < n; ++i) runs.push_back({rows16.data() + (i ^ 1) * L, 1, nullptr});
+    std::vector<float> o(static_cast<size_t>(H * R)), m(static_cast<size_t>(H)), l(static_cast<size_t>(H));
+    decode_state_init(o.data(), m.data(), l.data(), H, R);
+    decode_attend_rows(o.data(), m.data(), l.data(), q, runs.data(), n, L, true, true);
+    decode_state_finish(o.data(), l.data(), H, R);
+    std::vector<double> p_bound;
+    const std::vector<double> ref = reference(q, rows.data(), n, L, nullptr, true, &p_bound);
+    for (size_t i = 0; i < ref.size(); ++i)
+      ASSERT_NEAR(o[i], ref[i], 2e-5 * (1.0 + std::fabs(ref[i])) + 0x1p-8 * p_bound[i]) << "swapped runs, output " << i;
+  }
+  // Float32 rows: identical with and without the flag.
   const int64_t H = 16, R = 512, rope = 64, n = 300, L = R + rope;
   std::vector<float> rows(size_t(n * L)), q_lat(size_t(H * R)), q_pe(size_t(H * rope));
   for (auto* v : {&rows, &q_lat, &q_pe})

@@ -62,10 +62,15 @@ void amx_scores(float (*S)[16], const uint32_t* qpack, int64_t L, const uint16_t
     const int64_t nr = mm::min64(16, jn - j0);
     // 16 rows at one stride (a paged block, a contiguous cache) and whole 32-value steps: the A
     // tiles load straight from the cache.
+    // (Addresses compared as integers: the rows may come from different allocations.)
     const uint16_t* base = rows[j0];
-    int64_t stride = nr == 16 && L % 32 == 0 ? rows[j0 + 1] - base : 0;
-    for (int64_t r = 2; stride > 0 && r < 16; ++r)
-      if (rows[j0 + r] != base + r * stride) stride = 0;
+    const auto at = [&](int64_t r) { return reinterpret_cast<uintptr_t>(rows[j0 + r]); };
+    int64_t stride = 0;  // elements
+    if (nr == 16 && L % 32 == 0 && at(1) > at(0) && (at(1) - at(0)) % 2 == 0) {
+      stride = int64_t(at(1) - at(0)) / 2;
+      for (int64_t r = 2; stride > 0 && r < 16; ++r)
+        if (at(r) != at(0) + uintptr_t(2 * r * stride)) stride = 0;
+    }
     uint16_t* a = panels + (i & 1) * 16 * lp;
     if (stride == 0) {
       for (int64_t r = 0; r < 16; ++r) {
