@@ -28,9 +28,8 @@ double as_scored(float v, bool bf16) { return bf16 ? double(bf16_to_f32(f32_to_b
 // out (H, R) = softmax_j(scale q_h · c_j) · c_kv_j over the allowed rows, in double. bf16 (the AMX
 // path): q and c rounded to bf16 (nearest even) in the scores and c in the weighted sum; the kernel
 // also rounds each probability (relative to its chunk's running max) to bf16, which no reference
-// can replay, so *p_bound gets sum_j p_j |c_jk| per output: that rounding alone moves o by at most
-// 2^-9 of it (the test allows 2^-8: one output was measured at 1.04 x 2^-9, the rest of the float
-// arithmetic adding to it).
+// can replay, so *p_bound gets sum_j p_j |c_jk| per output: that rounding moves o by at most 2^-8
+// of it, bf16's unit roundoff (8 significant bits; one output was measured at 1.04 x 2^-9).
 std::vector<double> reference(const DecodeQuery& q, const float* rows, int64_t n, int64_t stride,
                               const uint8_t* allowed, bool bf16_scores, std::vector<double>* p_bound = nullptr) {
   std::vector<double> out(size_t(q.H * q.R), 0.0);

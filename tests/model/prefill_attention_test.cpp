@@ -36,8 +36,8 @@ std::string make_model(DType dtype) {
 }
 
 // A 140-token chunk (>= 128 tokens: attention per head), a 20-token chunk after it (9-127 tokens:
-// absorbed GEMMs over the gathered latent rows) and one decode token (the decode kernel, whose
-// scores follow the same precision on AMX); the last row's logits of each, one after the other.
+// absorbed GEMMs over the gathered latent rows) and one decode token (the decode kernel: float32
+// over this float32 cache, so only its context differs); the last row's logits of each.
 constexpr int64_t kFirst = 140, kSecond = 20, kParts = 3;
 std::vector<float> prefill_logits(const Model& m, AttnPrecision prec, MatmulKernel kernel, ThreadPool& pool) {
   const ModelConfig& c = m.config();
@@ -97,15 +97,15 @@ TEST_F(PrefillAttention, Bf16ProductsStayNearFloat32) {
     const std::vector<float> bf16 = prefill_logits(m, AttnPrecision::kBf16, k, pool_);
     for (float v : bf16) ASSERT_TRUE(std::isfinite(v));
     const float d = max_abs_diff(f32, bf16), scale = max_abs(f32);
-    // The bf16 path is really taken: its roundings move the logits of each chunk, and with AMX the
-    // decode token's (whose own scores are then bf16 too; elsewhere only its context differs).
+    // The bf16 path is really taken: its roundings move the logits of each chunk, and through the
+    // cache rows they wrote, the decode token's.
     const int64_t V = m.config().vocab_size;
     for (int64_t part = 0; part < kParts; ++part) {
       const std::vector<float> a(f32.begin() + part * V, f32.begin() + (part + 1) * V);
       const std::vector<float> b(bf16.begin() + part * V, bf16.begin() + (part + 1) * V);
       EXPECT_GT(max_abs_diff(a, b), 0.f) << "part " << part << ": bf16 attention gave the float32 logits bit for bit";
     }
-    // q, k, P and v each rounded to bf16 (relative 2^-9) before float32 sums. The scores of this
+    // q, k, P and v each rounded to bf16 (relative 2^-8) before float32 sums. The scores of this
     // std-0.15 model are large, so their rounding moves the softmax most: measured 0.9 % of the
     // logits' scale (AMX Xeon, 2026-12-07; the AMX weight products' own bf16 rounding: 0.2 %).
     // DeepSeek's reference rounds the scores themselves to bf16.

@@ -258,7 +258,7 @@ void attend_chunk(float* o, float* m, float* l, int64_t hn, const float* qbuf, i
   alignas(64) float a[16];
   _mm512_store_ps(a, alpha);
   const bool rescale = _mm512_mask_cmp_ps_mask(hm, alpha, _mm512_set1_ps(1.f), _CMP_NEQ_UQ) != 0;
-  if (qpack) {  // the weighted sum on tiles too
+  if (qpack) {  // the weighted sum on tiles too (the next chunk's L2 prefetch below is the FMA path's)
     amx_weigh(o, R, hn, a, rescale, S, rows16, jn);
     return;
   }

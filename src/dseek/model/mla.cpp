@@ -183,8 +183,8 @@ void causal_softmax(float* S, int64_t mt, int64_t n_keys, const TokenBatch& b, c
 // GEMM kernel of the workspace's family (AMX tiles only where `kernel` allows them). kAuto: bf16
 // only on AMX, where the chunk's weight products already round to bf16 (matmul.h: every format
 // but F32 / F16) and the tiles multiply bf16 several times faster than float32 FMA (v2lite-5l
-// Q8_0_R16 / BF16 pp512 at 4096 positions 1.1-1.2x, docs/performance.md). Elsewhere float32: on that Xeon
-// vdpbf16ps gave 61 GMAC/s per thread against 109 for float32 FMA; on Zen 5 it is unmeasured.
+// Q8_0_R16 / BF16 pp512 at 4096 positions 1.1-1.2x, docs/performance.md). Elsewhere float32: on
+// that Xeon vdpbf16ps gave 61 GMAC/s per thread against 109 for float32 FMA; Zen 5 is unmeasured.
 struct AttnGemm {
   GemmKernel kernel;
   GemmPrecision precision;

@@ -17,8 +17,8 @@
 
 namespace dseek {
 
-// Precision of prefill attention's GEMMs: float32, or operands rounded to bf16 with float32 sums
-// (gemm.h, GemmPrecision::kBf16), as DeepSeek's reference computes attention in bf16.
+// Precision of attention's products: float32, or operands rounded to bf16 with float32 sums (gemm.h,
+// GemmPrecision::kBf16), as DeepSeek's reference computes attention in bf16.
 enum class AttnPrecision : uint8_t { kAuto, kF32, kBf16 };
 
 struct Workspace {
@@ -33,9 +33,10 @@ struct Workspace {
   // Kernel family of every product (matmul.h). kAuto is the fastest; the float32 conformance tests
   // pin one without AMX, whose prefill rounds FP8 products to bf16.
   MatmulKernel kernel = MatmulKernel::kAuto;
-  // Products of prefill attention (scores and P · V of a multi-token chunk, mla.cpp); decode
-  // attention is float32 always. kAuto: bf16 on AMX tiles where the chunk's weight products are
-  // bf16 already (kernel resolves to kAmx, weights other than F32 / F16), else float32.
+  // Products of prefill attention (scores and P · V of a multi-token chunk, mla.cpp). kAuto: bf16 on
+  // AMX tiles where the chunk's weight products are bf16 already (kernel resolves to kAmx, weights
+  // other than F32 / F16), else float32. Where this resolves to bf16 on AMX, decode attention over
+  // a bf16 KV cache runs on tiles too (attention_decode_amx.h); otherwise decode is float32.
   AttnPrecision attn_precision = AttnPrecision::kAuto;
 
   // The current call's batch (Model::plan_batch): at most max_tokens tokens and sequences.
