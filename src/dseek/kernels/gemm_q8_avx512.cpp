@@ -139,8 +139,7 @@ struct R16Src {
 // The group loops are unrolled: GCC otherwise rotated the 12 accumulators through register copies
 // every group (24 moves per 12 vpdpbusd; 6 tokens from cache 1.2-1.4x faster without them). Not
 // inlined, so that each tile's registers are allocated alone (and profiles name the tile).
-// DecodePrefetch: a 1-2 token stream prefetches its codes too (Job::decode_prefetch).
-template <int T, class Src, bool Stream = false, bool DecodePrefetch = false>
+template <int T, class Src, bool Stream = false>
 [[gnu::noinline]] void tile(const uint8_t* act, int64_t K, int64_t j0, int64_t nb, const Src& src, float* y,
                             int64_t ldy, int64_t cols, bool accumulate) {
   constexpr int V = Src::kVecs;
@@ -152,11 +151,10 @@ template <int T, class Src, bool Stream = false, bool DecodePrefetch = false>
     for (int h = 0; h < V; ++h) cf[t][h] = _mm512_setzero_ps();
   constexpr bool kQ4 = Src::kNibbles;
   constexpr int64_t kAhead = kQ4 ? 8 : 4;  // blocks: 2 KiB of codes
-  // At 1-2 tokens the codes are left to the hardware prefetchers unless DecodePrefetch: on Zen 5 a
-  // software prefetch of every line 2 KiB ahead made these streams slower, on an Intel Xeon 5-12 %
-  // faster (docs/kernels.md). The scales (a short stream beside each group's codes) are always
-  // fetched ahead.
-  constexpr bool kPrefetchCodes = Stream && (T > 2 || DecodePrefetch);
+  // 1-2 token streams too: with the codes left to the hardware prefetchers they read slower on the
+  // Intel Xeon (5-12 %) and, in quiet hours, on Zen 5 (Q4_0_R16 decode 95 -> 118 tokens/s;
+  // docs/kernels.md).
+  constexpr bool kPrefetchCodes = Stream;
   for (int64_t b = 0; b < nb; ++b) {
     __m512i ci[T][V];
     for (int t = 0; t < T; ++t)
@@ -295,9 +293,9 @@ void qgemm_r16(const Job& j, int64_t n0, int64_t n1) {
       using S4 = R16Src<4, Q4>;
       float* y = j.y + r0;
       if (j.B == 1)
-        (j.decode_prefetch ? tile<1, S4, true, true> : tile<1, S4, true>)(j.act, K, 0, nb, s, y, j.N, rows, false);
+        tile<1, S4, true>(j.act, K, 0, nb, s, y, j.N, rows, false);
       else
-        (j.decode_prefetch ? tile<2, S4, true, true> : tile<2, S4, true>)(j.act, K, 0, nb, s, y, j.N, rows, false);
+        tile<2, S4, true>(j.act, K, 0, nb, s, y, j.N, rows, false);
     }
     return;
   }

@@ -552,7 +552,7 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
   const mm::KernelSet& ks = kernel == MatmulKernel::kAvx2 ? avx2_set() : avx512_set();
   mm::Job& job = p.job;
   job = mm::Job{};
-  job.decode_prefetch = cpu_features().amx_bf16;
+  job.bf16_row_prefetch = cpu_features().amx_bf16;
   job.y = y;
   job.N = N;
   job.B = B;

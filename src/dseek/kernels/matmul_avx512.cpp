@@ -223,7 +223,7 @@ struct Bf16Dot {
       for (int t = 0; t < T; ++t) x[t] = reinterpret_cast<const uint16_t*>(j.act + t * j.act_stride);
     }
     // 1-4 tokens: 4 rows in lockstep, each prefetching the same columns of the row 4 below (read by
-    // the next step) where Job::decode_prefetch says so. From 5 tokens the dot products bound the
+    // the next step) where Job::bf16_row_prefetch says so. From 5 tokens the dot products bound the
     // stream and lockstep gained nothing.
     static constexpr int kStepRows = T <= 4 ? 4 : 1;
     void rows(const Job& j, int64_t r, __m512 (&out)[kStepRows][T]) const {
@@ -239,7 +239,7 @@ struct Bf16Dot {
       for (; k + 32 * V <= j.K; k += 32 * V)
         for (int v = 0; v < V; ++v)
           for (int s = 0; s < S; ++s) {
-            if (j.decode_prefetch)
+            if (j.bf16_row_prefetch)
               _mm_prefetch(reinterpret_cast<const char*>(w[s] + k + 32 * v + ahead), _MM_HINT_T0);
             const __m512bh wv = (__m512bh)_mm512_loadu_si512(w[s] + k + 32 * v);
             for (int t = 0; t < T; ++t)

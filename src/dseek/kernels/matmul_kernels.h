@@ -38,12 +38,10 @@ struct Job {
   int64_t block = 128;
   int64_t row_offset = 0;
   const float* e4m3_lut = nullptr;  // 256 decoded E4M3 values (scalar tails)
-  // Decode weight streams prefetched in software as well: BF16 rows read 4 at a time in lockstep
-  // (1-4 tokens) prefetch the same columns of the row 4 below, Q8_0_R16 / Q4_0_R16 at 1-2 tokens
-  // every code line 2 KiB ahead. Set on CPUs with AMX (the Intel Xeons where one core's BF16 stream
-  // went 22-25 -> 27-30 GB/s with it, the _R16 streams 5-12 % faster); off elsewhere: on Zen 5 the
-  // hardware prefetchers alone decoded BF16 ~10 % faster and the _R16 streams 18-37 %.
-  bool decode_prefetch = false;
+  // BF16 rows read 4 at a time in lockstep (1-4 tokens) also prefetch the same columns of the row 4
+  // below. Set on CPUs with AMX (the Intel Xeons, where one core's BF16 stream went 22-25 -> 27-30
+  // GB/s with it); off elsewhere: on Zen 5 the hardware prefetchers alone stream BF16 rows faster.
+  bool bf16_row_prefetch = false;
 };
 
 // The BF16 prefill GEMM (KernelSet::bf16_gemm) reads activations packed in tiles of kGemmTokens
