@@ -808,53 +808,75 @@ void dequant_q4_0(float* out, const uint8_t* codes, const uint8_t* scales, int64
 // ~2.5x the instructions; it was ~2.5 % of Q8_0 decode).
 template <class W>
 void rows_t(float* y, const float* x, const uint8_t* w, int64_t row_bytes, int64_t N, int64_t K) {
+  constexpr int64_t kRowsAhead = 8;
   for (int64_t k0 = 0; k0 < K; k0 += 256) {
     const int nv = int(min64(16, (K - k0) / 16));  // K is a multiple of 32: whole vectors
     __m512 acc[16];
     for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
     for (int64_t n = 0; n < N; ++n) {
       const uint8_t* row = w + n * row_bytes;
-      alignas(64) float s[16];  // x[n] times the scale of each vector's block
-      W::scales(s, row, K, k0, x[n]);
+      // The same columns of the row kRowsAhead below (rows are read a piece at a time, 2 pieces
+      // per row at K = 512, the DeepSeek shapes, which the hardware prefetchers did not follow).
+      if (n + kRowsAhead < N) W::prefetch(row + kRowsAhead * row_bytes, K, k0);
+      // x[n] times the scale of each of the tile's 8 blocks, broadcast per block in registers.
+      const __m512 s = W::scales(row, K, k0, x[n]);
       if (nv == 16) {
-        for (int i = 0; i < 16; ++i) acc[i] = _mm512_fmadd_ps(W::load(row, K, k0 + 16 * i), _mm512_set1_ps(s[i]), acc[i]);
+        for (int i = 0; i < 16; ++i) acc[i] = _mm512_fmadd_ps(W::load(row, K, k0 + 16 * i), W::lane(s, i / 2), acc[i]);
       } else {
-        for (int i = 0; i < nv; ++i) acc[i] = _mm512_fmadd_ps(W::load(row, K, k0 + 16 * i), _mm512_set1_ps(s[i]), acc[i]);
+        for (int i = 0; i < nv; ++i) acc[i] = _mm512_fmadd_ps(W::load(row, K, k0 + 16 * i), W::lane(s, i / 2), acc[i]);
       }
     }
     for (int i = 0; i < nv; ++i) _mm512_storeu_ps(y + k0 + 16 * i, acc[i]);
   }
 }
 
-// Vector i of a tile covers block i / 2: the tile's (up to) 8 f16 scales, each spread to 2 lanes.
-inline void pair_scales(float* s, const uint8_t* scales, int64_t nb_left, float xn) {
+// The tile's (up to) 8 f16 block scales times xn, in lanes 0..7; lane(s, b) spreads block b's.
+inline __m512 block_scales(const uint8_t* scales, int64_t nb_left, float xn) {
   const __m256 d = _mm256_cvtph_ps(_mm_maskz_loadu_epi16(__mmask8(nb_left >= 8 ? 0xff : (1u << nb_left) - 1), scales));
-  const __m512i two_each = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
-  _mm512_store_ps(s, _mm512_mul_ps(_mm512_permutexvar_ps(two_each, _mm512_castps256_ps512(d)), _mm512_set1_ps(xn)));
+  return _mm512_castps256_ps512(_mm256_mul_ps(d, _mm256_set1_ps(xn)));
+}
+inline __m512 block_lane(__m512 s, int b) { return _mm512_permutexvar_ps(_mm512_set1_epi32(b), s); }
+
+// The lines of a row's codes [c0, c0 + n) and of its scales at s.
+inline void prefetch_piece(const uint8_t* row, int64_t c0, int64_t n, const uint8_t* s) {
+  for (int64_t l = 0; l < n; l += 64) _mm_prefetch(reinterpret_cast<const char*>(row + c0 + l), _MM_HINT_T0);
+  if (s) _mm_prefetch(reinterpret_cast<const char*>(s), _MM_HINT_T0);
 }
 
 struct RowsQ8 {
-  static void scales(float* s, const uint8_t* row, int64_t K, int64_t k0, float xn) {
-    pair_scales(s, row + K + 2 * (k0 / 32), (K - k0) / 32, xn);
+  static void prefetch(const uint8_t* row, int64_t K, int64_t k0) {
+    prefetch_piece(row, k0, min64(256, K - k0), row + K + 2 * (k0 / 32));
   }
+  static __m512 scales(const uint8_t* row, int64_t K, int64_t k0, float xn) {
+    return block_scales(row + K + 2 * (k0 / 32), (K - k0) / 32, xn);
+  }
+  static __m512 lane(__m512 s, int b) { return block_lane(s, b); }
   static __m512 load(const uint8_t* row, int64_t, int64_t k) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k))));
   }
 };
 
 struct RowsQ4 {  // block b: 16 bytes, value 32b + i in the low nibble of byte i, 32b + 16 + i in the high
-  static void scales(float* s, const uint8_t* row, int64_t K, int64_t k0, float xn) {
-    pair_scales(s, row + K / 2 + 2 * (k0 / 32), (K - k0) / 32, xn);
+  static void prefetch(const uint8_t* row, int64_t K, int64_t k0) {
+    prefetch_piece(row, k0 / 2, min64(128, (K - k0) / 2), row + K / 2 + 2 * (k0 / 32));
   }
+  static __m512 scales(const uint8_t* row, int64_t K, int64_t k0, float xn) {
+    return block_scales(row + K / 2 + 2 * (k0 / 32), (K - k0) / 32, xn);
+  }
+  static __m512 lane(__m512 s, int b) { return block_lane(s, b); }
   static __m512 load(const uint8_t* row, int64_t, int64_t k) {
+    // The nibble indexes a table of the 16 values -8 .. 7 (vpermps reads the low 4 bits of each
+    // lane): one instruction instead of mask, subtract and convert.
     const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k / 32 * 16)));
-    const __m512i q = (k & 16) ? _mm512_srli_epi32(b, 4) : _mm512_and_si512(b, _mm512_set1_epi32(15));
-    return _mm512_cvtepi32_ps(_mm512_sub_epi32(q, _mm512_set1_epi32(8)));
+    const __m512 values = _mm512_set_ps(7, 6, 5, 4, 3, 2, 1, 0, -1, -2, -3, -4, -5, -6, -7, -8);
+    return _mm512_permutexvar_ps((k & 16) ? _mm512_srli_epi32(b, 4) : b, values);
   }
 };
 
 struct RowsBF16 {
-  static void scales(float* s, const uint8_t*, int64_t, int64_t, float xn) { _mm512_store_ps(s, _mm512_set1_ps(xn)); }
+  static void prefetch(const uint8_t* row, int64_t K, int64_t k0) { prefetch_piece(row, 2 * k0, 2 * min64(256, K - k0), nullptr); }
+  static __m512 scales(const uint8_t*, int64_t, int64_t, float xn) { return _mm512_set1_ps(xn); }
+  static __m512 lane(__m512 s, int) { return s; }
   static __m512 load(const uint8_t* row, int64_t, int64_t k) {
     const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * k));
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
