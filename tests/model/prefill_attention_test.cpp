@@ -1,7 +1,7 @@
 // Prefill attention's precision (Workspace::attn_precision, mla.cpp): bf16 products stay within a
 // stated distance of float32 ones on both prefill paths (per head, and absorbed GEMMs over the
-// latent rows), and kAuto picks bf16 exactly where the docs say: AMX kernels and weights other
-// than F32 / F16.
+// latent rows), and kAuto picks bf16 exactly where the docs say: the AMX and AVX-512 BF16 kernel
+// families and weights other than F32 / F16.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -113,24 +113,27 @@ TEST_F(PrefillAttention, Bf16ProductsStayNearFloat32) {
   }
 }
 
-// kAuto: bf16 with AMX kernels and non-float weights; float32 otherwise (and always for F32 weights).
+// kAuto: bf16 with the AMX or AVX-512 BF16 families and non-float weights; float32 otherwise (and
+// always for F32 weights).
 TEST_F(PrefillAttention, AutoFollowsKernelAndWeights) {
   const Model bf = Model::load(*bf16_dir_);
   const Model fp = Model::load(*f32_dir_);
-  const MatmulKernel best = matmul_best_kernel(), no_amx = matmul_best_kernel_without_amx();
-  const bool amx = best == MatmulKernel::kAmx && gemm_bf16_supported();
+  const MatmulKernel best = matmul_best_kernel();
+  const bool bf16_family = (best == MatmulKernel::kAmx || best == MatmulKernel::kAvx512Bf16) && gemm_bf16_supported();
 
   const std::vector<float> bf_auto = prefill_logits(bf, AttnPrecision::kAuto, best, pool_);
   const std::vector<float> bf_f32 = prefill_logits(bf, AttnPrecision::kF32, best, pool_);
-  if (amx) {
-    EXPECT_EQ(bf_auto, prefill_logits(bf, AttnPrecision::kBf16, best, pool_)) << "AMX, BF16 weights: bf16 expected";
+  if (bf16_family) {
+    EXPECT_EQ(bf_auto, prefill_logits(bf, AttnPrecision::kBf16, best, pool_)) << "bf16 family, BF16 weights: bf16 expected";
     EXPECT_NE(bf_auto, bf_f32);
   } else {
-    EXPECT_EQ(bf_auto, bf_f32) << "no AMX kernel: float32 expected";
+    EXPECT_EQ(bf_auto, bf_f32) << "no bf16 kernel family: float32 expected";
   }
-  EXPECT_EQ(prefill_logits(bf, AttnPrecision::kAuto, no_amx, pool_),
-            prefill_logits(bf, AttnPrecision::kF32, no_amx, pool_))
-      << "a kernel family without AMX keeps float32 attention";
+  if (matmul_kernel_supported(MatmulKernel::kAvx512)) {
+    EXPECT_EQ(prefill_logits(bf, AttnPrecision::kAuto, MatmulKernel::kAvx512, pool_),
+              prefill_logits(bf, AttnPrecision::kF32, MatmulKernel::kAvx512, pool_))
+        << "the AVX-512 family without BF16 keeps float32 attention";
+  }
   EXPECT_EQ(prefill_logits(fp, AttnPrecision::kAuto, best, pool_), prefill_logits(fp, AttnPrecision::kF32, best, pool_))
       << "F32 weights keep float32 attention";
 }

@@ -181,10 +181,12 @@ void causal_softmax(float* S, int64_t mt, int64_t n_keys, const TokenBatch& b, c
 
 // How prefill attention multiplies: Workspace::attn_precision resolved for these weights, on the
 // GEMM kernel of the workspace's family (AMX tiles only where `kernel` allows them). kAuto: bf16
-// only on AMX, where the chunk's weight products already round to bf16 (matmul.h: every format
-// but F32 / F16) and the tiles multiply bf16 several times faster than float32 FMA (v2lite-5l
-// Q8_0_R16 / BF16 pp512 at 4096 positions 1.1-1.2x, docs/performance.md). Elsewhere float32: on
-// that Xeon vdpbf16ps gave 61 GMAC/s per thread against 109 for float32 FMA; Zen 5 is unmeasured.
+// for weights other than F32 / F16 (their products at prefill already round to bf16 on these
+// families, matmul.h) on the families that multiply bf16 faster than float32: AMX tiles (v2lite-5l
+// Q8_0_R16 / BF16 pp512 at 4096 positions 1.1-1.2x on a Xeon) and AVX-512 BF16 on CPUs without
+// AMX (vdpbf16ps: Zen 5 1.02-1.5x, docs/performance.md). Float32 on the other families. (A Xeon
+// forced to kAvx512Bf16 would take bf16 too, where vdpbf16ps ran below FMA: 61 vs 109 GMAC/s per
+// thread; its default family is kAmx.)
 struct AttnGemm {
   GemmKernel kernel;
   GemmPrecision precision;
@@ -200,7 +202,7 @@ AttnGemm prefill_attn_gemm(const MlaWeights& w, const Workspace& ws) {
     case AttnPrecision::kAuto: break;
   }
   const DType t = w.kv_b_proj.dtype;
-  const bool bf16 = k == MatmulKernel::kAmx && t != DType::kF32 && t != DType::kF16;
+  const bool bf16 = (k == MatmulKernel::kAmx || k == MatmulKernel::kAvx512Bf16) && t != DType::kF32 && t != DType::kF16;
   return {gk, bf16 ? GemmPrecision::kBf16 : GemmPrecision::kF32};
 }
 
