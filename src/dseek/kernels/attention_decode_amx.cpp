@@ -28,7 +28,7 @@ void row_panel(uint16_t* out, const uint16_t* row, int64_t L, int64_t lp) {
 // 16 values of a bf16 row from column k, widened to float32 (exact), zeros past R.
 inline __m512 row16(const uint16_t* row, int64_t k, int64_t R) {
   const __m256i h = _mm256_maskz_loadu_epi16(mm::mask16(R - k), row + k);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  return mm::widen_bf16(h);
 }
 
 }  // namespace

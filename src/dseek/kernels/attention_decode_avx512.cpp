@@ -28,6 +28,7 @@ namespace dseek {
 namespace {
 
 using mm::mask16;
+using mm::widen_bf16;
 
 constexpr int64_t kChunk = 64;  // rows per online-softmax step: 64 x 2.3 KB of V2/V3 rows stay in L2
 // The score pass prefetches the row this many ahead (across run ends).
@@ -72,7 +73,6 @@ struct RowCursor {
 // to the high half); masked: zeros past the mask.
 inline __m512 load_row(const float* p) { return _mm512_loadu_ps(p); }
 inline __m512 load_row(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
-inline __m512 widen_bf16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
 inline __m512 load_row(const uint16_t* p) { return widen_bf16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
 inline __m512 load_row(const uint16_t* p, __mmask16 m) { return widen_bf16(_mm256_maskz_loadu_epi16(m, p)); }
 

@@ -1,6 +1,7 @@
-// Tail masks, row addressing, E4M3 widening and panel scratch shared by the AVX-512 kernel files (matmul_avx512.cpp,
-// gemm_q8_avx512.cpp, attention_decode_avx512.cpp, softmax_avx512.cpp). Include it only from files
-// compiled with AVX-512 flags: the helpers live in an anonymous namespace, so each such file gets its
+// Tail masks, row addressing, bf16 and E4M3 widening and panel scratch shared by the AVX-512 kernel
+// files (matmul_avx512.cpp, gemm_q8_avx512.cpp, attention_decode_avx512.cpp,
+// attention_decode_amx.cpp, softmax_avx512.cpp). Include it only from files compiled with AVX-512
+// flags: the helpers live in an anonymous namespace, so each such file gets its
 // own copy (see matmul_kernels.h).
 #pragma once
 
@@ -29,6 +30,9 @@ inline __mmask16 mask16(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmas
 inline __mmask32 mask32(int64_t n) { return n >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << n) - 1); }
 inline __mmask64 mask64(int64_t n) { return n >= 64 ? __mmask64(~0ull) : __mmask64((1ull << n) - 1); }
 inline const uint8_t* row_of(const Job& j, int64_t r) { return j.w + r * j.w_row_bytes; }
+
+// 16 bf16 values as float32, exact: the bits move to the high half.
+inline __m512 widen_bf16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
 
 // 32 E4M3 codes -> 32 f16 bit patterns of value * 2^-8 (sign to bit 15, exponent and mantissa to
 // bits 13..7, subnormals included): F16C widens them exactly, and scale * 256 restores the value.

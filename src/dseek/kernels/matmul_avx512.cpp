@@ -111,7 +111,7 @@ struct LoadF16 {
 struct LoadBF16 {  // bf16 -> f32 is exact: the bits move to the high half
   static __m512 load(const uint8_t* row, int64_t k, __mmask16 m) {
     const __m256i h = _mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(row) + k);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    return widen_bf16(h);
   }
 };
 
@@ -767,7 +767,7 @@ void dequant_bf16(float* out, const uint16_t* p, int64_t n) {
   for (int64_t k = 0; k < n; k += 16) {
     const __mmask16 m = mask16(n - k);
     const __m256i h = _mm256_maskz_loadu_epi16(m, p + k);
-    _mm512_mask_storeu_ps(out + k, m, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+    _mm512_mask_storeu_ps(out + k, m, widen_bf16(h));
   }
 }
 
@@ -879,7 +879,7 @@ struct RowsBF16 {
   static __m512 lane(__m512 s, int) { return s; }
   static __m512 load(const uint8_t* row, int64_t, int64_t k) {
     const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * k));
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    return widen_bf16(h);
   }
 };
 

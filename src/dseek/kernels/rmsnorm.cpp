@@ -1,6 +1,8 @@
 #include "dseek/kernels/rmsnorm.h"
 
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#endif
 
 #include <cmath>
 
@@ -8,20 +10,24 @@
 
 namespace dseek {
 
+namespace {
+// 1 / RMS of a row from its sum of squares (double), as both paths below scale by it.
+float inv_rms(double ss, int64_t n, float eps) { return float(1.0 / std::sqrt(ss / double(n) + double(eps))); }
+}  // namespace
+
 void rmsnorm_ref(float* out, const float* x, const float* weight, int64_t B, int64_t n, float eps) {
   for (int64_t b = 0; b < B; ++b) {
     const float* xb = x + b * n;
     float* ob = out + b * n;
     double ss = 0.0;  // double: the mean of squares over 7168 values must not lose digits
     for (int64_t i = 0; i < n; ++i) ss += double(xb[i]) * xb[i];
-    const float r = float(1.0 / std::sqrt(ss / double(n) + double(eps)));
+    const float r = inv_rms(ss, n, eps);
     for (int64_t i = 0; i < n; ++i) ob[i] = (xb[i] * r) * weight[i];
   }
 }
 
+#if defined(__x86_64__) || defined(__i386__)
 namespace {
-
-float inv_rms(double ss, int64_t n, float eps) { return float(1.0 / std::sqrt(ss / double(n) + double(eps))); }
 
 // rmsnorm_ref's arithmetic with the sum of squares in 16 double lanes (x² is exact in double, so
 // the FMA adds the same value) and the scaling 16 floats at a time: rmsnorm_ref's single chain of
@@ -54,11 +60,17 @@ __attribute__((target("avx512f"))) void row_avx512(float* ob, const float* xb, c
 }
 
 }  // namespace
+#endif
 
 void rmsnorm(float* out, const float* x, const float* weight, int64_t B, int64_t n, float eps) {
+#if defined(__x86_64__) || defined(__i386__)
   static const bool avx512 = cpu_features().avx512f;
-  if (!avx512) return rmsnorm_ref(out, x, weight, B, n, eps);
-  for (int64_t b = 0; b < B; ++b) row_avx512(out + b * n, x + b * n, weight, n, eps);
+  if (avx512) {
+    for (int64_t b = 0; b < B; ++b) row_avx512(out + b * n, x + b * n, weight, n, eps);
+    return;
+  }
+#endif
+  rmsnorm_ref(out, x, weight, B, n, eps);
 }
 
 }  // namespace dseek
