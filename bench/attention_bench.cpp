@@ -2,7 +2,7 @@
 // V3 shapes: one query token of H heads against n cache rows of [c_kv (512) | k_pe (64)] floats.
 //
 //   attention_bench [--rows 512,4096,16384] [--heads 16,32,128] [--reps N] [--hot] [--small-pages]
-//                   [--latent 512,64] [--bf16] [--amx]
+//                   [--latent 512,64] [--bf16] [--amx | --bf16dot]
 //
 // One thread, as each thread of a decode step runs it on its share of the context. The cache rows
 // are cycled through enough copies (>= 256 MiB) that every call reads them from memory, as decode
@@ -65,7 +65,7 @@ std::vector<int64_t> parse_list(const char* s) {
 int main(int argc, char** argv) {
   std::vector<int64_t> rows_list = {512, 4096, 16384}, heads_list = {16, 32};
   int reps = 30;
-  bool hot = false, huge = true, bf16 = false, amx = false;
+  bool hot = false, huge = true, bf16 = false, amx = false, dot = false;
   int64_t R = 512, rope = 64;  // kv_lora_rank, qk_rope_head_dim  // --hot: one copy of the rows, read from the caches after the first call
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -84,9 +84,10 @@ int main(int argc, char** argv) {
     }
     else if (a == "--small-pages") huge = false;
     else if (a == "--bf16") bf16 = true;  // rows of a bf16 KV cache (--kv-type bf16)
-    else if (a == "--amx") amx = true;    // bf16 scores on AMX tiles (--attn-precision, docs/model.md)
+    else if (a == "--amx") amx = true;    // bf16 products on AMX tiles (--attn-precision, docs/model.md)
+    else if (a == "--bf16dot") dot = true;  // bf16 products as vdpbf16ps (CPUs with AVX-512 BF16, no AMX)
     else {
-      std::fprintf(stderr, "usage: attention_bench [--rows 512,4096] [--heads 16,32] [--reps N] [--hot] [--small-pages] [--latent R,rope] [--bf16] [--amx]\n");
+      std::fprintf(stderr, "usage: attention_bench [--rows 512,4096] [--heads 16,32] [--reps N] [--hot] [--small-pages] [--latent R,rope] [--bf16] [--amx | --bf16dot]\n");
       return 2;
     }
   }
@@ -94,9 +95,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "attention_bench: --amx needs AMX-BF16 (and the tile state)\n");
     return 2;
   }
+  if (dot && (amx || !cpu_features().avx512bf16)) {
+    std::fprintf(stderr, "attention_bench: --bf16dot needs AVX-512 BF16 (and not --amx)\n");
+    return 2;
+  }
+  const DecodeProducts products = amx ? DecodeProducts::kAmx : dot ? DecodeProducts::kBf16Dot : DecodeProducts::kFloat32;
   const int64_t L = R + rope;
   std::printf("# attention_bench  one thread  kernel %s%s  R %lld  rope %lld  rows %s\n",
-              cpu_features().avx512_fma() ? "avx512" : "scalar", amx ? " (scores: amx bf16)" : "", (long long)R,
+              cpu_features().avx512_fma() ? "avx512" : "scalar", amx ? " (products: amx bf16)" : dot ? " (products: vdpbf16ps)" : "", (long long)R,
               (long long)rope, bf16 ? "bf16" : "f32");
   std::printf("| rows | heads | ms median [min-max] | GB/s | GFLOP/s |\n|---|---|---|---|---|\n");
   std::mt19937 rng(1);
@@ -132,7 +138,7 @@ int main(int argc, char** argv) {
                             n, nullptr};
         const auto t0 = Clock::now();
         decode_state_init(o.data(), m.data(), l.data(), H, R);
-        decode_attend_rows(o.data(), m.data(), l.data(), q, &run, 1, L, bf16, amx);
+        decode_attend_rows(o.data(), m.data(), l.data(), q, &run, 1, L, bf16, products);
         decode_state_finish(o.data(), l.data(), H, R);
         if (r >= 2) t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
       }

@@ -5,6 +5,7 @@
 #include "dseek/kernels/attention_decode.h"
 
 #include "dseek/core/dtype.h"
+#include "dseek/kernels/cpu_features.h"
 #include "dseek/kernels/matmul.h"
 
 #include <gtest/gtest.h>
@@ -67,7 +68,10 @@ void attend_simd(float* o, float* m, float* l, const DecodeQuery& q, const Laten
   decode_attend_rows(o, m, l, q, r, n, s, b);
 }
 void attend_amx(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* r, int64_t n, int64_t s, bool b) {
-  decode_attend_rows(o, m, l, q, r, n, s, b, /*amx_scores=*/true);
+  decode_attend_rows(o, m, l, q, r, n, s, b, DecodeProducts::kAmx);
+}
+void attend_dot(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* r, int64_t n, int64_t s, bool b) {
+  decode_attend_rows(o, m, l, q, r, n, s, b, DecodeProducts::kBf16Dot);
 }
 
 // Rows [j0, j1) as runs of at most `len` rows (a paged cache's blocks when len is 16).
@@ -155,20 +159,18 @@ TEST(AttentionDecode, MatchesSoftmaxAttention) {
         }
 }
 
-// amx_scores over bf16 rows: scores and weighted sum on AMX tiles (q and the probabilities rounded to
-// bf16), softmax float32. The reference rounds the same q and rows, so beside the float32 tolerance
-// only the probabilities' rounding is allowed for (a wrong pair order, head, column or row tile edge
-// misses it by far). Over float32 rows the flag changes nothing, bit for bit.
-TEST(AttentionDecode, AmxOverBf16RowsMatchesBf16RoundedReference) {
-  if (!matmul_kernel_supported(MatmulKernel::kAmx)) GTEST_SKIP() << "no AMX-BF16 on this CPU (or no tile state)";
-  std::mt19937 rng(20261207);
+// bf16 products over bf16 rows (kAmx: AMX tiles; kBf16Dot: vdpbf16ps): q and the probabilities
+// rounded to bf16, softmax float32. The reference rounds the same q and rows, so beside the float32
+// tolerance only the probabilities' rounding is allowed for (a wrong pair order, head, column or row
+// tile edge misses it by far). Over float32 rows the choice changes nothing, bit for bit.
+void check_bf16_products(DecodeProducts products, AttendFn fn, std::mt19937& rng, const char* name) {
   const Case cases[] = {{1, 16, 16, 1},     {4, 64, 16, 5},     {6, 40, 8, 64},  {16, 512, 64, 65},
                         {16, 512, 64, 200}, {20, 64, 16, 130},  {3, 24, 8, 129}, {16, 512, 64, 1000},
-                        {16, 500, 60, 33}};
+                        {16, 500, 60, 33},  {12, 48, 24, 67}};
   for (const Case& c : cases)
     for (int mask_mode : {0, 1, 2})
       for (bool split : {false, true}) {
-        check(c, mask_mode, &attend_amx, split, /*bf16=*/true, rng, "decode_attend_rows amx", /*bf16_scores=*/true);
+        check(c, mask_mode, fn, split, /*bf16=*/true, rng, name, /*bf16_scores=*/true);
         if (::testing::Test::HasFatalFailure()) return;
       }
   std::normal_distribution<float> nd(0.f, 1.f);
@@ -184,14 +186,15 @@ TEST(AttentionDecode, AmxOverBf16RowsMatchesBf16RoundedReference) {
     for (int64_t i = 0; i < n; ++i) runs.push_back({rows16.data() + (i ^ 1) * L, 1, nullptr});
     std::vector<float> o(static_cast<size_t>(H * R)), m(static_cast<size_t>(H)), l(static_cast<size_t>(H));
     decode_state_init(o.data(), m.data(), l.data(), H, R);
-    decode_attend_rows(o.data(), m.data(), l.data(), q, runs.data(), n, L, true, true);
+    decode_attend_rows(o.data(), m.data(), l.data(), q, runs.data(), n, L, true, products);
     decode_state_finish(o.data(), l.data(), H, R);
     std::vector<double> p_bound;
     const std::vector<double> ref = reference(q, rows.data(), n, L, nullptr, true, &p_bound);
     for (size_t i = 0; i < ref.size(); ++i)
-      ASSERT_NEAR(o[i], ref[i], 2e-5 * (1.0 + std::fabs(ref[i])) + 0x1p-8 * p_bound[i]) << "swapped runs, output " << i;
+      ASSERT_NEAR(o[i], ref[i], 2e-5 * (1.0 + std::fabs(ref[i])) + 0x1p-8 * p_bound[i])
+          << name << " swapped runs, output " << i;
   }
-  // Float32 rows: identical with and without the flag.
+  // Float32 rows: identical with and without bf16 products.
   const int64_t H = 16, R = 512, rope = 64, n = 300, L = R + rope;
   std::vector<float> rows(size_t(n * L)), q_lat(size_t(H * R)), q_pe(size_t(H * rope));
   for (auto* v : {&rows, &q_lat, &q_pe})
@@ -199,13 +202,26 @@ TEST(AttentionDecode, AmxOverBf16RowsMatchesBf16RoundedReference) {
   const DecodeQuery q{q_lat.data(), q_pe.data(), rope, H, R, rope, 0.05f};
   const LatentRun run{rows.data(), n, nullptr};
   std::vector<float> o[2], m[2], l[2];
-  for (int amx = 0; amx < 2; ++amx) {
-    o[amx].resize(size_t(H * R)), m[amx].resize(size_t(H)), l[amx].resize(size_t(H));
-    decode_state_init(o[amx].data(), m[amx].data(), l[amx].data(), H, R);
-    decode_attend_rows(o[amx].data(), m[amx].data(), l[amx].data(), q, &run, 1, L, false, amx == 1);
+  for (int i = 0; i < 2; ++i) {
+    o[i].resize(size_t(H * R)), m[i].resize(size_t(H)), l[i].resize(size_t(H));
+    decode_state_init(o[i].data(), m[i].data(), l[i].data(), H, R);
+    decode_attend_rows(o[i].data(), m[i].data(), l[i].data(), q, &run, 1, L, false,
+                       i == 1 ? products : DecodeProducts::kFloat32);
   }
-  EXPECT_EQ(o[0], o[1]);
-  EXPECT_EQ(l[0], l[1]);
+  EXPECT_EQ(o[0], o[1]) << name;
+  EXPECT_EQ(l[0], l[1]) << name;
+}
+
+TEST(AttentionDecode, AmxOverBf16RowsMatchesBf16RoundedReference) {
+  if (!matmul_kernel_supported(MatmulKernel::kAmx)) GTEST_SKIP() << "no AMX-BF16 on this CPU (or no tile state)";
+  std::mt19937 rng(20261207);
+  check_bf16_products(DecodeProducts::kAmx, &attend_amx, rng, "decode_attend_rows amx");
+}
+
+TEST(AttentionDecode, Bf16DotOverBf16RowsMatchesBf16RoundedReference) {
+  if (!cpu_features().avx512bf16 || !cpu_features().avx512_fma()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU";
+  std::mt19937 rng(20261208);
+  check_bf16_products(DecodeProducts::kBf16Dot, &attend_dot, rng, "decode_attend_rows bf16dot");
 }
 
 }  // namespace

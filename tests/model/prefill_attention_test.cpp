@@ -38,8 +38,12 @@ std::string make_model(DType dtype) {
 // A 140-token chunk (>= 128 tokens: attention per head), a 20-token chunk after it (9-127 tokens:
 // absorbed GEMMs over the gathered latent rows) and one decode token (the decode kernel: float32
 // over this float32 cache, so only its context differs); the last row's logits of each.
+// kv: the cache's type; decode_prec (where given) replaces prec for the decode token, whose
+// attention over a bf16 cache takes bf16 products where that resolves to bf16 (AMX tiles or
+// vdpbf16ps), float32 ones otherwise.
 constexpr int64_t kFirst = 140, kSecond = 20, kParts = 3;
-std::vector<float> prefill_logits(const Model& m, AttnPrecision prec, MatmulKernel kernel, ThreadPool& pool) {
+std::vector<float> prefill_logits(const Model& m, AttnPrecision prec, MatmulKernel kernel, ThreadPool& pool,
+                                  KVDtype kv = KVDtype::kF32, const AttnPrecision* decode_prec = nullptr) {
   const ModelConfig& c = m.config();
   const int64_t V = c.vocab_size, T = kFirst + kSecond + 1;
   std::vector<int32_t> ids(static_cast<size_t>(T));
@@ -47,10 +51,11 @@ std::vector<float> prefill_logits(const Model& m, AttnPrecision prec, MatmulKern
   Workspace ws(c, kFirst, T, &pool, /*naive_attention=*/false);
   ws.kernel = kernel;
   ws.attn_precision = prec;
-  KVCache cache(c, m.n_cache_layers(), T);
+  KVCache cache(c, m.n_cache_layers(), T, kv);
   std::vector<float> out(size_t(kParts * V));
   m.forward(ids.data(), kFirst, 0, cache.view(), AttnImpl::kAbsorb, ws, out.data(), kFirst - 1);
   m.forward(ids.data() + kFirst, kSecond, kFirst, cache.view(), AttnImpl::kAbsorb, ws, out.data() + V, kSecond - 1);
+  if (decode_prec) ws.attn_precision = *decode_prec;
   m.forward(ids.data() + T - 1, 1, T - 1, cache.view(), AttnImpl::kAbsorb, ws, out.data() + 2 * V);
   return out;
 }
@@ -110,6 +115,30 @@ TEST_F(PrefillAttention, Bf16ProductsStayNearFloat32) {
     // logits' scale (AMX Xeon, 2026-12-07; the AMX weight products' own bf16 rounding: 0.2 %).
     // DeepSeek's reference rounds the scores themselves to bf16.
     EXPECT_LE(d, 2e-2f * scale) << "max |logit| " << scale;
+  }
+}
+
+// Decode over a bf16 cache (the third part's token): bf16 products (AMX tiles or vdpbf16ps) against
+// float32 ones over the same rows, after the same bf16 prefill. The cache rows are bf16 either way,
+// so only q and the probabilities are rounded: the prefill parts are identical, the decode logits
+// not bit for bit (the bf16 path is taken) but within the bound of Bf16ProductsStayNearFloat32.
+TEST_F(PrefillAttention, Bf16DecodeProductsOverBf16CacheStayNearFloat32) {
+  if (!gemm_bf16_supported()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU";
+  const Model m = Model::load(*bf16_dir_);
+  std::vector<MatmulKernel> kernels = {matmul_best_kernel()};
+  if (matmul_best_kernel_without_amx() != kernels[0]) kernels.push_back(matmul_best_kernel_without_amx());
+  const int64_t V = m.config().vocab_size;
+  for (MatmulKernel k : kernels) {
+    SCOPED_TRACE(matmul_kernel_family_name(k));
+    const AttnPrecision as_bf16 = AttnPrecision::kBf16, as_f32 = AttnPrecision::kF32;
+    const std::vector<float> bf = prefill_logits(m, AttnPrecision::kBf16, k, pool_, KVDtype::kBF16, &as_bf16);
+    const std::vector<float> f32 = prefill_logits(m, AttnPrecision::kBf16, k, pool_, KVDtype::kBF16, &as_f32);
+    EXPECT_TRUE(std::equal(bf.begin(), bf.begin() + 2 * V, f32.begin())) << "the prefill parts should not differ";
+    const std::vector<float> dec_bf(bf.begin() + 2 * V, bf.end()), dec_f32(f32.begin() + 2 * V, f32.end());
+    for (float v : dec_bf) ASSERT_TRUE(std::isfinite(v));
+    const float d = max_abs_diff(dec_bf, dec_f32);
+    EXPECT_GT(d, 0.f) << "bf16 decode products gave the float32 logits bit for bit";
+    EXPECT_LE(d, 2e-2f * max_abs(dec_f32)) << "max |logit| " << max_abs(dec_f32);
   }
 }
 

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "dseek/kernels/bf16_pairs_avx512.h"
+
 // GCC 12's AVX-512 headers warn about their own undefined placeholders once inlined (as in
 // masks_avx512.h).
 #if defined(__GNUC__) && !defined(__clang__)
@@ -61,16 +63,6 @@ inline void amx_zero() {
   if constexpr (C == 1) _tile_zero(1);
   if constexpr (C == 2) _tile_zero(2);
   if constexpr (C == 3) _tile_zero(3);
-}
-
-// 32 consecutive values (lo = the first 16) as 16 bf16 pairs in column order (nearest even).
-inline __m512i pairs_along(__m512 lo, __m512 hi) { return (__m512i)_mm512_cvtne2ps_pbh(hi, lo); }
-// Word i = (lo[i], hi[i]) as bf16, lo in the low half.
-inline __m512i pairs_across(__m512 lo, __m512 hi) {
-  const __m512i v = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5,
-                                       20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-  return _mm512_permutexvar_epi16(idx, v);
 }
 
 }  // namespace

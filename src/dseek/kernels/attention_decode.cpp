@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "dseek/core/dtype.h"
+#include "dseek/core/error.h"
 
 #include "dseek/kernels/cpu_features.h"
 
@@ -58,8 +59,10 @@ void decode_attend_rows_ref(float* o, float* m, float* l, const DecodeQuery& q, 
 }
 
 void decode_attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs, int64_t n_runs,
-                        int64_t stride, bool bf16, bool amx_scores) {
-  if (cpu_features().avx512_fma()) return decode_attend_rows_avx512(o, m, l, q, runs, n_runs, stride, bf16, amx_scores);
+                        int64_t stride, bool bf16, DecodeProducts products) {
+  DSEEK_CHECK(products != DecodeProducts::kBf16Dot || cpu_features().avx512bf16,
+              "attention: bf16 dot products asked for on a CPU without AVX-512 BF16");
+  if (cpu_features().avx512_fma()) return decode_attend_rows_avx512(o, m, l, q, runs, n_runs, stride, bf16, products);
   decode_attend_rows_ref(o, m, l, q, runs, n_runs, stride, bf16);
 }
 

@@ -32,13 +32,18 @@ struct LatentRun {
   const uint8_t* allowed = nullptr;
 };
 
+// How the products of decode attention over a bf16 cache are computed. kFloat32: FMAs on the rows
+// widened (exactly) to float32. The other two round the queries and the probabilities to bf16 and sum
+// in float32, the softmax float32: kAmx on AMX tiles (attention_decode_amx.h; asked only where AMX is
+// granted, matmul_kernel_supported(MatmulKernel::kAmx)), kBf16Dot with vdpbf16ps
+// (attention_decode_bf16.h; asked only where cpu_features() reports avx512bf16). Float32 rows always
+// take kFloat32: converting them first cost what bf16 products save.
+enum class DecodeProducts { kFloat32, kAmx, kBf16Dot };
+
 // Adds the rows of runs[0 .. n_runs) (row stride `stride` elements) to the state, in order; chunks
-// of the kernel span run ends, so short runs cost no more than one long one. amx_scores, with bf16
-// rows: the scores (q rounded to bf16) and the weighted sum (probabilities rounded to bf16) on AMX
-// tiles (attention_decode_amx.h), the softmax float32; ignored for float32 rows. The caller asks
-// only where AMX is granted (matmul_kernel_supported(MatmulKernel::kAmx)).
+// of the kernel span run ends, so short runs cost no more than one long one.
 void decode_attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs, int64_t n_runs,
-                        int64_t stride, bool bf16 = false, bool amx_scores = false);
+                        int64_t stride, bool bf16 = false, DecodeProducts products = DecodeProducts::kFloat32);
 
 // Merges state (o2, m2, l2) into (o, m, l).
 void decode_state_merge(float* o, float* m, float* l, const float* o2, const float* m2, const float* l2, int64_t H,
@@ -53,6 +58,7 @@ void decode_attend_rows_ref(float* o, float* m, float* l, const DecodeQuery& q, 
 
 // The AVX-512 kernel (attention_decode_avx512.cpp); decode_attend_rows picks it where the CPU has it.
 void decode_attend_rows_avx512(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs,
-                               int64_t n_runs, int64_t stride, bool bf16 = false, bool amx_scores = false);
+                               int64_t n_runs, int64_t stride, bool bf16 = false,
+                               DecodeProducts products = DecodeProducts::kFloat32);
 
 }  // namespace dseek

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "dseek/kernels/attention_decode_amx.h"
+#include "dseek/kernels/attention_decode_bf16.h"
 #include "dseek/kernels/exp_avx512.h"
 #include "dseek/kernels/masks_avx512.h"
 #include "dseek/kernels/transpose_avx512.h"
@@ -213,12 +214,12 @@ inline void weigh_block(float* o, int64_t R, int64_t k, int64_t g0, int64_t hn, 
 // One chunk of rows, rp[0 .. jn) (rp[jn .. got) only to prefetch: the next chunk's), for heads
 // [0, hn) (hn <= HN) of the state; qbuf holds their queries as HN rows of L = R + rope floats
 // [q_lat | q_pe], zero past hn. fetch_next: this call brings the next chunk into L2 (the first group's).
-// qpack (or null; bf16 rows only): the same queries as AMX B tiles, for scores and weighted sum on
-// tiles (attention_decode_amx.h).
+// qpack (bf16 rows with bf16 products only, else null): the same queries packed for `products`, which
+// then computes the scores and the weighted sum (attention_decode_amx.h, attention_decode_bf16.h).
 template <int HN, class E>
 void attend_chunk(float* o, float* m, float* l, int64_t hn, const float* qbuf, int64_t R, int64_t L, float scale,
                   const E* const* rp, const bool* in, int64_t jn, int64_t got, bool fetch_next,
-                  const uint32_t* qpack) {
+                  const uint32_t* qpack, DecodeProducts products) {
   static_assert(sizeof(E) == 2 || sizeof(E) == 4);
   const auto* rows16 = reinterpret_cast<const uint16_t* const*>(rp);  // read only where E is uint16_t
   constexpr int G = HN < 8 ? HN : 8, B = Block<G>::B;
@@ -227,7 +228,8 @@ void attend_chunk(float* o, float* m, float* l, int64_t hn, const float* qbuf, i
   alignas(64) float S[kChunk][16];
   // Scores: lane h of S[jj] = head h's score of row jj of the chunk.
   if (qpack) {
-    amx_scores(S, qpack, L, rows16, jn);
+    if (products == DecodeProducts::kAmx) amx_scores(S, qpack, L, rows16, jn);
+    else bf16dot_scores(S, qpack, L, rows16, jn, got);
     for (int64_t j = 0; j < jn; ++j)
       _mm512_store_ps(S[j], in[j] ? _mm512_mul_ps(_mm512_load_ps(S[j]), _mm512_set1_ps(scale)) : _mm512_set1_ps(neg_inf));
   } else {
@@ -258,8 +260,9 @@ void attend_chunk(float* o, float* m, float* l, int64_t hn, const float* qbuf, i
   alignas(64) float a[16];
   _mm512_store_ps(a, alpha);
   const bool rescale = _mm512_mask_cmp_ps_mask(hm, alpha, _mm512_set1_ps(1.f), _CMP_NEQ_UQ) != 0;
-  if (qpack) {  // the weighted sum on tiles too (the next chunk's L2 prefetch below is the FMA path's)
-    amx_weigh(o, R, hn, a, rescale, S, rows16, jn);
+  if (qpack) {  // the weighted sum likewise (the next chunk's L2 prefetch below is the FMA path's)
+    if (products == DecodeProducts::kAmx) amx_weigh(o, R, hn, a, rescale, S, rows16, jn);
+    else bf16dot_weigh(o, R, hn, a, rescale, S, rows16, jn);
     return;
   }
   // o_h = alpha_h o_h + sum over the chunk's rows of p_hj c_kv_j, B column blocks of 16 at a time
@@ -292,7 +295,7 @@ namespace {
 
 template <class E>
 void attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs, int64_t n_runs,
-                 int64_t stride, bool amx) {
+                 int64_t stride, DecodeProducts products) {
   const int64_t R = q.R, L = q.R + q.rope, groups = (q.H + 15) / 16;
   // Every group's queries as rows [q_lat | q_pe] like the cache rows, zeros past the last head: the
   // chunk loop is outside the group loop, so a chunk's rows come from memory once for all groups
@@ -314,14 +317,20 @@ void attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const Laten
       std::fill(d, d + L, 0.f);
     }
   }
-  // bf16 scores on AMX tiles: every group's queries packed once per call.
+  // bf16 products: every group's queries packed once per call.
   // (Thread-local scratch, not a std::vector: no library template instantiated with this file's flags.)
+  const bool amx = products == DecodeProducts::kAmx, packed = products != DecodeProducts::kFloat32;
+  const int64_t words = amx ? amx_scores_pack_words(L) : bf16dot_pack_words(L);  // per group
   thread_local mm::PanelScratch qpack_scratch;
   uint32_t* qpack = nullptr;
-  if (amx) {
-    qpack = static_cast<uint32_t*>(qpack_scratch.get(size_t(groups * amx_scores_pack_words(L)) * 4));
-    for (int64_t g = 0; g < groups; ++g) amx_scores_pack(qpack + g * amx_scores_pack_words(L), qbuf + g * 16 * L, L);
-    amx_scores_begin();
+  if (packed) {
+    qpack = static_cast<uint32_t*>(qpack_scratch.get(size_t(groups * words) * 4));
+    for (int64_t g = 0; g < groups; ++g) {
+      uint32_t* qp = qpack + g * words;
+      if (amx) amx_scores_pack(qp, qbuf + g * 16 * L, L);
+      else bf16dot_pack(qp, qbuf + g * 16 * L, L);
+    }
+    if (amx) amx_scores_begin();
   }
   // This chunk's rows, then the next chunk's (prefetched while this one's weighted sum runs).
   const E* rp[2 * kChunk];
@@ -339,11 +348,12 @@ void attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const Laten
       const int64_t g0 = g * 16, hn = std::min<int64_t>(16, q.H - g0);
       const float* qg = qbuf + g0 * L;
       float* og = o + g0 * R;
-      const uint32_t* qp = amx ? qpack + g * amx_scores_pack_words(L) : nullptr;
+      const uint32_t* qp = packed ? qpack + g * words : nullptr;
       const bool fetch = from_memory && g == 0;
-      if (hn <= 4) attend_chunk<4, E>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, fetch, qp);
-      else if (hn <= 8) attend_chunk<8, E>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, fetch, qp);
-      else attend_chunk<16, E>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, fetch, qp);
+      if (hn <= 4) attend_chunk<4, E>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, fetch, qp, products);
+      else if (hn <= 8)
+        attend_chunk<8, E>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, fetch, qp, products);
+      else attend_chunk<16, E>(og, m + g0, l + g0, hn, qg, R, L, q.scale, rp, in, jn, got, fetch, qp, products);
     }
     cur.advance(jn);
   }
@@ -353,10 +363,11 @@ void attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const Laten
 }  // namespace
 
 void decode_attend_rows_avx512(float* o, float* m, float* l, const DecodeQuery& q, const LatentRun* runs,
-                               int64_t n_runs, int64_t stride, bool bf16, bool amx_scores) {
-  // AMX over bf16 rows only: float32 rows would need converting first, which cost what the tiles save.
-  if (bf16) attend_rows<uint16_t>(o, m, l, q, runs, n_runs, stride, amx_scores);
-  else attend_rows<float>(o, m, l, q, runs, n_runs, stride, false);
+                               int64_t n_runs, int64_t stride, bool bf16, DecodeProducts products) {
+  // bf16 products over bf16 rows only: float32 rows would need converting first, which cost what the
+  // products save.
+  if (bf16) attend_rows<uint16_t>(o, m, l, q, runs, n_runs, stride, products);
+  else attend_rows<float>(o, m, l, q, runs, n_runs, stride, DecodeProducts::kFloat32);
 }
 
 }  // namespace dseek
@@ -367,7 +378,7 @@ void decode_attend_rows_avx512(float* o, float* m, float* l, const DecodeQuery& 
 
 namespace dseek {
 void decode_attend_rows_avx512(float*, float*, float*, const DecodeQuery&, const LatentRun*, int64_t, int64_t, bool,
-                               bool) {
+                               DecodeProducts) {
   throw Error("attention_decode: AVX-512 kernel not compiled in");
 }
 }  // namespace dseek

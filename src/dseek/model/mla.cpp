@@ -7,6 +7,7 @@
 
 #include "dseek/core/error.h"
 #include "dseek/kernels/attention_decode.h"
+#include "dseek/kernels/cpu_features.h"
 #include "dseek/kernels/gemm.h"
 #include "dseek/kernels/matmul.h"
 #include "dseek/kernels/rmsnorm.h"
@@ -273,9 +274,9 @@ void attend_prefill_heads(int64_t sq, const TokenBatch& b, const MlaWeights& w, 
 }
 
 // Adds rows [j0, j1) of one sequence's cache to the state of query q, kMaxRuns runs at a time
-// (one run, or one per paged block); amx_scores as decode_attend_rows.
+// (one run, or one per paged block); products as decode_attend_rows.
 void attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const LayerRows& kv, int64_t j0, int64_t j1,
-                 const uint8_t* allowed, bool amx_scores) {
+                 const uint8_t* allowed, DecodeProducts products) {
   constexpr int64_t kMaxRuns = 64;
   LatentRun runs[kMaxRuns];
   int64_t nr = 0;
@@ -284,7 +285,7 @@ void attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const Layer
     runs[nr++] = LatentRun{kv.row_data(j), run_end - j, allowed ? allowed + j : nullptr};
     j = run_end;
     if (nr == kMaxRuns || j == j1) {
-      decode_attend_rows(o, m, l, q, runs, nr, kv.dim, kv.bf16(), amx_scores);
+      decode_attend_rows(o, m, l, q, runs, nr, kv.dim, kv.bf16(), products);
       nr = 0;
     }
   }
@@ -295,10 +296,10 @@ void attend_rows(float* o, float* m, float* l, const DecodeQuery& q, const Layer
 // is read once for all of them (an MTP verification, a server step's few tokens); token i of the
 // group then adds its own last i rows. Each group's context splits across the threads when there
 // are fewer groups than threads, each part an online-softmax state (ws.decode_state), merged per
-// group into o_lat. amx_scores: where the prefill GEMMs take bf16 on AMX (AttnGemm), decode attention
-// over a bf16 cache runs on AMX tiles too (decode_attend_rows, attention_decode_amx.h).
+// group into o_lat. products: where the prefill attention GEMMs take bf16 (AttnGemm), decode attention
+// over a bf16 cache takes bf16 products too, on AMX tiles or as vdpbf16ps as they do (decode_attend_rows).
 void attend_decode(const std::vector<int64_t>& groups, const TokenBatch& b, const MlaParams& p, const LayerRows* rows,
-                   Workspace& ws, const uint8_t* const* allowed, bool amx_scores) {
+                   Workspace& ws, const uint8_t* const* allowed, DecodeProducts products) {
   const int64_t H = p.n_heads, R = p.kv_lora_rank, qkd = p.qk_head_dim();
   const int threads = ws.pool ? ws.pool->size() : 1;
   const int64_t n_groups = int64_t(groups.size()) / 2;
@@ -333,14 +334,14 @@ void attend_decode(const std::vector<int64_t>& groups, const TokenBatch& b, cons
         q.scale = p.softmax_scale;
         const LayerRows& kv = rows[b.seq[t0]];
         attend_rows(o, m, l, q, kv, n * part / parts, n * (part + 1) / parts, allowed ? allowed[t0] : nullptr,
-                    amx_scores);
+                    products);
         if (part + 1 < parts) continue;
         for (int64_t k = 1; k < cnt; ++k) {  // token k's rows past the group's first token
           DecodeQuery qk = q;
           qk.q_lat += k * H * R;
           qk.q_pe += k * H * qkd;
           qk.H = H;
-          attend_rows(o + k * H * R, m + k * H, l + k * H, qk, kv, n, n + k, nullptr, amx_scores);
+          attend_rows(o + k * H * R, m + k * H, l + k * H, qk, kv, n, n + k, nullptr, products);
         }
       }
     };
@@ -423,8 +424,11 @@ void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaP
         dec.insert(dec.end(), {t, 1});
     }
     const AttnGemm g = prefill_attn_gemm(w, ws);
-    const bool amx_scores = g.precision == GemmPrecision::kBf16 && g.kernel == GemmKernel::kAmx;
-    if (!dec.empty()) attend_decode(dec, b, p, rows, ws, allowed, amx_scores);
+    const DecodeProducts products = g.precision != GemmPrecision::kBf16 ? DecodeProducts::kFloat32
+                                    : g.kernel == GemmKernel::kAmx      ? DecodeProducts::kAmx
+                                    : cpu_features().avx512bf16         ? DecodeProducts::kBf16Dot
+                                                                        : DecodeProducts::kFloat32;
+    if (!dec.empty()) attend_decode(dec, b, p, rows, ws, allowed, products);
     for (int64_t sq = 0; sq < b.n_seqs; ++sq)
       if (!use_decode(sq) && !per_head(sq)) {
         DSEEK_CHECK(!ws.prefill_kv.empty(), "attention: workspace without gather buffers for a multi-token call");
