@@ -1106,7 +1106,11 @@ void small_rows(const Job& j, int64_t n0, int64_t n1) {
       const int64_t in_place = j.K / 32 * 16;
       int64_t p0 = 0;
       for (; p0 < in_place; p0 += 16) {
-        for (int i = 0; i < R; ++i) prefetch_stream(w[i] + 4 * p0);
+        // Past a row's end, the same distance into the row R below (the next block's; rows lie back
+        // to back), so the next block's rows do not start cold.
+        const int64_t ahead = 4 * p0 + kStreamPrefetchBytes;
+        const int64_t at = ahead < j.w_row_bytes ? ahead : ahead + (R - 1) * j.w_row_bytes;
+        for (int i = 0; i < R; ++i) _mm_prefetch(reinterpret_cast<const char*>(w[i] + at), _MM_HINT_T0);
         for (int q = 0; q < 16; ++q) {
           for (int i = 0; i < R; ++i) __builtin_memcpy(&wp[i], w[i] + 4 * (p0 + q), 4);
           step(p0 + q);
