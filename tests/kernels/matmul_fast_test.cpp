@@ -281,11 +281,12 @@ TEST(MatmulFast, FloatFormatsAwkwardSizes) {
     for (int64_t N : {1, 3, 17, 130})
       for (int64_t K : {1, 15, 33, 130, 257})
         for (int64_t B : {1, 2, 3, 4, 5, 7, 8, 9, 33}) check_case(t, N, K, B, rng, pool);
-  // BF16 at every width of the small-batch kernel (1-6 groups of 16 tokens, ragged last group) and
-  // just past it (the packed GEMM).
-  for (int64_t N : {1, 25, 70})
-    for (int64_t K : {15, 130, 257})
-      for (int64_t B : {16, 17, 40, 48, 64, 65, 80, 90, 96, 97}) check_case(DType::kBF16, N, K, B, rng, pool);
+  // BF16 and FP8 at every width of the small-batch kernel (1-6 groups of 16 tokens, ragged last
+  // group) and just past it (the packed GEMM).
+  for (DType t : {DType::kBF16, DType::kF8E4M3})
+    for (int64_t N : {1, 25, 70})
+      for (int64_t K : {15, 130, 257})
+        for (int64_t B : {16, 17, 40, 48, 64, 65, 80, 90, 96, 97}) check_case(t, N, K, B, rng, pool);
 }
 
 TEST(MatmulFast, LargeKAndManyTokens) {

@@ -423,8 +423,8 @@ std::string_view matmul_kernel_name(DType t, MatmulKernel k) {
       if (t == DType::kF32) return "avx512 exact (16 rows per vector, matmul_ref order)";
       if (t == DType::kF8E4M3)
         return k != MatmulKernel::kAvx512Bf16 ? "avx512 fma (e4m3 decoded in registers)"
-               : fp8_dot_path(1, k) ? "avx512 vdpbf16ps (e4m3 -> bf16 by vpermi2b, activations h + l); prefill: avx512 vdpbf16ps (bf16 panels)"
-                                    : "avx512 fma (e4m3 decoded in registers); prefill: avx512 vdpbf16ps (bf16 panels)";
+               : fp8_dot_path(1, k) ? "avx512 vdpbf16ps (e4m3 -> bf16 by vpermi2b, activations h + l); prefill: avx512 vdpbf16ps (bf16 panels; 17-96 tokens: rows decoded 16 pairs at a time)"
+                                    : "avx512 fma (e4m3 decoded in registers); prefill: avx512 vdpbf16ps (bf16 panels; 17-96 tokens: rows decoded 16 pairs at a time)";
       if (t == DType::kBF16 && k == MatmulKernel::kAvx512Bf16) return "avx512 vdpbf16ps (bf16 activations)";
       return "avx512 fma (float32 activations)";
     default: return "?";
@@ -457,8 +457,10 @@ bool small_gemm(int64_t B) { return B > mm::kSmallGemmTokens && B <= mm::kSmallG
 // float32 register tiles reached about half the packed bf16 GEMM's speed at prefill sizes.
 mm::KernelFn gemm_kernel(const MatView& w, int64_t B, MatmulKernel kernel) {
   if (!bf16_family(kernel) || B < kMatmulGemmMinTokens) return nullptr;
-  if (w.dtype == DType::kF8E4M3)
-    return B >= kFp8GemmMinTokens && w.block % 32 == 0 ? avx512_set().fp8_gemm : nullptr;
+  if (w.dtype == DType::kF8E4M3) {
+    if (B < kFp8GemmMinTokens || w.block % 32 != 0) return nullptr;
+    return small_gemm(B) ? avx512_set().fp8_small : avx512_set().fp8_gemm;
+  }
   if (w.dtype != DType::kBF16) return nullptr;
   if (B <= mm::kSmallGemmTokens) return nullptr;  // 9-16 tokens: row streams (Bf16Dot), see matmul_avx512.cpp
   return small_gemm(B) ? avx512_set().bf16_small : avx512_set().bf16_gemm;
@@ -497,7 +499,8 @@ mm::KernelFn amx_kernel(const MatView& w, int64_t B, MatmulKernel kernel) {
 
 // Tokens per activation tile of the prefill kernel for B tokens of w, and the bytes of one tile.
 int64_t gemm_width(const MatView& w, int64_t B) {
-  return w.dtype == DType::kBF16 && small_gemm(B) ? mm::kSmallGemmTokens : mm::kGemmTokens;
+  return (w.dtype == DType::kBF16 || w.dtype == DType::kF8E4M3) && small_gemm(B) ? mm::kSmallGemmTokens
+                                                                                 : mm::kGemmTokens;
 }
 int64_t gemm_tile_bytes(int64_t K, int64_t width) { return mm::gemm_pairs(K) * width * 4; }
 

@@ -1072,23 +1072,36 @@ void prep_bf16_tile(uint8_t* out, const float* x, int64_t rows, int64_t K, int64
 // R rows x T groups of accumulators, R * T = 24 (T = 5: 20), except T = 2: 8 x 2 (12 x 2 read 12
 // weight streams and was ~10 % slower at 20-32 tokens on Zen 5). Up to 96 tokens (T = 6) this beat
 // the packed GEMM on Zen 5 (65-80 tokens +25-30 %, 96 +10 %); at 128 it lost (docs/kernels.md).
-template <int T>
+template <int T, class W>
 void small_rows(const Job& j, int64_t n0, int64_t n1) {
   constexpr int R = T == 2 ? 8 : 24 / T;
   constexpr int64_t kChunk = 64;  // rows whose outputs are staged before they go to y
-  const int64_t pairs = gemm_pairs(j.K);
+  constexpr bool kScaled = requires { W::pairs(nullptr, int64_t(), int64_t(), 0.f); };  // FP8: decoded first
+  const int64_t pairs = gemm_pairs(j.K), rb = j.w_row_bytes;
   const float* act = reinterpret_cast<const float*>(j.act);
   const int64_t group = j.act_stride / 4;  // floats per 16-token group
   // Outputs of kChunk rows for every token, written to y a token's row at a time: scattering them
   // straight into y (stride N floats; 8 KB at N = 2048, one L1 set) halved the speed at N = 2048.
   alignas(64) float staged[kSmallGemmMaxTokens * kChunk];
-  alignas(64) int32_t wbuf[R][16];  // the last (partial) 16 pairs of each row, zeros past K
+  alignas(64) int32_t wbuf[R][16];  // 16 pairs of each row decoded (FP8) or the last partial ones (BF16)
   for (int64_t c0 = n0; c0 < n1; c0 += kChunk) {
     const int64_t c1 = min64(n1, c0 + kChunk);
     for (int64_t r0 = c0; r0 < c1; r0 += R) {
       const int nr = int(min64(R, c1 - r0));
       const uint8_t* w[R];
-      for (int i = 0; i < R; ++i) w[i] = row_of(j, r0 + (i < nr ? i : nr - 1));
+      const float* srow[R] = {};  // FP8: each row's block-scale row
+      for (int i = 0; i < R; ++i) {
+        const int64_t r = r0 + (i < nr ? i : nr - 1);
+        w[i] = row_of(j, r);
+        if constexpr (kScaled) srow[i] = j.scale_inv + ((j.row_offset + r) / j.block) * j.scale_cols;
+      }
+      // 2 KiB ahead along each row; past its end, the same distance into the row R below (the next
+      // block's; rows lie back to back), so the next block's rows do not start cold.
+      auto prefetch_ahead = [&](int64_t p) {
+        const int64_t ahead = W::kPairBytes * p + kStreamPrefetchBytes;
+        const int64_t at = ahead < rb ? ahead : ahead + (R - 1) * rb;
+        for (int i = 0; i < R; ++i) _mm_prefetch(reinterpret_cast<const char*>(w[i] + at), _MM_HINT_T0);
+      };
       __m512 acc[R][T];
       for (int i = 0; i < R; ++i)
         for (int t = 0; t < T; ++t) acc[i][t] = _mm512_setzero_ps();
@@ -1102,24 +1115,24 @@ void small_rows(const Job& j, int64_t n0, int64_t n1) {
         }
       };
       // BF16 pairs are broadcast straight from the row (~15 % faster than through wbuf) as far as
-      // whole 16-pair steps lie inside it; the rest goes through wbuf.
-      const int64_t in_place = j.K / 32 * 16;
+      // whole 16-pair steps lie inside it; the rest goes through wbuf. FP8 rows are decoded there 16
+      // pairs at a time (decode(q) * scale rounded to bf16, as the packed panels hold them).
+      const int64_t in_place = kScaled ? 0 : j.K / 32 * 16;
       int64_t p0 = 0;
       for (; p0 < in_place; p0 += 16) {
-        // Past a row's end, the same distance into the row R below (the next block's; rows lie back
-        // to back), so the next block's rows do not start cold.
-        const int64_t ahead = 4 * p0 + kStreamPrefetchBytes;
-        const int64_t at = ahead < j.w_row_bytes ? ahead : ahead + (R - 1) * j.w_row_bytes;
-        for (int i = 0; i < R; ++i) _mm_prefetch(reinterpret_cast<const char*>(w[i] + at), _MM_HINT_T0);
+        prefetch_ahead(p0);
         for (int q = 0; q < 16; ++q) {
           for (int i = 0; i < R; ++i) __builtin_memcpy(&wp[i], w[i] + 4 * (p0 + q), 4);
           step(p0 + q);
         }
       }
       for (; p0 < pairs; p0 += 16) {
+        prefetch_ahead(p0);
         for (int i = 0; i < R; ++i) {
-          prefetch_stream(w[i] + (j.w_row_bytes * p0) / pairs);  // ~2 KiB ahead along the row
-          _mm512_store_si512(wbuf[i], load_pairs(j, w[i], p0));
+          if constexpr (kScaled)
+            _mm512_store_si512(wbuf[i], W::pairs(w[i], j.K, p0, srow[i][2 * p0 / j.block]));
+          else
+            _mm512_store_si512(wbuf[i], load_pairs(j, w[i], p0));
         }
         for (int q = 0; q < 16; ++q) {
           for (int i = 0; i < R; ++i) wp[i] = wbuf[i][q];
@@ -1139,14 +1152,15 @@ void small_rows(const Job& j, int64_t n0, int64_t n1) {
   }
 }
 
+template <class W>
 void small_gemm(const Job& j, int64_t n0, int64_t n1) {
   switch ((j.B + 15) / 16) {
-    case 1: return small_rows<1>(j, n0, n1);
-    case 2: return small_rows<2>(j, n0, n1);
-    case 3: return small_rows<3>(j, n0, n1);
-    case 4: return small_rows<4>(j, n0, n1);
-    case 5: return small_rows<5>(j, n0, n1);
-    default: return small_rows<6>(j, n0, n1);
+    case 1: return small_rows<1, W>(j, n0, n1);
+    case 2: return small_rows<2, W>(j, n0, n1);
+    case 3: return small_rows<3, W>(j, n0, n1);
+    case 4: return small_rows<4, W>(j, n0, n1);
+    case 5: return small_rows<5, W>(j, n0, n1);
+    default: return small_rows<6, W>(j, n0, n1);
   }
 }
 
@@ -1235,7 +1249,8 @@ KernelSet avx512_kernels() {
   k.q4_0 = &drive<Q4>;
   k.bf16_gemm = &bf16_gemm<Bf16Pairs>;
   k.fp8_gemm = &bf16_gemm<Fp8Pairs>;
-  k.bf16_small = &small_gemm;
+  k.bf16_small = &small_gemm<Bf16Pairs>;
+  k.fp8_small = &small_gemm<Fp8Pairs>;
   k.prep_bf16 = &prep_bf16;
   k.prep_bf16_tile = &prep_bf16_tile;
   k.prep_q8_0 = &prep_q8_0;

@@ -74,6 +74,7 @@ struct KernelSet {
   KernelFn fp8_gemm = nullptr;  // the same GEMM over FP8 rows decoded to bf16 panels (block % 32 == 0)
   // kSmallGemmTokens < B <= kSmallGemmMaxTokens: weights broadcast from the row, no packing.
   KernelFn bf16_small = nullptr;
+  KernelFn fp8_small = nullptr;  // the same over FP8 rows decoded 16 pairs at a time (block % 32 == 0)
   // Optional vectorised activation conversions, bit-identical to the scalar ones in matmul.cpp /
   // quantize_activations (null: use those). out gets one token's record of `stride` bytes.
   void (*prep_bf16)(uint8_t* out, const float* x, int64_t K, int64_t stride) = nullptr;
