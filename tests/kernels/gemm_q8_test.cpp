@@ -181,16 +181,17 @@ TEST(GemmQ8, AwkwardSizes) {
         for (int64_t B : {9, 13, 16, 17, 48, 65}) check_case(t, N, K, B, rng);
 }
 
-// Q8_0_R16 / Q4_0_R16: the same kernel family reading the stored 16-row groups, at every B (decode's
-// 1-2 tokens read 64 rows at a time, up to 6 one activation tile, more the chunked sweep).
+// Q8_0_R16 / Q4_0_R16: the same kernel family reading the stored 16-row groups, at every B (1-8
+// tokens read 64 rows at a time over the whole K, in one or two activation tiles; more, the chunked
+// sweep of 32 rows).
 TEST(GemmQ8, R16AwkwardSizes) {
   if (!has_int8_gemm()) GTEST_SKIP() << "no AVX-512 BF16 + VNNI";
   std::mt19937 rng(kSeed + 10);
   for (DType t : {DType::kQ8_0R16, DType::kQ4_0R16}) {
     for (int64_t K : {32, 96, 288, 544})
       for (int64_t N : {16, 48, 80, 144})
-        for (int64_t B : {1, 2, 3, 6, 7, 8, 13, 48}) check_case(t, N, K, B, rng);
-    check_case(t, 208, 2048, 1, rng);  // several 64-row tasks through the pool
+        for (int64_t B : {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 48}) check_case(t, N, K, B, rng);
+    for (int64_t B : {1, 5, 8}) check_case(t, 208, 2048, B, rng);  // several 64-row tasks through the pool
     check_case(t, 208, 1056, 65, rng);
     // K past one streamed piece (kStreamBlocks = 256 blocks): the second piece accumulates into y.
     for (int64_t B : {4, 8, 13}) check_case(t, 32, 8224, B, rng);

@@ -269,7 +269,7 @@ void qgemm(const Job& j, int64_t n0, int64_t n1) {
 }
 
 // Q8_0_R16 / Q4_0_R16 (rows % 16 == 0, row tasks start at multiples of 32): the same register tiles
-// reading the stored groups, nothing packed; 1-2 tokens 64 rows at a time, more 32.
+// reading the stored groups, nothing packed; 1-8 tokens 64 rows at a time, more 32.
 template <bool Q4>
 void qgemm_r16(const Job& j, int64_t n0, int64_t n1) {
   const int64_t K = j.K, nb = K / 32, tiles = (j.B + kTok - 1) / kTok;
@@ -285,8 +285,10 @@ void qgemm_r16(const Job& j, int64_t n0, int64_t n1) {
     }
     return s;
   };
-  if (j.B <= 2) {
-    // Decode: 64 rows at a time, so one token still has 4 independent vpdpbusd chains.
+  if (j.B <= 8) {
+    // Decode (and a server step's few tokens): 64 rows at a time, so one token still has 4
+    // independent vpdpbusd chains; tokens past the first activation tile (6) read the rows again
+    // from L2. For 3-8 tokens this read 1.1-1.5x the 32-row tiles below (Zen 5, docs/kernels.md).
     for (int64_t r0 = n0; r0 < n1; r0 += 64) {
       const int64_t rows = min64(64, n1 - r0);
       const auto s = src(std::integral_constant<int, 4>{}, r0, rows, 0);
@@ -294,8 +296,12 @@ void qgemm_r16(const Job& j, int64_t n0, int64_t n1) {
       float* y = j.y + r0;
       if (j.B == 1)
         tile<1, S4, true>(j.act, K, 0, nb, s, y, j.N, rows, false);
-      else
+      else if (j.B == 2)
         tile<2, S4, true>(j.act, K, 0, nb, s, y, j.N, rows, false);
+      else {
+        tile_rows<S4, true>(min64(kTok, j.B), j.act, K, 0, nb, s, y, j.N, rows, false);
+        if (j.B > kTok) tile_rows(j.B - kTok, j.act + j.act_stride, K, 0, nb, s, y + kTok * j.N, j.N, rows, false);
+      }
     }
     return;
   }
