@@ -222,10 +222,11 @@ thread_local Scratch t_scratch;
 // so large matrices get tasks of up to 512 KiB (v2lite-5l BF16 tg128 on Zen 5, alternated 3x:
 // 29.3-31.0 -> 32.2-33.9 tokens/s), and every stream task holds at least 256 KiB where the matrix
 // allows (FP8 rows are 2 KB: an expert's 1408 rows went in tasks of 96 rows; v2lite-5l FP8 tg128,
-// alternated 3x: 38.2 / 40.9 / 41.9 -> 40.0 / 43.3 / 43.2). The _R16 formats' 1-8 token path (the only GEMM
-// path at 8 tokens or fewer; 64 rows per step, 4 streams) starts cold the same way: its tasks hold at least 512 KiB too, in whole 64-row
-// steps, up to a thread's share (v2lite-5l Q4_0_R16 tg64 on Zen 5, 4 alternated rounds, % of the
-// probe: 70 / 66 / 67 / 59 with 64-row tasks -> 76 / 69 / 73 / 71; docs/kernels.md).
+// alternated 3x: 38.2 / 40.9 / 41.9 -> 40.0 / 43.3 / 43.2). The _R16 formats' 1-8 token path (the
+// only GEMM path at 8 tokens or fewer; 64 rows per step, 4 streams) starts cold the same way: its
+// tasks hold at least 512 KiB too, in whole 64-row steps, up to a thread's share (v2lite-5l
+// Q4_0_R16 tg64 on Zen 5, 4 alternated rounds, % of the probe: 70 / 66 / 67 / 59 with 64-row tasks
+// -> 76 / 69 / 73 / 71; docs/kernels.md).
 int64_t rows_per_task(int64_t N, int threads, bool gemm, int64_t stream_bytes = 0) {
   int64_t r = N / (int64_t(threads) * 8), cap = 64;
   if (gemm && stream_bytes > 0) {
