@@ -113,7 +113,9 @@ Mat random_mat(DType t, int64_t rows, int64_t cols, std::mt19937& rng, int64_t b
       break;
     }
     case DType::kQ8_0:
-    case DType::kQ4_0: quantize_rows(t, p, f.data(), rows, cols); break;
+    case DType::kQ4_0:
+    case DType::kQ8_0R16:  // rows % 16 == 0
+    case DType::kQ4_0R16: quantize_rows(t, p, f.data(), rows, cols); break;
     default: ADD_FAILURE() << "no generator for " << dtype_name(t);
   }
   return m;
@@ -667,6 +669,36 @@ TEST(MatmulFast, ManyEqualsOneByOne) {
         ASSERT_EQ(one[i][j], many[i][j]) << "task " << i << " (" << dtype_name(cases[i].t) << ") value " << j
                                          << (p ? " with pool" : " without pool");
   }
+}
+
+// Consecutive tasks over the same rows x (a MoE expert's gate and up) share one conversion of x in
+// matmul_many; the results stay those of matmul alone, also when the next task has other rows of
+// the same shape (which must be converted again) or the same rows for another weight type.
+TEST(MatmulFast, ManySharedActivationsEqualOneByOne) {
+  std::mt19937 rng(kSeed + 9);
+  ThreadPool pool(2);
+  for (DType t : {DType::kBF16, DType::kF8E4M3, DType::kQ8_0, DType::kQ4_0, DType::kQ8_0R16, DType::kQ4_0R16})
+    for (int64_t B : {1, 3, 30, 48}) {
+      const int64_t K = 256;
+      Mat gate = random_mat(t, 64, K, rng), up = random_mat(t, 48, K, rng), other = random_mat(t, 32, K, rng);
+      Mat f32 = random_mat(DType::kF32, 16, K, rng);
+      Act x = random_act(B, K, rng), x2 = random_act(B, K, rng);
+      // gate(x), up(x), other(x2), f32(x2): shared, then not (other rows), then not (other type).
+      const Mat* w[] = {&gate, &up, &other, &f32};
+      float* xs[] = {x.data(), x.data(), x2.data(), x2.data()};
+      std::vector<std::vector<float>> one(4), many(4);
+      std::vector<MatmulTask> tasks;
+      for (int i = 0; i < 4; ++i) {
+        const MatView v = w[i]->view();
+        one[size_t(i)].assign(size_t(B * v.rows), NAN);
+        many[size_t(i)].assign(size_t(B * v.rows), NAN);
+        matmul(one[size_t(i)].data(), xs[i], v, B, &pool);
+        tasks.push_back({many[size_t(i)].data(), xs[i], v, B});
+      }
+      matmul_many(tasks, &pool);
+      for (int i = 0; i < 4; ++i)
+        ASSERT_EQ(one[size_t(i)], many[size_t(i)]) << dtype_name(t) << " B=" << B << " task " << i;
+    }
 }
 
 }  // namespace

@@ -533,7 +533,7 @@ MatmulKernel checked_kernel(const MatView& w, MatmulKernel kernel) {
 
 // Q8_0 / Q4_0 with int8 activations (decode): quantizes x per block into act.
 void prepare_quant_act(mm::Job& job, mm::KernelFn& fn, const mm::KernelSet& ks, const float* x, const MatView& w,
-                       int64_t B, uint8_t* act, ThreadPool* pool) {
+                       int64_t B, uint8_t* act, ThreadPool* pool, bool convert) {
   const int64_t K = w.cols;
   const QActLayout l = qact_layout(w.dtype, K);
   job.act_stride = l.stride;
@@ -543,7 +543,7 @@ void prepare_quant_act(mm::Job& job, mm::KernelFn& fn, const mm::KernelSet& ks, 
   job.act_block_corr_offset = l.block_corr_offset;
   auto prep_fn = w.dtype == DType::kQ8_0 ? ks.prep_q8_0 : ks.prep_q4_0;
   const DType wt = w.dtype;
-  for_tokens(pool, B, K, [&](int64_t b0, int64_t b1) {
+  if (convert) for_tokens(pool, B, K, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       if (prep_fn)
         prep_fn(act + b * l.stride, x + b * K, job);
@@ -556,9 +556,10 @@ void prepare_quant_act(mm::Job& job, mm::KernelFn& fn, const mm::KernelSet& ks, 
 }
 
 // Fills p for y = x · Wᵀ on the SIMD path, converting x into act (act_bytes(w, B, kernel) bytes,
-// 64-byte aligned), across the pool when there are many tokens.
+// 64-byte aligned), across the pool when there are many tokens. convert = false: act holds x
+// converted for this kernel already (matmul_many: a MoE expert's gate and up read the same rows).
 void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B, MatmulKernel kernel, uint8_t* act,
-             ThreadPool* pool) {
+             ThreadPool* pool, bool convert = true) {
   const int64_t N = w.rows, K = w.cols;
   const mm::KernelSet& ks = kernel == MatmulKernel::kAvx2 ? avx2_set() : avx512_set();
   mm::Job& job = p.job;
@@ -583,7 +584,7 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
     // Activations rounded to bf16 per token (prep_bf16), zero tokens up to whole 16-token tiles.
     job.act_stride = mm::amx_act_stride(K);
     const int64_t stride = job.act_stride, padded = mm::amx_act_bytes(K, B) / stride;
-    for_tokens(pool, padded, K, [&](int64_t b0, int64_t b1) {
+    if (convert) for_tokens(pool, padded, K, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         if (b < B)
           ks.prep_bf16(act + b * stride, x + b * K, K, stride);
@@ -611,7 +612,7 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
         job.act_stride = mm::qgemm_tile_bytes(K);
         const int64_t stride = job.act_stride;
         const mm::QGemmKernels& qk = qgemm_set();
-        for_tokens(pool, tiles, K * mm::kQGemmTokens, [&](int64_t t0, int64_t t1) {
+        if (convert) for_tokens(pool, tiles, K * mm::kQGemmTokens, [&](int64_t t0, int64_t t1) {
           for (int64_t t = t0; t < t1; ++t)
             qk.prep_tile(act + t * stride, x + t * mm::kQGemmTokens * K, std::min(mm::kQGemmTokens, B - t * mm::kQGemmTokens), K);
         });
@@ -626,7 +627,7 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
         const int64_t width = gemm_width(w, B), tiles = (B + width - 1) / width;
         job.act_stride = gemm_tile_bytes(K, width);
         const int64_t stride = job.act_stride;
-        for_tokens(pool, tiles, K * width, [&](int64_t t0, int64_t t1) {
+        if (convert) for_tokens(pool, tiles, K * width, [&](int64_t t0, int64_t t1) {
           for (int64_t t = t0; t < t1; ++t)
             ks.prep_bf16_tile(act + t * stride, x + t * width * K, std::min(width, B - t * width), K, width);
         });
@@ -638,13 +639,13 @@ void prepare(Prepared& p, float* y, const float* x, const MatView& w, int64_t B,
         // products of the codes and the activations split in h + l, for 1-4 tokens)
         fn = fp8_dot_path(B, kernel) ? ks.fp8_dot : ks.fp8;
       } else if (w.dtype != DType::kBF16) {
-        prepare_quant_act(job, fn, ks, x, w, B, act, pool);
+        prepare_quant_act(job, fn, ks, x, w, B, act, pool, convert);
       } else if (bf16_family(kernel)) {
         // Activations rounded to bf16 (nearest even), zero-padded to whole 32-column steps.
         const int64_t Kp = (K + 31) & ~int64_t(31);
         job.act_stride = Kp * 2;
         const int64_t stride = job.act_stride;
-        for_tokens(pool, B, K, [&](int64_t b0, int64_t b1) {
+        if (convert) for_tokens(pool, B, K, [&](int64_t b0, int64_t b1) {
           for (int64_t b = b0; b < b1; ++b) {
             if (ks.prep_bf16) {
               ks.prep_bf16(act + b * stride, x + b * K, K, stride);
@@ -713,11 +714,20 @@ void matmul_many(std::span<const MatmulTask> tasks, ThreadPool* pool, MatmulKern
   uint8_t* act = t_scratch.get(scratch);
   int64_t chunks = 0, work = 0;
   const int threads = pool ? pool->size() : 1;
+  const MatmulTask* last = nullptr;  // the previous product, whose converted activations may serve again
+  uint8_t* last_act = nullptr;
   for (const MatmulTask& t : tasks) {
     if (t.w.rows <= 0 || t.B <= 0) continue;
     prepared.emplace_back();
-    prepare(prepared.back(), t.y, t.x, t.w, t.B, kernel, act, nullptr);
-    act += align64(act_bytes(t.w, t.B, kernel));
+    // The same rows for weights of the same type and width (a MoE expert's gate and up): converted
+    // once (the conversions run on the calling thread while the pool waits).
+    const bool same = last && t.x == last->x && t.B == last->B && t.w.cols == last->w.cols && t.w.dtype == last->w.dtype;
+    prepare(prepared.back(), t.y, t.x, t.w, t.B, kernel, same ? last_act : act, nullptr, !same);
+    if (!same) {
+      last_act = act;
+      act += align64(act_bytes(t.w, t.B, kernel));
+    }
+    last = &t;
     const int64_t rows = rows_per_task(t.w.rows, threads, prepared.back().gemm, stream_bytes(t.w, t.B));
     prepared.back().task_rows = rows;
     first_chunk.push_back(chunks);
