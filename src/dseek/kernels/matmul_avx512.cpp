@@ -239,8 +239,16 @@ struct Bf16Dot {
       for (; k + 32 * V <= j.K; k += 32 * V)
         for (int v = 0; v < V; ++v)
           for (int s = 0; s < S; ++s) {
-            if (j.bf16_row_prefetch)
+            if (j.bf16_row_prefetch) {
               _mm_prefetch(reinterpret_cast<const char*>(w[s] + k + 32 * v + ahead), _MM_HINT_T0);
+            } else if constexpr (T >= 2) {
+              // 2 KiB ahead along the row, past its end into the row S below (the next step's):
+              // at 2-4 tokens on Zen 5 the hardware prefetchers alone left each step's rows to
+              // start cold (docs/kernels.md); at one token this measured level to slower.
+              const int64_t off = 2 * (k + 32 * v) + kStreamPrefetchBytes;
+              const int64_t at = off < j.w_row_bytes ? off : off + (S - 1) * j.w_row_bytes;
+              _mm_prefetch(reinterpret_cast<const char*>(w[s]) + at, _MM_HINT_T0);
+            }
             const __m512bh wv = (__m512bh)_mm512_loadu_si512(w[s] + k + 32 * v);
             for (int t = 0; t < T; ++t)
               acc[s][t][v] = _mm512_dpbf16_ps(acc[s][t][v], wv, (__m512bh)_mm512_load_si512(x[t] + k + 32 * v));
