@@ -30,6 +30,7 @@ namespace {
 
 // Same distance as the other decode row streams (matmul_avx512.cpp, kStreamPrefetchBytes).
 constexpr int64_t kAheadBytes = 2048;
+constexpr int64_t kLockstepAheadBytes = 1024;  // rows in lockstep: per row (512 B measured the same)
 
 // bf16 bit patterns of the 128 non-negative E4M3 codes, low and high bytes, 64 codes per register.
 struct E4m3Tables {
@@ -107,7 +108,14 @@ template <int S, int T>
 inline void rows_dot(const Job& j, const E4m3Tables& tb, const ScaledActs<T>& xs, int64_t r, __m512 (&out)[S][T]) {
   const uint8_t* w = row_of(j, r);
   const int64_t rb = j.w_row_bytes;
-  const int64_t ahead = S > 1 ? S * rb : kAheadBytes;  // S > 1: the same columns of the next S rows
+  // S = 1: kAheadBytes along the stream. S > 1: kLockstepAheadBytes along each row and, past its
+  // end, into the row S below (the next step's). Zen 5: 1-4 tokens read 1.1-1.5x the same columns
+  // of the next S rows (16 KiB ahead) in matmul_bench and in MoE dispatches (docs/kernels.md).
+  const auto ahead = [rb](int64_t k) {
+    if constexpr (S == 1) return k + kAheadBytes;
+    const int64_t off = k + kLockstepAheadBytes;
+    return off < rb ? off : off + (S - 1) * rb;
+  };
   for (int s = 0; s < S; ++s)
     for (int t = 0; t < T; ++t) out[s][t] = _mm512_setzero_ps();
   const int64_t kfull = j.K / 64 * 64;
@@ -115,7 +123,7 @@ inline void rows_dot(const Job& j, const E4m3Tables& tb, const ScaledActs<T>& xs
     for (int s = 0; s < S; ++s) {
       __m512i q;
       if (k < kfull) {
-        _mm_prefetch(reinterpret_cast<const char*>(w + s * rb + k + ahead), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + s * rb + ahead(k)), _MM_HINT_T0);
         q = _mm512_loadu_si512(w + s * rb + k);
       } else {
         q = _mm512_maskz_loadu_epi8(mask64(j.K - k), w + s * rb + k);  // zero codes decode to +0
