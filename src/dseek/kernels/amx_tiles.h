@@ -1,5 +1,5 @@
-// Tile configuration, stores and bf16 pairing shared by the AMX kernel files (gemm_amx.cpp,
-// gemm_bf16_amx.cpp). Include it only from files compiled with AMX and AVX-512 BF16 flags: the
+// Tile configuration and stores shared by the AMX kernel files (gemm_amx.cpp, gemm_bf16_amx.cpp,
+// attention_decode_amx.cpp), with the bf16 pairing of bf16_pairs_avx512.h. Include it only from files compiled with AMX and AVX-512 BF16 flags: the
 // helpers live in an anonymous namespace (see matmul_kernels.h).
 #pragma once
 

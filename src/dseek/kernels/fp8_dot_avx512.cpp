@@ -113,8 +113,7 @@ inline void rows_dot(const Job& j, const E4m3Tables& tb, const ScaledActs<T>& xs
   // of the next S rows (16 KiB ahead) in matmul_bench and in MoE dispatches (docs/kernels.md).
   const auto ahead = [rb](int64_t k) {
     if constexpr (S == 1) return k + kAheadBytes;
-    const int64_t off = k + kLockstepAheadBytes;
-    return off < rb ? off : off + (S - 1) * rb;
+    return lockstep_ahead(k + kLockstepAheadBytes, rb, S);
   };
   for (int s = 0; s < S; ++s)
     for (int t = 0; t < T; ++t) out[s][t] = _mm512_setzero_ps();

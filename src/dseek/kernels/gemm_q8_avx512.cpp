@@ -294,14 +294,8 @@ void qgemm_r16(const Job& j, int64_t n0, int64_t n1) {
       const auto s = src(std::integral_constant<int, 4>{}, r0, rows, 0);
       using S4 = R16Src<4, Q4>;
       float* y = j.y + r0;
-      if (j.B == 1)
-        tile<1, S4, true>(j.act, K, 0, nb, s, y, j.N, rows, false);
-      else if (j.B == 2)
-        tile<2, S4, true>(j.act, K, 0, nb, s, y, j.N, rows, false);
-      else {
-        tile_rows<S4, true>(min64(kTok, j.B), j.act, K, 0, nb, s, y, j.N, rows, false);
-        if (j.B > kTok) tile_rows(j.B - kTok, j.act + j.act_stride, K, 0, nb, s, y + kTok * j.N, j.N, rows, false);
-      }
+      tile_rows<S4, true>(min64(kTok, j.B), j.act, K, 0, nb, s, y, j.N, rows, false);
+      if (j.B > kTok) tile_rows(j.B - kTok, j.act + j.act_stride, K, 0, nb, s, y + kTok * j.N, j.N, rows, false);
     }
     return;
   }

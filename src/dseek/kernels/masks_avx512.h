@@ -31,6 +31,13 @@ inline __mmask32 mask32(int64_t n) { return n >= 32 ? __mmask32(0xffffffffu) : _
 inline __mmask64 mask64(int64_t n) { return n >= 64 ? __mmask64(~0ull) : __mmask64((1ull << n) - 1); }
 inline const uint8_t* row_of(const Job& j, int64_t r) { return j.w + r * j.w_row_bytes; }
 
+// Prefetch offset for rows read in lockstep (rows_in_step consecutive rows of row_bytes each, one
+// step after another): `off` bytes into the row while it lies inside it, else the same distance
+// into the row rows_in_step below, the next step's, so that step's rows do not start cold.
+inline int64_t lockstep_ahead(int64_t off, int64_t row_bytes, int64_t rows_in_step) {
+  return off < row_bytes ? off : off + (rows_in_step - 1) * row_bytes;
+}
+
 // 16 bf16 values as float32, exact: the bits move to the high half.
 inline __m512 widen_bf16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
 

@@ -242,11 +242,10 @@ struct Bf16Dot {
             if (j.bf16_row_prefetch) {
               _mm_prefetch(reinterpret_cast<const char*>(w[s] + k + 32 * v + ahead), _MM_HINT_T0);
             } else if constexpr (T >= 2) {
-              // 2 KiB ahead along the row, past its end into the row S below (the next step's):
-              // at 2-4 tokens on Zen 5 the hardware prefetchers alone left each step's rows to
-              // start cold (docs/kernels.md); at one token this measured level to slower.
-              const int64_t off = 2 * (k + 32 * v) + kStreamPrefetchBytes;
-              const int64_t at = off < j.w_row_bytes ? off : off + (S - 1) * j.w_row_bytes;
+              // 2 KiB ahead along the row and on into the next step's rows (lockstep_ahead): at
+              // 2-4 tokens on Zen 5 the hardware prefetchers alone left each step's rows to start
+              // cold (docs/kernels.md); at one token this measured level to slower.
+              const int64_t at = lockstep_ahead(2 * (k + 32 * v) + kStreamPrefetchBytes, j.w_row_bytes, S);
               _mm_prefetch(reinterpret_cast<const char*>(w[s]) + at, _MM_HINT_T0);
             }
             const __m512bh wv = (__m512bh)_mm512_loadu_si512(w[s] + k + 32 * v);
@@ -1103,11 +1102,9 @@ void small_rows(const Job& j, int64_t n0, int64_t n1) {
         w[i] = row_of(j, r);
         if constexpr (kScaled) srow[i] = j.scale_inv + ((j.row_offset + r) / j.block) * j.scale_cols;
       }
-      // 2 KiB ahead along each row; past its end, the same distance into the row R below (the next
-      // block's; rows lie back to back), so the next block's rows do not start cold.
+      // 2 KiB ahead along each row and on into the next block's rows (lockstep_ahead).
       auto prefetch_ahead = [&](int64_t p) {
-        const int64_t ahead = W::kPairBytes * p + kStreamPrefetchBytes;
-        const int64_t at = ahead < rb ? ahead : ahead + (R - 1) * rb;
+        const int64_t at = lockstep_ahead(W::kPairBytes * p + kStreamPrefetchBytes, rb, R);
         for (int i = 0; i < R; ++i) _mm_prefetch(reinterpret_cast<const char*>(w[i] + at), _MM_HINT_T0);
       };
       __m512 acc[R][T];

@@ -35,9 +35,9 @@ struct Workspace {
   MatmulKernel kernel = MatmulKernel::kAuto;
   // Products of prefill attention (scores and P · V of a multi-token chunk, mla.cpp). kAuto: bf16
   // where the chunk's weight products are bf16 already (kernel resolves to kAmx or kAvx512Bf16,
-  // weights other than F32 / F16), else float32. Where this resolves to bf16 on AMX, decode
-  // attention over a bf16 KV cache runs on tiles too (attention_decode_amx.h); otherwise decode is
-  // float32.
+  // weights other than F32 / F16), else float32. Where this resolves to bf16, decode attention
+  // over a bf16 KV cache takes bf16 products too (AMX tiles or vdpbf16ps, DecodeProducts in
+  // attention_decode.h); otherwise decode is float32.
   AttnPrecision attn_precision = AttnPrecision::kAuto;
 
   // The current call's batch (Model::plan_batch): at most max_tokens tokens and sequences.
