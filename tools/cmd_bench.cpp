@@ -64,7 +64,8 @@ int cmd_bench(int argc, char** argv) {
   Workspace ws(c, std::max(P, std::min(D, kDepthChunk)), ctx, &pool, /*naive_attention=*/false);
   ws.kernel = kernel;
   ws.attn_precision = attn_precision_from_args(a);
-  const KVDtype kv = kv_dtype_from_args(a);
+  const std::optional<KVDtype> kv_flag = kv_dtype_from_args(a);
+  const KVDtype kv = resolve_kv_dtype(kv_flag, model, kernel, ws.attn_precision);
   KVCache cache(c, model.n_cache_layers(), ctx, kv);
   std::vector<float> logits(static_cast<size_t>(c.vocab_size));
   for (int64_t p0 = 0; p0 < D; p0 += kDepthChunk) {  // untimed; every round reuses positions [0, D)

@@ -23,7 +23,7 @@ constexpr Command kCommands[] = {
     {"chat", dseek::cli::cmd_chat, "interactive chat with the checkpoint's chat template: --model DIR [--system S]"},
     {"serve", dseek::cli::cmd_serve,
      "OpenAI-compatible HTTP server: --model DIR [--host 127.0.0.1] [--port 8080] [--api-key K] [--max-batch N] [--kv-cache-gb G]"},
-    {"bench", dseek::cli::cmd_bench, "prefill/decode tokens/s and % of the bandwidth roofline: --model DIR [-p 512] [-n 128] [-t N] [-d DEPTH] [--kernel FAMILY] [--kv-type f32|bf16] [--attn-precision auto|f32|bf16]"},
+    {"bench", dseek::cli::cmd_bench, "prefill/decode tokens/s and % of the bandwidth roofline: --model DIR [-p 512] [-n 128] [-t N] [-d DEPTH] [--kernel FAMILY] [--kv-type auto|f32|bf16] [--attn-precision auto|f32|bf16]"},
     {"quantize", dseek::cli::cmd_quantize, "block-quantize a checkpoint: --model IN --out OUT --type q8|q8r|q4|q4r"},
     {"train", dseek::cli::cmd_train, "train a model from one JSON config: --config FILE.json [--resume] [--steps N] [--out DIR] [--lr X] [--matmul f32|bf16]"},
     {"plot", dseek::cli::cmd_plot, "SVG charts of a training run: METRICS.jsonl --out DIR"},

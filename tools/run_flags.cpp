@@ -8,6 +8,7 @@
 #include "dseek/kernels/cpu_features.h"
 #include "dseek/kernels/gemm.h"
 #include "dseek/kernels/matmul.h"
+#include "dseek/model/mla.h"
 
 namespace dseek::cli {
 
@@ -61,11 +62,18 @@ void warm_pages(const Checkpoint& ckpt) {
 }
 }  // namespace
 
-KVDtype kv_dtype_from_args(const Args& a) {
-  const std::string t = a.get("kv-type").value_or("f32");
+std::optional<KVDtype> kv_dtype_from_args(const Args& a) {
+  const std::string t = a.get("kv-type").value_or("auto");
+  if (t == "auto") return std::nullopt;
   if (t == "f32") return KVDtype::kF32;
   if (t == "bf16") return KVDtype::kBF16;
-  throw Error("--kv-type: must be f32 or bf16, not '" + t + "'");
+  throw Error("--kv-type: must be auto, f32 or bf16, not '" + t + "'");
+}
+
+KVDtype resolve_kv_dtype(std::optional<KVDtype> flag, const Model& model, MatmulKernel kernel, AttnPrecision attn) {
+  if (flag) return *flag;
+  const DType kv_b = model.weights().layers.front().self_attn.kv_b_proj.dtype;
+  return decode_attn_products(kv_b, kernel, attn) == DecodeProducts::kFloat32 ? KVDtype::kF32 : KVDtype::kBF16;
 }
 
 AttnPrecision attn_precision_from_args(const Args& a) {
@@ -82,9 +90,11 @@ AttnPrecision attn_precision_from_args(const Args& a) {
 LoadedModel load_model_for_text(const Args& a, const LoadOptions& lo) {
   const std::string dir = a.require("model");
   const auto t0 = std::chrono::steady_clock::now();
-  const KVDtype kv = kv_dtype_from_args(a);  // before the load: bad flags cost nothing
+  const std::optional<KVDtype> kv_flag = kv_dtype_from_args(a);  // before the load: bad flags cost nothing
   const AttnPrecision attn = attn_precision_from_args(a);
-  LoadedModel m{Model::load(dir, lo), Tokenizer::load(dir), nullptr, 0, kv, attn};
+  LoadedModel m{Model::load(dir, lo), Tokenizer::load(dir), nullptr, 0, KVDtype::kF32, attn};
+  m.kv_dtype = resolve_kv_dtype(kv_flag, m.model, MatmulKernel::kAuto, attn);
+  const KVDtype kv = m.kv_dtype;
   const ModelConfig& c = m.model.config();
   m.pool = std::make_unique<ThreadPool>(int(a.get_int("threads", 0)));
   if (!a.has("no-warm")) warm_pages(m.model.checkpoint());
@@ -94,11 +104,12 @@ LoadedModel load_model_for_text(const Args& a, const LoadOptions& lo) {
   std::fprintf(stderr, "dseek: cpu %s; %s weights use the %s matmul kernel\n",
                cpu_features_str(cpu_features()).c_str(), std::string(dtype_name(wt)).c_str(),
                std::string(matmul_kernel_name(wt)).c_str());
-  std::fprintf(stderr, "dseek: %s (%s, %lld layers, %.2f GB mapped) loaded in %.2f s, %d threads, context %lld%s\n",
+  std::fprintf(stderr, "dseek: %s (%s, %lld layers, %.2f GB mapped) loaded in %.2f s, %d threads, context %lld%s%s\n",
                dir.c_str(), std::string(model_type_name(c.model_type)).c_str(), (long long)c.num_hidden_layers,
                double(m.model.checkpoint().total_bytes()) / 1e9,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), m.pool->size(),
-               (long long)m.ctx, kv == KVDtype::kBF16 ? ", bf16 KV cache" : "");
+               (long long)m.ctx, kv == KVDtype::kBF16 ? ", bf16 KV cache" : ", f32 KV cache",
+               kv_flag ? "" : " (--kv-type auto)");
   return m;
 }
 

@@ -3,6 +3,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -32,12 +33,16 @@ struct LoadedModel {
   Tokenizer tokenizer;
   std::unique_ptr<ThreadPool> pool;
   int64_t ctx = 0;
-  KVDtype kv_dtype = KVDtype::kF32;  // --kv-type f32|bf16
+  KVDtype kv_dtype = KVDtype::kF32;  // --kv-type auto|f32|bf16, resolved
   AttnPrecision attn_precision = AttnPrecision::kAuto;  // --attn-precision auto|f32|bf16
 };
 
-// --kv-type: "f32" (default) or "bf16"; anything else is an error naming the flag.
-KVDtype kv_dtype_from_args(const Args& a);
+// --kv-type: "auto" (default; nullopt), "f32" or "bf16"; anything else is an error naming the flag.
+std::optional<KVDtype> kv_dtype_from_args(const Args& a);
+// What --kv-type auto means for this model: bf16 where decode attention's products are bf16 under
+// `kernel` and `attn` (mla.h: non-float weights on CPUs with AMX or AVX-512 BF16), where the cache
+// takes half the memory and long contexts decode faster; float32 elsewhere.
+KVDtype resolve_kv_dtype(std::optional<KVDtype> flag, const Model& model, MatmulKernel kernel, AttnPrecision attn);
 // --attn-precision: "auto" (default), "f32" or "bf16" (an error where the CPU lacks AVX-512 BF16).
 AttnPrecision attn_precision_from_args(const Args& a);
 LoadedModel load_model_for_text(const Args& a, const LoadOptions& lo = {});

@@ -192,19 +192,26 @@ struct AttnGemm {
   GemmKernel kernel;
   GemmPrecision precision;
 };
-AttnGemm prefill_attn_gemm(const MlaWeights& w, const Workspace& ws) {
-  const MatmulKernel k = ws.kernel == MatmulKernel::kAuto ? matmul_best_kernel() : ws.kernel;
+AttnGemm attn_gemm(DType kv_b_dtype, MatmulKernel kernel, AttnPrecision precision) {
+  const MatmulKernel k = kernel == MatmulKernel::kAuto ? matmul_best_kernel() : kernel;
   const GemmKernel gk = k == MatmulKernel::kAmx                                      ? GemmKernel::kAmx
                         : k == MatmulKernel::kScalar || k == MatmulKernel::kAvx2 ? GemmKernel::kAuto
                                                                                   : GemmKernel::kAvx512;
-  switch (ws.attn_precision) {
+  switch (precision) {
     case AttnPrecision::kF32: return {gk, GemmPrecision::kF32};
     case AttnPrecision::kBf16: return {gk, GemmPrecision::kBf16};
     case AttnPrecision::kAuto: break;
   }
-  const DType t = w.kv_b_proj.dtype;
+  const DType t = kv_b_dtype;
   const bool bf16 = (k == MatmulKernel::kAmx || k == MatmulKernel::kAvx512Bf16) && t != DType::kF32 && t != DType::kF16;
   return {gk, bf16 ? GemmPrecision::kBf16 : GemmPrecision::kF32};
+}
+
+DecodeProducts decode_products(const AttnGemm& g) {
+  return g.precision != GemmPrecision::kBf16 ? DecodeProducts::kFloat32
+         : g.kernel == GemmKernel::kAmx      ? DecodeProducts::kAmx
+         : cpu_features().avx512bf16         ? DecodeProducts::kBf16Dot
+                                             : DecodeProducts::kFloat32;
 }
 
 // Prefill attention of sequence sq as GEMMs (absorbed MLA): its cache rows [0, end) are gathered
@@ -367,6 +374,10 @@ void attend_decode(const std::vector<int64_t>& groups, const TokenBatch& b, cons
 
 }  // namespace
 
+DecodeProducts decode_attn_products(DType kv_b_dtype, MatmulKernel kernel, AttnPrecision precision) {
+  return decode_products(attn_gemm(kv_b_dtype, kernel, precision));
+}
+
 void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaParams& p, const LayerRows* rows,
                 AttnImpl impl, Workspace& ws, const uint8_t* const* allowed) {
   const int64_t H = p.n_heads, nope = p.qk_nope_head_dim, rope = p.qk_rope_head_dim, vd = p.v_head_dim;
@@ -423,11 +434,8 @@ void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaP
       else
         dec.insert(dec.end(), {t, 1});
     }
-    const AttnGemm g = prefill_attn_gemm(w, ws);
-    const DecodeProducts products = g.precision != GemmPrecision::kBf16 ? DecodeProducts::kFloat32
-                                    : g.kernel == GemmKernel::kAmx      ? DecodeProducts::kAmx
-                                    : cpu_features().avx512bf16         ? DecodeProducts::kBf16Dot
-                                                                        : DecodeProducts::kFloat32;
+    const AttnGemm g = attn_gemm(w.kv_b_proj.dtype, ws.kernel, ws.attn_precision);
+    const DecodeProducts products = decode_products(g);
     if (!dec.empty()) attend_decode(dec, b, p, rows, ws, allowed, products);
     for (int64_t sq = 0; sq < b.n_seqs; ++sq)
       if (!use_decode(sq) && !per_head(sq)) {

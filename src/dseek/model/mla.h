@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "dseek/io/config.h"
+#include "dseek/kernels/attention_decode.h"
+#include "dseek/kernels/matmul.h"
 #include "dseek/model/kv_view.h"
 #include "dseek/model/weights.h"
 #include "dseek/model/workspace.h"
@@ -54,5 +56,11 @@ void mla_write_latent(const float* x, const TokenBatch& b, const MlaWeights& w, 
 // keys each query sees (V3.2 sparse attention); without it attention is dense and causal.
 void mla_attend(float* out, const TokenBatch& b, const MlaWeights& w, const MlaParams& p, const LayerRows* rows,
                 AttnImpl impl, Workspace& ws, const uint8_t* const* allowed = nullptr);
+
+// The products of decode attention for a layer whose kv_b_proj has dtype kv_b_dtype, under a
+// workspace's kernel and attn_precision (the rule of Workspace::attn_precision). `--kv-type auto`
+// keeps the latent cache in bf16 exactly where these are bf16 (AMX tiles or vdpbf16ps read bf16 rows
+// directly; float32 products would widen every row first).
+DecodeProducts decode_attn_products(DType kv_b_dtype, MatmulKernel kernel, AttnPrecision precision);
 
 }  // namespace dseek
