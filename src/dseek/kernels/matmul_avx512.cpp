@@ -62,6 +62,30 @@ template <class F, int T>
 void stream_rows(const Job& j, int64_t n0, int64_t n1) {
   using St = typename F::template Stream<T>;
   St st(j);
+  // Spread (F::Stream::kSpread): the S rows of a lockstep step are q apart, one from each quarter
+  // of [n0, n1), so the task reads S long sequential streams instead of S rows side by side whose
+  // streams each end after one row (4 KiB of BF16) and restart cold at the next step's rows. The
+  // hardware prefetchers follow long streams: BF16 at one token on Zen 5, matmul_bench 2, 3
+  // alternated rounds, 36-45 -> 66-78 GB/s on every decode shape (the read probe's one stream per
+  // thread: 65-76), v2lite-5l BF16 tg128 30.8-32.1 -> 35.9-36.5 tokens/s (docs/kernels.md).
+  if constexpr (requires { St::kSpread; }) {
+    constexpr int S = St::kStepRows;
+    const int64_t q = (n1 - n0) / S / 16 * 16;
+    if (St::kSpread && q >= 16 && !j.bf16_row_prefetch) {
+      for (int64_t i0 = 0; i0 < q; i0 += 16) {
+        __m512 part[S][T][16];
+        for (int i = 0; i < 16; ++i) {
+          __m512 out[S][T];
+          st.rows(j, n0 + i0 + i, out, q);
+          for (int s = 0; s < S; ++s)
+            for (int t = 0; t < T; ++t) part[s][t][i] = out[s][t];
+        }
+        for (int s = 0; s < S; ++s)
+          for (int t = 0; t < T; ++t) _mm512_storeu_ps(j.y + t * j.N + n0 + s * q + i0, reduce16(part[s][t]));
+      }
+      n0 += S * q;
+    }
+  }
   for (int64_t r0 = n0; r0 < n1; r0 += 16) {
     const int nr = int(min64(16, n1 - r0));
     __m512 part[T][16];
@@ -226,10 +250,15 @@ struct Bf16Dot {
     // the next step) where Job::bf16_row_prefetch says so. From 5 tokens the dot products bound the
     // stream and lockstep gained nothing.
     static constexpr int kStepRows = T <= 4 ? 4 : 1;
-    void rows(const Job& j, int64_t r, __m512 (&out)[kStepRows][T]) const {
+    // One token: the step's rows spread over the task (stream_rows) where the hardware prefetchers
+    // lead (not Job::bf16_row_prefetch). At 2-4 tokens spread rows measured mixed (+5-10 % lm_head,
+    // -5-15 % experts, with or without the software prefetch): they keep the rows side by side.
+    static constexpr bool kSpread = T == 1;
+    // Rows r, r + stride, ..., r + (S - 1) * stride (stride 1: side by side).
+    void rows(const Job& j, int64_t r, __m512 (&out)[kStepRows][T], int64_t stride = 1) const {
       constexpr int S = kStepRows, V = T >= 2 ? 1 : 2;  // V accumulators per row and token
       const uint16_t* w[S];
-      for (int s = 0; s < S; ++s) w[s] = reinterpret_cast<const uint16_t*>(row_of(j, r + s));
+      for (int s = 0; s < S; ++s) w[s] = reinterpret_cast<const uint16_t*>(row_of(j, r + s * stride));
       const int64_t ahead = S * j.w_row_bytes / 2;  // bf16 elements
       __m512 acc[S][T][V];
       for (int s = 0; s < S; ++s)
