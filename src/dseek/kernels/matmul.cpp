@@ -238,7 +238,8 @@ int64_t rows_per_task(int64_t N, int threads, bool gemm, int64_t stream_bytes = 
     r = std::max(r, std::min(N / threads, (int64_t(256) << 10) / stream_bytes));
   }
   r = std::clamp<int64_t>(r, 16, cap);
-  const int64_t granule = gemm ? 32 : 16;  // F32 kernels: whole 16-row tiles
+  // F32 kernels: whole 16-row tiles; row streams: whole spread steps (4 rows x 16, stream_rows).
+  const int64_t granule = gemm ? 32 : stream_bytes > 0 ? 64 : 16;
   return (r + granule - 1) / granule * granule;
 }
 
