@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -66,6 +67,11 @@ TEST(Safetensors, RoundTripAllDtypes) {
   for (size_t k = 0; k < in.size(); ++k) in[k].data = payloads[k].data();
   in.push_back({"scalar", DType::kF32, {}, payloads[0].data()});
   in.push_back({"empty", DType::kBF16, {0, 5}, nullptr});
+  // Sized in whole 64-byte lines, given after the odd ones: written first, each on a line.
+  std::vector<uint8_t> lines(3 * 64 * 2);
+  for (size_t k = 0; k < lines.size(); ++k) lines[k] = uint8_t(k * 13 + 1);
+  in.push_back({"lines.bf16", DType::kBF16, {3, 64}, lines.data()});
+  in.push_back({"lines.u8", DType::kU8, {2, 64}, lines.data() + 64});
   write_safetensors(path, in, {{"format", "pt"}, {"note", "caf\xc3\xa9 \"quoted\""}});
 
   const SafetensorsFile f = SafetensorsFile::open(path);
@@ -79,8 +85,9 @@ TEST(Safetensors, RoundTripAllDtypes) {
     ASSERT_NE(t, nullptr) << in[k].name;
     EXPECT_EQ(t->dtype, in[k].dtype);
     EXPECT_EQ(t->shape, in[k].shape);
-    EXPECT_EQ(t->begin % 8, 0u) << in[k].name;
+    EXPECT_EQ(t->begin % std::max<size_t>(1, dtype_size(t->dtype)), 0u) << in[k].name;  // natural alignment
     EXPECT_EQ(t->nbytes, uint64_t(shape_numel(in[k].shape)) * dtype_size(in[k].dtype));
+    if (t->nbytes % 64 == 0) EXPECT_EQ(t->begin % 64, 0u) << in[k].name << ": whole lines start on a line";
     if (t->nbytes) {
       EXPECT_EQ(std::memcmp(f.data(*t), in[k].data, t->nbytes), 0) << in[k].name;
     }
@@ -89,16 +96,25 @@ TEST(Safetensors, RoundTripAllDtypes) {
     EXPECT_EQ(v.dtype, t->dtype);
     EXPECT_EQ(v.shape, t->shape);
   }
-  // tensors() is in data order, which for our writer is the given order (empty ones sort first
-  // among equal offsets, so compare only the non-empty ones).
-  for (size_t k = 1; k < f.tensors().size(); ++k) EXPECT_LE(f.tensors()[k - 1].begin, f.tensors()[k].begin);
+  // tensors() is in data order: the line-sized tensors first, then the others, with no gap between
+  // any two (the Rust safetensors library refuses gaps).
+  uint64_t end = 0;
+  bool odd_seen = false;
+  for (const TensorInfo& t : f.tensors()) {
+    if (t.nbytes == 0) continue;
+    if (end) EXPECT_EQ(t.begin, end) << t.name << ": gap or overlap";
+    end = t.begin + t.nbytes;
+    if (t.nbytes % 64 != 0) odd_seen = true;
+    else EXPECT_FALSE(odd_seen) << t.name << ": a line-sized tensor after an odd-sized one";
+  }
+  EXPECT_EQ(end, f.file_size());
   EXPECT_EQ(f.find("absent"), nullptr);
   EXPECT_FALSE(std::filesystem::exists(path + ".tmp." + std::to_string(::getpid())));
 
-  // The header is padded with spaces so the data section starts 8-aligned, as HF writes it.
+  // The header is padded with spaces (as HF pads to 8) so the data section starts on a 64-byte line.
   const auto bytes = read_bytes(path);
   const SafetensorsHeader h = parse_safetensors_header(bytes, path);
-  EXPECT_EQ(h.data_begin % 8, 0u);
+  EXPECT_EQ(h.data_begin % 64, 0u);
   const std::string text(bytes.begin() + 8, bytes.begin() + std::ptrdiff_t(h.data_begin));
   EXPECT_EQ(text.find_last_not_of(' '), text.rfind('}'));
   std::filesystem::remove_all(dir);

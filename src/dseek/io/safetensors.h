@@ -67,8 +67,10 @@ struct TensorToWrite {
   const void* data;  // numel * dtype_size(dtype) bytes, little-endian
 };
 
-// Writes a safetensors file atomically (write PATH.tmp.<pid>, fsync, rename). Tensors are laid
-// out in the given order, data offsets 8-byte aligned (header padded with spaces as HF does).
+// Writes a safetensors file atomically (write PATH.tmp.<pid>, fsync, rename). The header is
+// padded with spaces (as HF does) so that the data section starts 64-byte aligned; tensors sized in
+// whole 64-byte lines come first, in the given order (so each starts on a cache line), then the
+// others by element size, largest first; no gaps between tensors.
 // Throws dseek::Error naming the path.
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
