@@ -84,8 +84,10 @@ Mat random_mat(DType t, int64_t rows, int64_t cols, std::mt19937& rng, int64_t b
   m.block = block;
   std::normal_distribution<float> nd(0.f, 1.f);
   const int64_t rb = quant_row_bytes(t, cols);
-  m.offset = misalign * elem_bytes_for_misalign(t);
-  m.storage.assign(size_t(rows * rb) + m.offset + 64, 0);
+  // Bytes around the data are 0xff (NaN in every float format): a kernel that lets them into a
+  // sum (e.g. reading whole lines around misaligned rows) makes NaN outputs.
+  m.storage.assign(size_t(rows * rb) + misalign * elem_bytes_for_misalign(t) + 128, 0xff);
+  m.offset = (64 - reinterpret_cast<uintptr_t>(m.storage.data()) % 64) % 64 + misalign * elem_bytes_for_misalign(t);
   uint8_t* p = m.storage.data() + m.offset;
   std::vector<float> f(size_t(rows * cols));
   for (auto& v : f) v = nd(rng);
@@ -212,8 +214,8 @@ std::string label(DType t, MatmulKernel k, int64_t N, int64_t K, int64_t B) {
 
 // Runs every supported kernel on one (dtype, N, K, B) case and checks it against matmul_ref.
 void check_case(DType t, int64_t N, int64_t K, int64_t B, std::mt19937& rng, ThreadPool& pool, int64_t block = 128,
-                int64_t slice_begin = -1, int64_t slice_rows = 0) {
-  Mat m = random_mat(t, N, K, rng, block);
+                int64_t slice_begin = -1, int64_t slice_rows = 0, size_t misalign = 1) {
+  Mat m = random_mat(t, N, K, rng, block, misalign);
   MatView w = m.view();
   if (slice_begin >= 0) w = w.slice_rows(slice_begin, slice_rows);
   Act x = random_act(B, K, rng);
@@ -289,6 +291,20 @@ TEST(MatmulFast, FloatFormatsAwkwardSizes) {
     for (int64_t N : {1, 25, 70})
       for (int64_t K : {15, 130, 257})
         for (int64_t B : {16, 17, 40, 48, 64, 65, 80, 90, 96, 97}) check_case(t, N, K, B, rng, pool);
+}
+
+// BF16 rows in whole 64-byte lines read line by line against shifted activations (the decode row
+// streams, matmul_avx512.cpp) wherever the data starts: HF-written files start tensors at any
+// 8-byte offset. Every element offset within a line, rows of 1 to 3 lines plus a long one, 1-5
+// tokens (lockstep rows, spread rows and single rows), enough rows for every stream shape.
+TEST(MatmulFast, Bf16RowsAtEveryLineOffset) {
+  std::mt19937 rng(kSeed + 5);
+  ThreadPool pool(2);
+  for (size_t lead = 0; lead < 32; ++lead)
+    for (int64_t K : {32, 64, 96})
+      for (int64_t B : {1, 2, 5}) check_case(DType::kBF16, 200, K, B, rng, pool, 128, -1, 0, lead);
+  for (size_t lead : {0, 4, 31})
+    for (int64_t B : {1, 3, 4}) check_case(DType::kBF16, 300, 2048, B, rng, pool, 128, -1, 0, lead);
 }
 
 TEST(MatmulFast, LargeKAndManyTokens) {
