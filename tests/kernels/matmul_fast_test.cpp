@@ -307,6 +307,21 @@ TEST(MatmulFast, Bf16RowsAtEveryLineOffset) {
     for (int64_t B : {1, 3, 4}) check_case(DType::kBF16, 300, 2048, B, rng, pool, 128, -1, 0, lead);
 }
 
+// FP8 rows at every byte offset within a line too (they are read as they lie: reading them in
+// whole lines against activations in line space measured no faster end to end), block sizes
+// smaller than a row, with NaN bytes around the data.
+TEST(MatmulFast, Fp8RowsAtEveryLineOffset) {
+  std::mt19937 rng(kSeed + 6);
+  ThreadPool pool(2);
+  for (size_t lead = 0; lead < 64; lead += 3)
+    for (int64_t K : {64, 192})
+      for (int64_t B : {1, 3}) check_case(DType::kF8E4M3, 70, K, B, rng, pool, 128, -1, 0, lead);
+  for (size_t lead : {1, 32, 63})
+    for (int64_t block : {32, 64})
+      for (int64_t B : {2, 4}) check_case(DType::kF8E4M3, 40, 256, B, rng, pool, block, -1, 0, lead);
+  check_case(DType::kF8E4M3, 300, 2048, 1, rng, pool, 128, -1, 0, 40);
+}
+
 TEST(MatmulFast, LargeKAndManyTokens) {
   // K = 1100 (8 full FP8 blocks + a partial one, not a multiple of 16 or 32), B = 70 crosses the
   // kernels' 64-token blocks; N * K * B is large enough for the pool to split rows.
