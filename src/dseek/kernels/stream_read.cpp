@@ -29,7 +29,7 @@ uint64_t stream_read(const void* p, int64_t bytes) {
 }
 
 const char* stream_read_kernel_name() {
-  return use_avx512() ? "avx512 (8 accumulators)" : "portable (8 scalar accumulators)";
+  return use_avx512() ? "avx512 (4 streams)" : "portable (8 scalar accumulators)";
 }
 
 }  // namespace dseek

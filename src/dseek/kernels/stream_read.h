@@ -18,7 +18,7 @@ uint64_t stream_read_ref(const void* p, int64_t bytes);  // portable: eight scal
 // The AVX-512 F kernel; call it only when cpu_features().avx512f (throws where not compiled in).
 uint64_t stream_read_avx512(const void* p, int64_t bytes);
 
-// What stream_read runs on this CPU, e.g. "avx512 (8 accumulators)".
+// What stream_read runs on this CPU, e.g. "avx512 (4 streams)".
 const char* stream_read_kernel_name();
 
 }  // namespace dseek

@@ -11,27 +11,31 @@
 namespace dseek {
 
 namespace {
-// One 512-byte step: 8 cache lines into 8 independent accumulators (in registers), so the adds never
-// wait on each other and the hardware prefetcher sees a plain sequential stream. Variants measured
-// here in a standalone harness (Zen 5, 2 threads, 2 GiB with huge pages, medians of 7-9 passes,
-// quietest minutes of 2026-11-23): 8, 12 or 16 accumulators 74-77 GB/s (best 75-80), 4: 70,
-// 32: 64-69; a software prefetch 1-8 KiB ahead (8 or 16 accumulators) lowered it to 62-71; 1 GiB
-// read the same as 2 GiB. measure_read_bandwidth with this loop: 78-79 GB/s median when quiet.
+// Four sequential streams, one per quarter of the range, two lines of each per step into 8
+// independent accumulators (in registers). A core keeps more misses in flight over several streams
+// than over one, and the decode kernels read that way (BF16 rows spread over 4 streams,
+// matmul_avx512.cpp), so a one-stream probe understated the roofline: they read 100-128 % of it.
+// Standalone harness (Zen 5, 2 threads, 2 GiB with huge pages, medians of 7 passes, 5 alternated
+// rounds, 2026-12-08): one stream 52-58 GB/s, four 66-67. (One stream, 2026-11-23: 8, 12 or 16
+// accumulators 74-77 GB/s, 4: 70, 32: 64-69; a software prefetch 1-8 KiB ahead lowered it.)
 constexpr int kLines = 8;
+constexpr int kStreams = 4;
 }  // namespace
 
 uint64_t stream_read_avx512(const void* p, int64_t bytes) {
   const char* c = static_cast<const char*>(p);
-  const char* const end = c + bytes;
   __m512i a[kLines];
   // Fully unrolled so that the accumulators live in registers (-O2 alone keeps them on the stack).
 #pragma GCC unroll 32
   for (int k = 0; k < kLines; ++k) a[k] = _mm512_setzero_si512();
-  for (; end - c >= 64 * kLines; c += 64 * kLines) {
+  constexpr int kPer = kLines / kStreams;  // lines of each stream per step
+  const int64_t q = bytes / kStreams / (64 * kPer) * (64 * kPer);
+  for (int64_t o = 0; o < q; o += 64 * kPer) {
 #pragma GCC unroll 32
-    for (int k = 0; k < kLines; ++k) a[k] = _mm512_add_epi64(a[k], _mm512_load_si512(c + 64 * k));
+    for (int k = 0; k < kLines; ++k)
+      a[k] = _mm512_add_epi64(a[k], _mm512_load_si512(c + (k / kPer) * q + o + 64 * (k % kPer)));
   }
-  for (; c < end; c += 64) a[0] = _mm512_add_epi64(a[0], _mm512_load_si512(c));
+  for (const char* t = c + kStreams * q; t < c + bytes; t += 64) a[0] = _mm512_add_epi64(a[0], _mm512_load_si512(t));
 #pragma GCC unroll 32
   for (int k = 1; k < kLines; ++k) a[0] = _mm512_add_epi64(a[0], a[k]);
   // Horizontal sum through memory (GCC 12's reduce intrinsics trip -Wuninitialized).
