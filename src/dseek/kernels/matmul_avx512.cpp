@@ -66,8 +66,9 @@ void stream_rows(const Job& j, int64_t n0, int64_t n1) {
   // of [n0, n1), so the task reads S long sequential streams instead of S rows side by side whose
   // streams each end after one row (4 KiB of BF16) and restart cold at the next step's rows. The
   // hardware prefetchers follow long streams: BF16 at one token on Zen 5, matmul_bench 2, 3
-  // alternated rounds, 36-45 -> 66-78 GB/s on every decode shape (the read probe's one stream per
-  // thread: 65-76), v2lite-5l BF16 tg128 30.8-32.1 -> 35.9-36.5 tokens/s (docs/kernels.md).
+  // alternated rounds, 36-45 -> 66-78 GB/s on every decode shape (the one-stream read probe of
+  // then: 65-76; the probe reads 4 streams since), v2lite-5l BF16 tg128 30.8-32.1 -> 35.9-36.5
+  // tokens/s (docs/kernels.md).
   if constexpr (requires { St::kSpread; }) {
     constexpr int S = St::kStepRows;
     const int64_t q = (n1 - n0) / S / 16 * 16;
