@@ -307,9 +307,9 @@ TEST(MatmulFast, Bf16RowsAtEveryLineOffset) {
     for (int64_t B : {1, 3, 4}) check_case(DType::kBF16, 300, 2048, B, rng, pool, 128, -1, 0, lead);
 }
 
-// FP8 rows at every byte offset within a line too (they are read as they lie: reading them in
-// whole lines against activations in line space measured no faster end to end), block sizes
-// smaller than a row, with NaN bytes around the data.
+// FP8 decode rows (1-4 tokens) likewise, read in whole lines against activations scaled in line
+// space (fp8_dot_avx512.cpp) where K % 64 == 0: every third byte offset within a line, block sizes
+// whose boundaries the shift moves inside a 16-column step, NaN bytes around the data.
 TEST(MatmulFast, Fp8RowsAtEveryLineOffset) {
   std::mt19937 rng(kSeed + 6);
   ThreadPool pool(2);
