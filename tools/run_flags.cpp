@@ -94,7 +94,6 @@ LoadedModel load_model_for_text(const Args& a, const LoadOptions& lo) {
   const AttnPrecision attn = attn_precision_from_args(a);
   LoadedModel m{Model::load(dir, lo), Tokenizer::load(dir), nullptr, 0, KVDtype::kF32, attn};
   m.kv_dtype = resolve_kv_dtype(kv_flag, m.model, MatmulKernel::kAuto, attn);
-  const KVDtype kv = m.kv_dtype;
   const ModelConfig& c = m.model.config();
   m.pool = std::make_unique<ThreadPool>(int(a.get_int("threads", 0)));
   if (!a.has("no-warm")) warm_pages(m.model.checkpoint());
@@ -108,7 +107,7 @@ LoadedModel load_model_for_text(const Args& a, const LoadOptions& lo) {
                dir.c_str(), std::string(model_type_name(c.model_type)).c_str(), (long long)c.num_hidden_layers,
                double(m.model.checkpoint().total_bytes()) / 1e9,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), m.pool->size(),
-               (long long)m.ctx, kv == KVDtype::kBF16 ? ", bf16 KV cache" : ", f32 KV cache",
+               (long long)m.ctx, m.kv_dtype == KVDtype::kBF16 ? ", bf16 KV cache" : ", f32 KV cache",
                kv_flag ? "" : " (--kv-type auto)");
   return m;
 }

@@ -320,18 +320,16 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
   // straddle lines: ~15 % of decode on Zen 5), and no tensor needs a gap before it (the Rust
   // safetensors library refuses gaps).
   std::vector<size_t> order(tensors.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  auto nbytes_of = [&](const TensorToWrite& t) {
-    uint64_t n = dtype_size(t.dtype);
-    for (int64_t d : t.shape) n *= uint64_t(std::max<int64_t>(d, 0));  // checked below
-    return n;
-  };
-  auto rank = [&](size_t i) {
+  std::vector<int> rank(tensors.size());  // 0: whole lines; else 16 - element size
+  for (size_t i = 0; i < order.size(); ++i) {
+    order[i] = i;
     const TensorToWrite& t = tensors[i];
-    const bool lines = t.dtype < DType::kSentinel && nbytes_of(t) % kDataAlign == 0;
-    return lines ? 0 : 16 - int(t.dtype < DType::kSentinel ? dtype_size(t.dtype) : 0);
-  };
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return rank(a) < rank(b); });
+    const uint64_t elem = t.dtype < DType::kSentinel ? dtype_size(t.dtype) : 0;
+    uint64_t n = elem;
+    for (int64_t d : t.shape) n *= uint64_t(std::max<int64_t>(d, 0));  // overflow is refused below
+    rank[i] = elem > 0 && n % kDataAlign != 0 ? 16 - int(elem) : 0;
+  }
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return rank[a] < rank[b]; });
 
   std::set<std::string_view> seen;
   std::vector<std::pair<uint64_t, uint64_t>> ranges;  // (begin, nbytes) within the data section, file order

@@ -244,23 +244,20 @@ struct Bf16Dot {
     static constexpr int U = T >= 4 ? 1 : 4 / T;  // independent accumulators per token
     const uint16_t* x[T];
     int64_t k_full;
-    // Rows that start `lead` elements past a 64-byte line (every row alike: whole-line rows) are
-    // read in whole lines from that line on, against activations shifted by `lead` (xl, zeros
-    // around them); the first and last lines are masked to the row. Files written by HF's
-    // safetensors start tensors 8-byte aligned only: loads that straddle two lines cost decode
-    // ~15-25 % (v2lite-5l BF16 tg128 on Zen 5). lead = -1: rows() reads the rows as they lie.
-    int64_t lead = -1, lines = 0;
+    // rows() reads by 64-byte line: where every row starts `lead` elements past a line (whole-line
+    // rows), from that line on, against activations shifted by `lead` (xl, zeros around them), the
+    // first and last line masked to the row. Files written by HF's safetensors start tensors 8-byte
+    // aligned only: loads that straddle two lines cost decode ~15-25 % (v2lite-5l BF16 tg128 on
+    // Zen 5). Rows that are not whole lines are read as they lie (lead 0, xl = x).
+    int64_t lead = 0, lines = 0;
     const uint16_t* xl[T] = {};
     explicit Stream(const Job& j) : k_full(j.K / (32 * U) * (32 * U)) {
-      for (int t = 0; t < T; ++t) x[t] = reinterpret_cast<const uint16_t*>(j.act + t * j.act_stride);
+      for (int t = 0; t < T; ++t) xl[t] = x[t] = reinterpret_cast<const uint16_t*>(j.act + t * j.act_stride);
+      lines = (j.K + 31) / 32;  // x is zero-padded to whole 32-column steps
       const uintptr_t at = reinterpret_cast<uintptr_t>(j.w) & 63;
-      if (j.w_row_bytes % 64 != 0 || at % 2 != 0) return;
+      if (j.w_row_bytes % 64 != 0 || at % 2 != 0 || at == 0) return;
       lead = int64_t(at / 2);
       lines = (lead + j.K + 31) / 32;
-      if (lead == 0) {
-        for (int t = 0; t < T; ++t) xl[t] = x[t];  // zero-padded to whole lines already
-        return;
-      }
       thread_local PanelScratch scratch;
       auto* buf = static_cast<uint16_t*>(scratch.get(size_t(T * lines * 32) * sizeof(uint16_t)));
       for (int t = 0; t < T; ++t) {
@@ -281,49 +278,13 @@ struct Bf16Dot {
     // lead (not Job::bf16_row_prefetch). At 2-4 tokens spread rows measured mixed (+5-10 % lm_head,
     // -5-15 % experts, with or without the software prefetch): they keep the rows side by side.
     static constexpr bool kSpread = T == 1;
-    // Rows r, r + stride, ..., r + (S - 1) * stride (stride 1: side by side).
+    // Rows r, r + stride, ..., r + (S - 1) * stride (stride 1: side by side), by line (above): line c
+    // of row s holds its elements [32 c - lead, 32 c + 32 - lead), times xl's line c.
     void rows(const Job& j, int64_t r, __m512 (&out)[kStepRows][T], int64_t stride = 1) const {
-      if (lead >= 0) return rows_by_line(j, r, out, stride);
       constexpr int S = kStepRows, V = T >= 2 ? 1 : 2;  // V accumulators per row and token
       const uint16_t* w[S];
-      for (int s = 0; s < S; ++s) w[s] = reinterpret_cast<const uint16_t*>(row_of(j, r + s * stride));
-      const int64_t ahead = S * j.w_row_bytes / 2;  // bf16 elements
-      __m512 acc[S][T][V];
-      for (int s = 0; s < S; ++s)
-        for (int t = 0; t < T; ++t)
-          for (int v = 0; v < V; ++v) acc[s][t][v] = _mm512_setzero_ps();
-      int64_t k = 0;
-      for (; k + 32 * V <= j.K; k += 32 * V)
-        for (int v = 0; v < V; ++v)
-          for (int s = 0; s < S; ++s) {
-            if (j.bf16_row_prefetch) {
-              _mm_prefetch(reinterpret_cast<const char*>(w[s] + k + 32 * v + ahead), _MM_HINT_T0);
-            } else if constexpr (T >= 2) {
-              // 2 KiB ahead along the row and on into the next step's rows (lockstep_ahead): at
-              // 2-4 tokens on Zen 5 the hardware prefetchers alone left each step's rows to start
-              // cold (docs/kernels.md); at one token this measured level to slower.
-              const int64_t at = lockstep_ahead(2 * (k + 32 * v) + kStreamPrefetchBytes, j.w_row_bytes, S);
-              _mm_prefetch(reinterpret_cast<const char*>(w[s]) + at, _MM_HINT_T0);
-            }
-            const __m512bh wv = (__m512bh)_mm512_loadu_si512(w[s] + k + 32 * v);
-            for (int t = 0; t < T; ++t)
-              acc[s][t][v] = _mm512_dpbf16_ps(acc[s][t][v], wv, (__m512bh)_mm512_load_si512(x[t] + k + 32 * v));
-          }
-      for (; k < j.K; k += 32)
-        for (int s = 0; s < S; ++s) {
-          const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(mask32(j.K - k), w[s] + k);
-          for (int t = 0; t < T; ++t)
-            acc[s][t][0] = _mm512_dpbf16_ps(acc[s][t][0], wv, (__m512bh)_mm512_load_si512(x[t] + k));
-        }
-      for (int s = 0; s < S; ++s) sum_unrolled(out[s], acc[s]);
-    }
-    // rows() over whole lines (lead >= 0): line c of row s holds elements [32 c - lead, 32 c + 32 -
-    // lead) of it, multiplied by xl's line c. Prefetches as rows().
-    void rows_by_line(const Job& j, int64_t r, __m512 (&out)[kStepRows][T], int64_t stride) const {
-      constexpr int S = kStepRows, V = T >= 2 ? 1 : 2;
-      const uint16_t* w[S];
       for (int s = 0; s < S; ++s) w[s] = reinterpret_cast<const uint16_t*>(row_of(j, r + s * stride)) - lead;
-      const int64_t ahead = S * j.w_row_bytes / 2;
+      const int64_t ahead = S * j.w_row_bytes / 2;  // bf16 elements
       __m512 acc[S][T][V];
       for (int s = 0; s < S; ++s)
         for (int t = 0; t < T; ++t)
@@ -333,11 +294,14 @@ struct Bf16Dot {
           if (j.bf16_row_prefetch) {
             _mm_prefetch(reinterpret_cast<const char*>(w[s] + 32 * c + ahead), _MM_HINT_T0);
           } else if constexpr (T >= 2) {
+            // 2 KiB ahead along the row and on into the next step's rows (lockstep_ahead): at
+            // 2-4 tokens on Zen 5 the hardware prefetchers alone left each step's rows to start
+            // cold (docs/kernels.md); at one token this measured level to slower.
             const int64_t at = lockstep_ahead(64 * c + kStreamPrefetchBytes, j.w_row_bytes, S);
             _mm_prefetch(reinterpret_cast<const char*>(w[s]) + at, _MM_HINT_T0);
           }
           const __m512bh wv = masked ? (__m512bh)_mm512_maskz_loadu_epi16(m, w[s] + 32 * c)
-                                     : (__m512bh)_mm512_load_si512(w[s] + 32 * c);
+                                     : (__m512bh)_mm512_loadu_si512(w[s] + 32 * c);
           for (int t = 0; t < T; ++t)
             acc[s][t][v] = _mm512_dpbf16_ps(acc[s][t][v], wv, (__m512bh)_mm512_load_si512(xl[t] + 32 * c));
         }
